@@ -1,0 +1,144 @@
+"""Max-IoU label assignment (MMDetection 2 ``MaxIoUAssigner``) over padded ground truth.
+
+Each candidate box (anchor or proposal) takes the ground-truth box it overlaps most, then:
+
+1. ``max_iou < neg_iou_thr`` (and ``>= neg_iou_min``)   -> negative (background);
+2. ``max_iou >= pos_iou_thr``                           -> positive, matched to that ground truth;
+3. otherwise                                            -> ignored (neither);
+4. low-quality matching (optional): every ground truth ``g`` whose best IoU over all
+   candidates is ``>= min_pos_iou`` also makes positive the candidates that reach that
+   best IoU (all of them when ``gt_max_assign_all``, as MMDetection's default; else the first),
+   so that a small or oddly shaped lesion keeps at least one positive. Where several ground
+   truths claim one candidate this way, the one with the highest index wins, as in
+   MMDetection's loop over ground truths in order.
+
+Ground truth is padded to a fixed count ``G`` with a validity mask so the assignment has
+static shapes under ``jax.jit``. Padded boxes take part in nothing; an image with no valid
+ground truth gets every candidate negative (MMDetection's ``num_gts == 0`` case).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import jax.numpy as jnp
+
+from acne_jax.ops.boxes import box_iou
+from acne_jax.ops.shapes import check_shape
+
+
+class Assignment(NamedTuple):
+  """Result of an assignment over ``N`` candidates.
+
+  Attributes:
+    gt_index: ``[N]`` int32 index of the matched ground truth; meaningful where
+      ``positive`` (elsewhere the arg-max ground truth, or 0 with no valid ground truth).
+    positive: ``[N]`` bool.
+    negative: ``[N]`` bool; never true where ``positive``.
+    max_iou: ``[N]`` float IoU with the best valid ground truth (0 with none).
+  """
+
+  gt_index: jnp.ndarray
+  positive: jnp.ndarray
+  negative: jnp.ndarray
+  max_iou: jnp.ndarray
+
+  def mmdet_assigned_gt_inds(self) -> jnp.ndarray:
+    """``[N]`` int32 in MMDetection's encoding: -1 ignored, 0 negative, ``k > 0`` ground truth ``k - 1``."""
+    return jnp.where(self.positive, self.gt_index + 1, jnp.where(self.negative, 0, -1)).astype(jnp.int32)
+
+
+def assign_from_overlaps(
+    overlaps: jnp.ndarray,
+    gt_valid: jnp.ndarray,
+    pos_iou_thr: float,
+    neg_iou_thr: float,
+    min_pos_iou: float = 0.0,
+    match_low_quality: bool = True,
+    gt_max_assign_all: bool = True,
+    neg_iou_min: float = 0.0,
+) -> Assignment:
+  """Assignment from a precomputed overlap matrix (IoU, or any similarity in [0, 1]).
+
+  Args:
+    overlaps: ``[G, N]`` float, ground truth by candidate.
+    gt_valid: ``[G]`` bool, False for padding.
+    pos_iou_thr: candidates with best overlap ``>=`` this are positive.
+    neg_iou_thr: candidates with best overlap ``<`` this (and ``>= neg_iou_min``) are negative.
+    min_pos_iou: a ground truth's best overlap must reach this for low-quality matching.
+    match_low_quality: enable step 4 of the module docstring.
+    gt_max_assign_all: in step 4, match every candidate tied at the ground truth's best overlap.
+    neg_iou_min: lower bound of the negative range (MMDetection's tuple ``neg_iou_thr``).
+
+  Returns:
+    An :class:`Assignment`.
+  """
+  dims = check_shape("assign_from_overlaps", "overlaps", overlaps, "[G, N]")
+  check_shape("assign_from_overlaps", "gt_valid", gt_valid, "[G]", dims)
+  gt_valid = gt_valid.astype(bool)
+  any_valid = jnp.any(gt_valid)
+  # Padding gets -1 so it can never be a candidate's best match.
+  masked = jnp.where(gt_valid[:, None], overlaps, -1.0)
+  max_iou = jnp.where(any_valid, jnp.max(masked, axis=0), 0.0)
+  gt_index = jnp.where(any_valid, jnp.argmax(masked, axis=0), 0).astype(jnp.int32)
+
+  negative = (max_iou >= neg_iou_min) & (max_iou < neg_iou_thr)
+  positive = any_valid & (max_iou >= pos_iou_thr)
+
+  if match_low_quality:
+    gt_best = jnp.max(masked, axis=1)  # [G]
+    gt_eligible = gt_valid & (gt_best >= min_pos_iou)
+    if gt_max_assign_all:
+      claims = gt_eligible[:, None] & (masked == gt_best[:, None])  # [G, N]
+    else:
+      first = jnp.argmax(masked, axis=1)  # [G]
+      claims = gt_eligible[:, None] & (jnp.arange(overlaps.shape[1])[None, :] == first[:, None])
+    num_gt = overlaps.shape[0]
+    # The last claiming ground truth wins: the arg-max of its index among the claimants.
+    claimant = jnp.max(jnp.where(claims, jnp.arange(num_gt)[:, None], -1), axis=0)
+    claimed = claimant >= 0
+    gt_index = jnp.where(claimed, claimant, gt_index).astype(jnp.int32)
+    positive = positive | claimed
+
+  negative = negative & ~positive
+  return Assignment(gt_index=gt_index, positive=positive, negative=negative, max_iou=max_iou)
+
+
+def max_iou_assign(
+    boxes: jnp.ndarray,
+    gt_boxes: jnp.ndarray,
+    gt_valid: jnp.ndarray,
+    pos_iou_thr: float,
+    neg_iou_thr: float,
+    min_pos_iou: float = 0.0,
+    match_low_quality: bool = True,
+    gt_max_assign_all: bool = True,
+    neg_iou_min: float = 0.0,
+) -> Assignment:
+  """Max-IoU assignment of candidate boxes to padded ground truth.
+
+  The SADH RPN uses ``pos_iou_thr=0.5, neg_iou_thr=0.3, min_pos_iou=0.3`` with low-quality
+  matching; its R-CNN stage ``0.5, 0.5, 0.5``.
+
+  Args:
+    boxes: ``[N, 4]`` float x1y1x2y2 candidates (anchors or proposals).
+    gt_boxes: ``[G, 4]`` float x1y1x2y2 ground truth, padded.
+    gt_valid: ``[G]`` bool validity of each ground-truth row.
+    Other arguments: as :func:`assign_from_overlaps`.
+
+  Returns:
+    An :class:`Assignment` over the ``N`` candidates.
+  """
+  dims = check_shape("max_iou_assign", "boxes", boxes, "[N, 4]")
+  dims = check_shape("max_iou_assign", "gt_boxes", gt_boxes, "[G, 4]", dims)
+  check_shape("max_iou_assign", "gt_valid", gt_valid, "[G]", dims)
+  return assign_from_overlaps(
+      box_iou(gt_boxes, boxes),
+      gt_valid,
+      pos_iou_thr=pos_iou_thr,
+      neg_iou_thr=neg_iou_thr,
+      min_pos_iou=min_pos_iou,
+      match_low_quality=match_low_quality,
+      gt_max_assign_all=gt_max_assign_all,
+      neg_iou_min=neg_iou_min,
+  )

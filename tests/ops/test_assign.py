@@ -1,0 +1,97 @@
+"""Max-IoU assignment against a transcription of MMDetection 2's algorithm (loops, float64)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from acne_jax.ops import assign as assign_ops
+from acne_jax.ops import boxes as box_ops
+
+
+def assign_reference(overlaps, gt_valid, pos, neg, min_pos, low_quality, assign_all, neg_min=0.0):
+  """MMDetection's ``assign_wrt_overlaps`` on the valid rows, as sequential loops.
+
+  Returns MMDetection's ``assigned_gt_inds`` with indices into the padded ground truth.
+  """
+  valid_rows = np.flatnonzero(gt_valid)
+  ov = overlaps[valid_rows].astype(np.float64)
+  num_gts, num_boxes = ov.shape
+  assigned = np.full(num_boxes, -1, dtype=np.int64)
+  if num_gts == 0:
+    assigned[:] = 0
+    return assigned
+  max_ov = ov.max(axis=0)
+  argmax = ov.argmax(axis=0)
+  for j in range(num_boxes):
+    if neg_min <= max_ov[j] < neg:
+      assigned[j] = 0
+    if max_ov[j] >= pos:
+      assigned[j] = valid_rows[argmax[j]] + 1
+  if low_quality:
+    for i in range(num_gts):
+      best = ov[i].max()
+      if best >= min_pos:
+        if assign_all:
+          for j in range(num_boxes):
+            if ov[i, j] == best:
+              assigned[j] = valid_rows[i] + 1
+        else:
+          assigned[ov[i].argmax()] = valid_rows[i] + 1
+  return assigned
+
+
+_assign = jax.jit(assign_ops.max_iou_assign, static_argnames=("pos_iou_thr", "neg_iou_thr", "min_pos_iou", "match_low_quality", "gt_max_assign_all"))
+
+
+@pytest.mark.parametrize("seed", range(30))
+@pytest.mark.parametrize("setting", [(0.5, 0.3, 0.3, True, True), (0.7, 0.3, 0.3, True, False), (0.5, 0.5, 0.5, False, True), (0.5, 0.4, 0.0, True, True)])
+def test_matches_mmdet_transcription(seed, setting, random_boxes):
+  rng = np.random.default_rng(seed)
+  num_boxes, num_gt = 64, 6
+  boxes = random_boxes(rng, num_boxes, max_coord=60, min_size=4, max_size=30)
+  if seed % 3 == 0:
+    boxes[10:20] = boxes[0]  # duplicates: ties at a ground truth's best overlap
+  gt = random_boxes(rng, num_gt, max_coord=60, min_size=4, max_size=30)
+  gt[1] = boxes[3]  # an exact match (IoU 1)
+  gt_valid = rng.uniform(size=num_gt) > 0.3
+  if seed % 7 == 0:
+    gt_valid[:] = False  # no valid ground truth at all
+  pos, neg, min_pos, low_quality, assign_all = setting
+  result = _assign(jnp.asarray(boxes, jnp.float32), jnp.asarray(gt, jnp.float32), jnp.asarray(gt_valid),
+                   pos_iou_thr=pos, neg_iou_thr=neg, min_pos_iou=min_pos, match_low_quality=low_quality, gt_max_assign_all=assign_all)
+  overlaps = np.asarray(box_ops.box_iou(jnp.asarray(gt, jnp.float32), jnp.asarray(boxes, jnp.float32)))
+  expected = assign_reference(overlaps, gt_valid, pos, neg, min_pos, low_quality, assign_all)
+  np.testing.assert_array_equal(np.asarray(result.mmdet_assigned_gt_inds()), expected)
+  assert not np.any(np.asarray(result.positive) & np.asarray(result.negative))
+  if gt_valid.any():
+    np.testing.assert_allclose(np.asarray(result.max_iou), overlaps[gt_valid].max(axis=0), atol=1e-6)
+  else:
+    assert np.all(np.asarray(result.negative)) and np.all(np.asarray(result.max_iou) == 0)
+
+
+def test_hand_case_low_quality_and_later_ground_truth_wins():
+  anchors = jnp.array([[0, 0, 10, 10], [0, 0, 10, 10], [20, 20, 40, 40], [100, 100, 110, 110]], jnp.float32)
+  # gt0 overlaps anchors 0 and 1 with IoU 0.4 (below pos 0.5, above min_pos 0.3): low-quality
+  # positives. gt1 also reaches its best (0.4) on the same anchors and, being later, wins them.
+  gt = jnp.array([[0, 0, 10, 4], [0, 0, 4, 10], [20, 20, 40, 40], [0, 0, 0, 0]], jnp.float32)
+  valid = jnp.array([True, True, True, False])
+  result = assign_ops.max_iou_assign(anchors, gt, valid, 0.5, 0.3, 0.3)
+  np.testing.assert_array_equal(result.mmdet_assigned_gt_inds(), [2, 2, 3, 0])
+  no_low = assign_ops.max_iou_assign(anchors, gt, valid, 0.5, 0.3, 0.3, match_low_quality=False)
+  np.testing.assert_array_equal(no_low.mmdet_assigned_gt_inds(), [-1, -1, 3, 0])
+
+
+def test_vmap_over_images_and_shape_errors(random_boxes):
+  rng = np.random.default_rng(0)
+  boxes = jnp.asarray(np.stack([random_boxes(rng, 32) for _ in range(3)]), jnp.float32)
+  gts = jnp.asarray(np.stack([random_boxes(rng, 4) for _ in range(3)]), jnp.float32)
+  valid = jnp.array([[True, True, False, False], [False] * 4, [True] * 4])
+  batched = jax.vmap(lambda b, g, v: assign_ops.max_iou_assign(b, g, v, 0.5, 0.3, 0.3))(boxes, gts, valid)
+  for i in range(3):
+    single = assign_ops.max_iou_assign(boxes[i], gts[i], valid[i], 0.5, 0.3, 0.3)
+    np.testing.assert_array_equal(batched.mmdet_assigned_gt_inds()[i], single.mmdet_assigned_gt_inds())
+  with pytest.raises(ValueError, match="'gt_valid' must have shape"):
+    assign_ops.max_iou_assign(boxes[0], gts[0], valid[0, :3], 0.5, 0.3)
+  with pytest.raises(ValueError, match="'gt_boxes' must have shape"):
+    assign_ops.max_iou_assign(boxes[0], gts[0, :, :3], valid[0], 0.5, 0.3)
