@@ -1,0 +1,1 @@
+"""Data: the embedded synthetic acne data set, TFDS sources and record decoding."""

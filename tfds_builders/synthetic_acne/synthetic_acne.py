@@ -1,0 +1,131 @@
+"""TFDS builder of the embedded synthetic acne data set: no download, no manual files.
+
+Build without TensorFlow into ArrayRecord files and read back with ``tfds.data_source``::
+
+  builder = SyntheticAcne(config="s256", data_dir=data_dir)
+  builder.download_and_prepare(file_format="array_record")
+  source = builder.as_data_source(split="train")   # random access; source[i] -> dict
+
+Stored features (one example per generated image, see ``acne_jax.data.synthetic``):
+
+* ``image``: PNG, uint8 ``[H, W, 3]`` RGB (yielded as encoded bytes: encoding arrays would
+  need TensorFlow);
+* ``image_id`` int64, ``file_name`` and ``patient_id`` text, ``crop_origin`` int32 ``[2]``
+  (x, y);
+* ``objects`` (a ``Sequence``, lists of length K when read back): ``bbox`` float32 ``[4]``
+  x1, y1, x2, y2 in pixels (not ``tfds.features.BBoxFeature``, which is normalised yxyx),
+  ``label`` (``ClassLabel`` over ``CLASS_NAMES``), ``area`` float32 (box area),
+  ``polygon_size`` int32 (number of floats of the object's polygon);
+* ``polygons``: float32 ``[sum_k polygon_size_k]``, the objects' flat ``[x0, y0, x1, y1, ...]``
+  polygons concatenated in object order. (A ragged tensor nested in a ``Sequence`` cannot be
+  serialised without TensorFlow, hence this layout; ``acne_jax.data.synthetic.decode_record``
+  splits it back into one array per object.)
+
+Configurations: ``s256`` (default: 256 x 256, 480 / 48 / 96 images), ``s512`` (512 x 512,
+lesions of the same pixel size, four times as many per image) and ``tiny`` (96 x 96, a few
+images, for tests). Custom sizes: pass ``config=SyntheticAcneConfig(name=..., ...)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Tuple
+
+import numpy as np
+import tensorflow_datasets as tfds
+from etils import epath
+
+from acne_jax.data import synthetic
+
+
+@dataclasses.dataclass(eq=False)
+class SyntheticAcneConfig(tfds.core.BuilderConfig):
+  """Size and counts of a synthetic acne configuration."""
+
+  image_size: int = 256
+  num_train: int = synthetic.DEFAULT_SPLIT_SIZES["train"]
+  num_validation: int = synthetic.DEFAULT_SPLIT_SIZES["validation"]
+  num_test: int = synthetic.DEFAULT_SPLIT_SIZES["test"]
+  num_lesions: Tuple[int, int] = (6, 20)
+  lesion_scale: float = 1.0
+  seed: int = 0
+
+
+class SyntheticAcne(tfds.core.GeneratorBasedBuilder):
+  """Synthetic facial-skin patches with polygon-annotated lesions of 10 acne categories."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "First release."}
+  BUILDER_CONFIGS = [
+      SyntheticAcneConfig(name="s256", description="256 x 256 patches, 480 / 48 / 96 images."),
+      SyntheticAcneConfig(
+          name="s512",
+          description="512 x 512 patches, 240 / 24 / 48 images, 24-80 lesions each.",
+          image_size=512,
+          num_train=240,
+          num_validation=24,
+          num_test=48,
+          num_lesions=(24, 80),
+      ),
+      SyntheticAcneConfig(
+          name="tiny",
+          description="96 x 96 patches, 6 / 2 / 3 images (tests).",
+          image_size=96,
+          num_train=6,
+          num_validation=2,
+          num_test=3,
+          num_lesions=(2, 5),
+      ),
+  ]
+  DEFAULT_CONFIG_NAME = "s256"
+
+  @tfds.core.utils.classproperty
+  @classmethod
+  def code_path(cls) -> epath.Path:
+    """This file. TFDS's default looks the path up through ``importlib_resources``, which is
+    not a dependency of tensorflow-datasets and is not installed without TensorFlow."""
+    return epath.Path(__file__)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    size = self.builder_config.image_size
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=__doc__.splitlines()[0],
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(size, size, 3), dtype=np.uint8, encoding_format="png"),
+            "image_id": np.int64,
+            "file_name": tfds.features.Text(),
+            "patient_id": tfds.features.Text(),
+            "crop_origin": tfds.features.Tensor(shape=(2,), dtype=np.int32),
+            "objects": tfds.features.Sequence({
+                "bbox": tfds.features.Tensor(shape=(4,), dtype=np.float32),
+                "label": tfds.features.ClassLabel(names=synthetic.CLASS_NAMES),
+                "area": np.float32,
+                "polygon_size": np.int32,
+            }),
+            "polygons": tfds.features.Tensor(shape=(None,), dtype=np.float32),
+        }),
+        # Keep generation order: record i of a split is the i-th image generate_split yields.
+        disable_shuffling=True,
+    )
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    del dl_manager  # Nothing to download.
+    config = self.builder_config
+    return {
+        "train": self._generate_examples("train", config.num_train),
+        "validation": self._generate_examples("validation", config.num_validation),
+        "test": self._generate_examples("test", config.num_test),
+    }
+
+  def _generate_examples(self, split: str, num_images: int):
+    config = self.builder_config
+    for record in synthetic.generate_split(
+        split,
+        num_images,
+        seed=config.seed,
+        image_size=config.image_size,
+        num_lesions=tuple(config.num_lesions),
+        lesion_scale=config.lesion_scale,
+    ):
+      yield record["image_id"], synthetic.to_tfds_example(record)
