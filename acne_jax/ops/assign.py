@@ -57,6 +57,7 @@ def assign_from_overlaps(
     match_low_quality: bool = True,
     gt_max_assign_all: bool = True,
     neg_iou_min: float = 0.0,
+    candidate_valid: Optional[jnp.ndarray] = None,
 ) -> Assignment:
   """Assignment from a precomputed overlap matrix (IoU, or any similarity in [0, 1]).
 
@@ -69,6 +70,8 @@ def assign_from_overlaps(
     match_low_quality: enable step 4 of the module docstring.
     gt_max_assign_all: in step 4, match every candidate tied at the ground truth's best overlap.
     neg_iou_min: lower bound of the negative range (MMDetection's tuple ``neg_iou_thr``).
+    candidate_valid: optional ``[N]`` bool; padded candidates (e.g. the tail of a fixed-size
+      proposal list) are neither positive nor negative and are never a ground truth's best match.
 
   Returns:
     An :class:`Assignment`.
@@ -77,9 +80,13 @@ def assign_from_overlaps(
   check_shape("assign_from_overlaps", "gt_valid", gt_valid, "[G]", dims)
   gt_valid = gt_valid.astype(bool)
   any_valid = jnp.any(gt_valid)
-  # Padding gets -1 so it can never be a candidate's best match.
-  masked = jnp.where(gt_valid[:, None], overlaps, -1.0)
-  max_iou = jnp.where(any_valid, jnp.max(masked, axis=0), 0.0)
+  # Padding gets -1 so it can never be a candidate's best match (nor a candidate a ground truth's).
+  valid_pairs = gt_valid[:, None]
+  if candidate_valid is not None:
+    check_shape("assign_from_overlaps", "candidate_valid", candidate_valid, "[N]", dims)
+    valid_pairs = valid_pairs & candidate_valid.astype(bool)[None, :]
+  masked = jnp.where(valid_pairs, overlaps, -1.0)
+  max_iou = jnp.where(any_valid, jnp.maximum(jnp.max(masked, axis=0), 0.0), 0.0)
   gt_index = jnp.where(any_valid, jnp.argmax(masked, axis=0), 0).astype(jnp.int32)
 
   negative = (max_iou >= neg_iou_min) & (max_iou < neg_iou_thr)
@@ -101,6 +108,9 @@ def assign_from_overlaps(
     positive = positive | claimed
 
   negative = negative & ~positive
+  if candidate_valid is not None:
+    positive = positive & candidate_valid.astype(bool)
+    negative = negative & candidate_valid.astype(bool)
   return Assignment(gt_index=gt_index, positive=positive, negative=negative, max_iou=max_iou)
 
 
@@ -114,6 +124,7 @@ def max_iou_assign(
     match_low_quality: bool = True,
     gt_max_assign_all: bool = True,
     neg_iou_min: float = 0.0,
+    candidate_valid: Optional[jnp.ndarray] = None,
 ) -> Assignment:
   """Max-IoU assignment of candidate boxes to padded ground truth.
 
@@ -141,4 +152,5 @@ def max_iou_assign(
       match_low_quality=match_low_quality,
       gt_max_assign_all=gt_max_assign_all,
       neg_iou_min=neg_iou_min,
+      candidate_valid=candidate_valid,
   )

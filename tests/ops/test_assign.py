@@ -95,3 +95,18 @@ def test_vmap_over_images_and_shape_errors(random_boxes):
     assign_ops.max_iou_assign(boxes[0], gts[0], valid[0, :3], 0.5, 0.3)
   with pytest.raises(ValueError, match="'gt_boxes' must have shape"):
     assign_ops.max_iou_assign(boxes[0], gts[0, :, :3], valid[0], 0.5, 0.3)
+
+
+def test_padded_candidates_are_neither_positive_nor_negative(random_boxes):
+  rng = np.random.default_rng(5)
+  boxes = random_boxes(rng, 40, max_coord=60, min_size=4, max_size=30)
+  gt = random_boxes(rng, 5, max_coord=60, min_size=4, max_size=30)
+  gt[0] = boxes[-1]  # the best (and only IoU-1) match of gt 0 is a padded candidate
+  candidate_valid = np.arange(40) < 30
+  gt_valid = np.ones(5, bool)
+  got = assign_ops.max_iou_assign(jnp.asarray(boxes, jnp.float32), jnp.asarray(gt, jnp.float32), jnp.asarray(gt_valid),
+                                  0.5, 0.3, 0.3, candidate_valid=jnp.asarray(candidate_valid))
+  # Reference: the assignment restricted to the valid candidates, padding marked -1.
+  overlaps = np.asarray(box_ops.box_iou(jnp.asarray(gt, jnp.float32), jnp.asarray(boxes[:30], jnp.float32)))
+  expected = np.concatenate([assign_reference(overlaps, gt_valid, 0.5, 0.3, 0.3, True, True), np.full(10, -1)])
+  np.testing.assert_array_equal(np.asarray(got.mmdet_assigned_gt_inds()), expected)
