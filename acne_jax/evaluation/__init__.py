@@ -1,0 +1,1 @@
+"""Evaluation: COCO-style metrics as the papers report them, proposal recall, figures."""

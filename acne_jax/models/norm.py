@@ -1,0 +1,74 @@
+"""Normalisation layers chosen by name from a config.
+
+``"frozen_bn"``: batch norm with fixed statistics and affine parameters (MMDetection's
+``norm_eval`` with ``requires_grad=False``; right for ImageNet-initialised backbones).
+``"bn"``: batch norm whose statistics are updated from each batch during training (kept in the
+``batch_stats`` collection). ``"gn"``: group norm, independent of the batch, the choice for a
+backbone trained from scratch on small per-device batches.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Callable
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+NORMS = ("frozen_bn", "bn", "gn")
+
+
+class FrozenBatchNorm(nn.Module):
+  """``y = (x - mean) / sqrt(var + eps) * scale + bias`` with every term constant.
+
+  The four vectors live in the ``batch_stats`` collection (not ``params``), so the optimiser
+  never sees them; they come from a converted checkpoint or stay at the identity.
+  """
+
+  epsilon: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    features = x.shape[-1]
+    stats = {
+        name: self.variable("batch_stats", name, lambda n=name: jnp.full((features,), 1.0 if n in ("var", "scale") else 0.0))
+        for name in ("mean", "var", "scale", "bias")
+    }
+    multiplier = stats["scale"].value * jnp.reciprocal(jnp.sqrt(stats["var"].value + self.epsilon))
+    return x * multiplier + (stats["bias"].value - stats["mean"].value * multiplier)
+
+
+class GroupNorm(nn.Module):
+  """GroupNorm with ``gcd(num_groups, channels)`` groups, so thin networks can use it too.
+
+  Parameters are named as in ``flax.linen.GroupNorm`` (``scale``, ``bias``).
+  """
+
+  num_groups: int = 32
+  epsilon: float = 1e-5
+  scale_init: Callable = nn.initializers.ones
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    groups = math.gcd(self.num_groups, x.shape[-1])
+    return nn.GroupNorm(num_groups=groups, epsilon=self.epsilon, scale_init=self.scale_init, dtype=self.dtype, name="gn")(x)
+
+
+def make_norm(kind: str, train: bool, groups: int = 32, dtype=jnp.float32) -> Callable[..., nn.Module]:
+  """A constructor ``norm(name=...)`` for the named normalisation.
+
+  Args:
+    kind: one of :data:`NORMS`.
+    train: for ``"bn"``, update batch statistics (training) or use the running averages.
+    groups: number of groups for ``"gn"`` (the channel count must be divisible by it).
+    dtype: computation dtype.
+  """
+  if kind == "frozen_bn":
+    return FrozenBatchNorm
+  if kind == "bn":
+    return functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype)
+  if kind == "gn":
+    return functools.partial(GroupNorm, num_groups=groups, epsilon=1e-5, dtype=dtype)
+  raise ValueError(f"unknown norm {kind!r}; choose one of {NORMS}.")

@@ -1,0 +1,349 @@
+"""Train a two-stage detector: ``python -m acne_jax.train --config=configs/sadh.py [--workdir=DIR]``.
+
+The loop, in order: workdir check -> mesh -> input -> model and optimiser -> jit-compiled,
+donated train step -> resume from the newest checkpoint -> steps (progress bar, JSONL and
+TensorBoard metrics, periodic checkpoints, optional periodic evaluation) -> final checkpoint
+and evaluation on the held-out split.
+
+The batch is sharded over every device on a ``data`` mesh axis and the parameters replicated;
+the same code runs on one CPU, one GPU, all local GPUs and several hosts (each host feeds its
+slice of the global batch).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from typing import Any, Dict, Mapping, Tuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from acne_jax.data import datasets
+from acne_jax.data.loader import InMemoryDataset, steps_per_epoch
+from acne_jax.evaluation import coco_metrics
+from acne_jax.models.detector import TwoStageDetector, spec_from_config
+from acne_jax.training import optim
+from acne_jax.training.checkpoint import Checkpointer
+from acne_jax.training.writers import MetricWriter
+
+
+class WorkdirError(RuntimeError):
+  """The work directory cannot be used."""
+
+
+def check_workdir(workdir: str) -> str:
+  """Creates ``workdir`` and proves it writable before any compute is spent."""
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, f".write_test_{os.getpid()}")
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise WorkdirError(f"workdir {workdir} is not writable ({e.strerror}); pass --workdir=DIR with a directory you can write to.") from e
+  return workdir
+
+
+def make_mesh() -> Mesh:
+  return Mesh(np.asarray(jax.devices()), ("data",))
+
+
+def total_steps(config: ml_collections.ConfigDict, num_train_images: int) -> Tuple[int, int]:
+  """``(steps, steps_per_epoch)`` from ``train.steps`` or ``train.epochs``."""
+  per_epoch = steps_per_epoch(num_train_images, config.train.batch_size)
+  steps = config.train.steps or config.train.epochs * per_epoch
+  if steps <= 0:
+    raise ValueError("set train.steps or train.epochs to a positive number.")
+  return int(steps), per_epoch
+
+
+def optimizer_config(config: ml_collections.ConfigDict, per_epoch: int) -> Dict[str, Any]:
+  o = config.optimizer
+  decay_steps = list(o.decay_steps) or [int(e * per_epoch) for e in o.decay_epochs]
+  return dict(lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, warmup_steps=o.warmup_steps,
+              warmup_ratio=o.warmup_ratio, decay_steps=decay_steps, decay_factor=o.decay_factor, grad_clip_norm=o.grad_clip_norm)
+
+
+def normalize(images: jnp.ndarray, mean, std) -> jnp.ndarray:
+  """uint8 ``[B, H, W, 3]`` -> float32 ``(x - mean) / std``."""
+  return (images.astype(jnp.float32) - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
+
+
+def _gt_args(batch):
+  return batch["boxes"], jnp.maximum(batch["labels"], 0), batch["valid"]
+
+
+def create_state(model: TwoStageDetector, tx, key, image_size, max_boxes: int, batch_size: int):
+  """Initialises ``{"step", "params", "batch_stats", "opt_state"}``."""
+  images = jnp.zeros((batch_size, *image_size, 3), jnp.float32)
+  boxes = jnp.tile(jnp.asarray([[0.0, 0.0, 16.0, 16.0]]), (batch_size, max_boxes, 1))
+  labels = jnp.zeros((batch_size, max_boxes), jnp.int32)
+  valid = jnp.zeros((batch_size, max_boxes), bool)
+  variables = model.init(key, images, boxes, labels, valid, key, method="losses")
+  params = variables["params"]
+  return {
+      "step": jnp.asarray(0, jnp.int32),
+      "params": params,
+      "batch_stats": variables.get("batch_stats", {}),
+      "opt_state": tx.init(params),
+  }
+
+
+def make_train_step(model: TwoStageDetector, tx, schedule, mean, std, update_batch_stats: bool):
+  """The train step ``(state, batch, key) -> (state, metrics)``; pure, for ``jax.jit``."""
+
+  def train_step(state, batch, key):
+    images = normalize(batch["image"], mean, std)
+    step_key = jax.random.fold_in(key, state["step"])
+
+    def loss_fn(params):
+      variables = {"params": params, "batch_stats": state["batch_stats"]}
+      if update_batch_stats:
+        losses, updates = model.apply(variables, images, *_gt_args(batch), step_key, method="losses", mutable=["batch_stats"])
+        batch_stats = updates["batch_stats"]
+      else:
+        losses = model.apply(variables, images, *_gt_args(batch), step_key, method="losses")
+        batch_stats = state["batch_stats"]
+      return sum(losses.values()), (losses, batch_stats)
+
+    (loss, (losses, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    new_state = {
+        "step": state["step"] + 1,
+        "params": optax.apply_updates(state["params"], updates),
+        "batch_stats": batch_stats,
+        "opt_state": opt_state,
+    }
+    metrics = {"loss": loss, **losses, "lr": schedule(state["step"]), "grad_norm": optax.global_norm(grads)}
+    return new_state, metrics
+
+  return train_step
+
+
+def make_predict(model: TwoStageDetector, mean, std):
+  def predict(variables, images):
+    return model.apply(variables, normalize(images, mean, std), method="predict")
+
+  return predict
+
+
+def evaluate(predict_fn, variables, dataset: InMemoryDataset, config: ml_collections.ConfigDict, class_names, batch_sharding=None):
+  """Runs the model over ``dataset``; returns ``(metrics, COCO results list)``."""
+  ids, boxes, scores, classes, valid = [], [], [], [], []
+  for batch in dataset.eval_batches(config.eval.batch_size):
+    images = batch["image"] if batch_sharding is None else jax.device_put(batch["image"], batch_sharding)
+    detections = jax.device_get(predict_fn(variables, images).detections)
+    keep = batch["image_valid"]
+    ids.append(batch["image_id"][keep])
+    boxes.append(detections.boxes[keep])
+    scores.append(detections.scores[keep])
+    classes.append(detections.classes[keep])
+    valid.append(detections.valid[keep])
+  results = coco_metrics.coco_results(np.concatenate(ids), np.concatenate(boxes), np.concatenate(scores),
+                                      np.concatenate(classes), np.concatenate(valid))
+  ground_truth = coco_metrics.coco_ground_truth(
+      dataset.image_ids, dataset.image_sizes, [b[v] for b, v in zip(dataset.boxes, dataset.valid)],
+      [l[v] for l, v in zip(dataset.labels, dataset.valid)], class_names)
+  metrics = coco_metrics.evaluate_detections(ground_truth, results, iou=config.eval.iou, max_dets=config.eval.max_dets)
+  return metrics, results
+
+
+def format_metrics(metrics: Mapping[str, float]) -> str:
+  return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_progress: bool = True) -> Dict[str, float]:
+  """Trains (resuming from ``workdir`` if it holds checkpoints), evaluates, returns the metrics."""
+  workdir = check_workdir(workdir)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort(indent=2))
+
+  mesh = make_mesh()
+  num_devices = mesh.devices.size
+  batch_size = config.train.batch_size
+  if batch_size % num_devices:
+    raise ValueError(f"train.batch_size={batch_size} must be a multiple of the {num_devices} devices.")
+  replicated = NamedSharding(mesh, PartitionSpec())
+  batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
+
+  train_data, eval_data, class_names = datasets.load(config.data)
+  steps, per_epoch = total_steps(config, len(train_data))
+
+  spec = spec_from_config(config.model)
+  model = TwoStageDetector(spec, train=True)
+  eval_model = TwoStageDetector(spec, train=False)
+  key = jax.random.key(config.train.seed)
+  init_key, train_key = jax.random.split(key)
+
+  # The optimiser mask needs the parameter tree; eval_shape gives it without computing anything.
+  abstract_params = jax.eval_shape(
+      lambda k: create_state(model, optax.identity(), k, config.data.image_size, config.data.max_boxes, num_devices), init_key)["params"]
+  frozen = optim.frozen_backbone_predicate(spec.frozen_stages) if spec.frozen_stages >= 0 else None
+  tx, schedule = optim.make_optimizer(optimizer_config(config, per_epoch), abstract_params, frozen)
+  state = jax.jit(lambda k: create_state(model, tx, k, config.data.image_size, config.data.max_boxes, num_devices),
+                  out_shardings=replicated)(init_key)
+
+  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.train.keep_checkpoints)
+  start_step = 0
+  if checkpointer.latest_step() is not None:
+    state, meta, start_step = checkpointer.restore(state)
+    print(f"resumed from step {start_step} in {workdir}", flush=True)
+
+  # No buffer donation: the state before a step is kept until that step's loss, computed on it,
+  # proves it finite; only then is it checkpointed (see the loop).
+  train_step = jax.jit(
+      make_train_step(model, tx, schedule, config.data.mean, config.data.std, spec.norm == "bn"),
+      in_shardings=(replicated, batch_sharding, replicated), out_shardings=(replicated, replicated))
+  predict = jax.jit(make_predict(eval_model, config.data.mean, config.data.std))
+
+  writer = MetricWriter(workdir)
+  per_process = batch_size // jax.process_count()
+  process_slice = slice(jax.process_index() * per_process, (jax.process_index() + 1) * per_process)
+
+  def global_batch(step):
+    local = {k: v[process_slice] for k, v in train_data.train_batch(step, batch_size, config.train.seed, config.data.hflip).items()}
+    return {k: jax.make_array_from_process_local_data(batch_sharding, local[k]) for k in ("image", "boxes", "labels", "valid")}
+
+  last_saved = checkpointer.latest_step()
+  progress = _progress(start_step, steps, show_progress)
+  step_time = None
+  # Step numbers count updates: step k computes its loss on the state after k - 1 updates.
+  for completed in range(start_step, steps):
+    step = completed + 1
+    tick = time.perf_counter()
+    new_state, metrics = train_step(state, global_batch(completed), train_key)
+    loss = float(metrics["loss"])  # one scalar to the host per step: the NaN check and the progress bar
+    if not math.isfinite(loss):
+      checkpointer.wait()
+      kept = (f"the last good checkpoint (step {last_saved}) is kept in {workdir}/checkpoints" if last_saved is not None
+              else "no checkpoint had been written yet")
+      raise FloatingPointError(
+          f"non-finite loss ({loss}) at step {step}; training stopped and {kept}. Lower optimizer.lr or set "
+          f"optimizer.grad_clip_norm. Losses: { {k: float(v) for k, v in metrics.items()} }")
+    # The loss is finite, so `state` (after `completed` updates) is good: checkpoint it if due.
+    if completed > start_step and completed % config.train.checkpoint_every == 0:
+      checkpointer.save(completed, state, {"step": completed, "seed": config.train.seed})
+      last_saved = completed
+    state = new_state
+    elapsed = time.perf_counter() - tick
+    step_time = elapsed if step_time is None or completed == start_step + 1 else 0.9 * step_time + 0.1 * elapsed
+    if progress is not None:
+      progress.set_postfix_str(f"loss {loss:.3f} lr {float(metrics['lr']):.2e} {step_time:.2f}s/step")
+      progress.update(1)
+    if step % config.train.log_every == 0 or step == steps:
+      writer.write(step, {**{k: float(v) for k, v in metrics.items()}, "step_time": step_time})
+    if config.eval.every_steps and step % config.eval.every_steps == 0 and step != steps:
+      metrics_eval, _ = evaluate(predict, _eval_variables(state), eval_data, config, class_names)
+      writer.write(step, {f"eval/{k}": v for k, v in metrics_eval.items()})
+      _print(progress, f"step {step}: {format_metrics(metrics_eval)}")
+  if start_step < steps:
+    checkpointer.save(steps, state, {"step": steps, "seed": config.train.seed})
+  if progress is not None:
+    progress.close()
+  checkpointer.close()
+
+  final_metrics, results = evaluate(predict, _eval_variables(state), eval_data, config, class_names)
+  writer.write(steps, {f"eval/{k}": v for k, v in final_metrics.items()})
+  writer.close()
+  split = config.data.eval_split
+  with open(os.path.join(workdir, f"detections_{split}.json"), "w") as f:
+    json.dump(results, f)
+  with open(os.path.join(workdir, f"metrics_{split}.json"), "w") as f:
+    json.dump({"step": steps, **final_metrics}, f, indent=2)
+  print(f"evaluation on {config.data.name}/{split} ({len(eval_data)} images) after {steps} steps:", flush=True)
+  print(format_metrics(final_metrics), flush=True)
+  return final_metrics
+
+
+def _eval_variables(state):
+  return {"params": state["params"], "batch_stats": state["batch_stats"]}
+
+
+def _progress(start, total, show):
+  if not show:
+    return None
+  from tqdm import tqdm
+
+  return tqdm(total=total, initial=start, dynamic_ncols=True, desc="train", file=sys.stdout, mininterval=1.0)
+
+
+def _print(progress, text):
+  if progress is not None:
+    progress.write(text)
+  else:
+    print(text, flush=True)
+
+
+def _unknown_override(argv) -> str | None:
+  """For a ``--config.a.b=v`` naming no config field: which key, and the closest real ones."""
+  import difflib
+  import importlib.util
+
+  config_arg = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  if config_arg is None:
+    return None
+  path, _, arg = config_arg.partition(":")
+  try:
+    module_spec = importlib.util.spec_from_file_location("_acne_jax_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    config = module.get_config(arg) if arg else module.get_config()
+  except Exception:  # the config file itself is broken: let the original error speak
+    return None
+  for override in argv:
+    if not override.startswith("--config."):
+      continue
+    keys = override[len("--config."):].split("=", 1)[0].split(".")
+    node = config
+    for depth, key in enumerate(keys):
+      if not isinstance(node, ml_collections.ConfigDict) or key not in node:
+        siblings = list(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+        close = difflib.get_close_matches(key, siblings, n=3)
+        prefix = ".".join(keys[:depth])
+        hint = f"; did you mean {', '.join(repr('.'.join(filter(None, [prefix, c]))) for c in close)}?" if close else ""
+        return f"unknown config key '{'.'.join(keys)}' in {override}{hint}"
+      node = node[key]
+  return None
+
+
+def main(argv=None) -> int:
+  from absl import flags
+  from ml_collections import config_flags
+
+  flag_values = flags.FlagValues()
+  config_flag = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/sadh.py or configs/sadh.py:acne_scu.", flag_values=flag_values, lock_config=True)
+  flags.DEFINE_string("workdir", None, "Checkpoints, metrics and detections go here (default ./workdir/<config name>).", flag_values=flag_values)
+  argv = list(sys.argv if argv is None else argv)
+  saved_argv = sys.argv
+  sys.argv = argv  # config_flags finds `--config.*` overrides in sys.argv, whatever argv is parsed
+  try:
+    flag_values(argv)
+  except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as e:
+    reason = _unknown_override(argv) or str(e.args[0] if e.args else e).replace("\\n", " ").replace("\n", " ").strip("'\" ")
+    print(f"error: bad command line or config override: {reason}", file=sys.stderr)
+    return 2
+  finally:
+    sys.argv = saved_argv
+  if config_flag.value is None:
+    print("error: --config is required, e.g. --config=configs/sadh.py", file=sys.stderr)
+    return 2
+  workdir = flag_values.workdir or os.path.join("workdir", os.path.splitext(os.path.basename(flag_values["config"].config_filename))[0])
+  try:
+    train_and_evaluate(config_flag.value, workdir)
+  except (WorkdirError, datasets.DatasetNotFoundError, ValueError, FloatingPointError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

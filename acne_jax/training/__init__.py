@@ -1,0 +1,1 @@
+"""Training infrastructure: optimiser, train state, checkpoints, metric writers, parallelism."""

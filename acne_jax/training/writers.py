@@ -1,0 +1,35 @@
+"""Metric writers: JSON lines (one object per logging step) and TensorBoard event files.
+
+TensorBoard files are written with the ``tensorboard`` package's own event writer, which needs
+no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Mapping
+
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+
+class MetricWriter:
+  """Writes scalars to ``<workdir>/metrics.jsonl`` and ``<workdir>/tensorboard/``."""
+
+  def __init__(self, workdir: str):
+    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+    self._events = EventFileWriter(os.path.join(workdir, "tensorboard"))
+
+  def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    scalars = {k: float(v) for k, v in scalars.items()}
+    self._jsonl.write(json.dumps({"step": int(step), "time": time.time(), **scalars}) + "\n")
+    self._jsonl.flush()
+    summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in scalars.items()])
+    self._events.add_event(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
+    self._events.flush()
+
+  def close(self) -> None:
+    self._jsonl.close()
+    self._events.close()

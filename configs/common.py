@@ -1,0 +1,57 @@
+"""Shared pieces of the detector configs: one table of data-set settings, one builder.
+
+``detector_config(data, rpn_head)`` returns a locked ConfigDict with sections ``data``,
+``model`` (every field of ``acne_jax.models.detector.DetectorSpec`` that differs from the
+paper default), ``optimizer``, ``train`` and ``eval``. Training length is ``train.steps`` or, when that is 0,
+``train.epochs`` over the training split; learning-rate decays are at ``optimizer.decay_steps``
+or ``optimizer.decay_epochs`` (converted with the same steps per epoch).
+"""
+
+import ml_collections
+
+# AcneSCU normalisation of the reference (skin_config.py), RGB.
+SKIN_MEAN = (144.578, 107.304, 90.519)
+SKIN_STD = (78.271, 63.2, 56.992)
+
+
+def _data(name):
+  if name == "synthetic":
+    return dict(
+        name="synthetic_acne", builder_config="s256", data_dir="", train_split="train", eval_split="test",
+        image_size=(256, 256), max_boxes=32, drop_labels=(), hflip=True, mean=SKIN_MEAN, std=SKIN_STD,
+    )
+  if name == "acne_scu":
+    return dict(
+        name="acne_scu", builder_config="crops_1024", data_dir="", train_split="train", eval_split="test",
+        image_size=(1024, 1024), max_boxes=512, drop_labels=(9,), hflip=True, mean=SKIN_MEAN, std=SKIN_STD,
+    )
+  raise ValueError(f"unknown data set {name!r} after ':' in --config; choose 'synthetic' or 'acne_scu'.")
+
+
+def detector_config(data: str, rpn_head: str) -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.data = _data(data)
+  config.model = dict(rpn_head=rpn_head, with_nwd=rpn_head == "sadh", num_classes=10)
+  config.eval = dict(batch_size=8, iou=0.5, max_dets=100, every_steps=0)
+  if data == "synthetic":
+    # Sized so training and evaluation finish in ~7 minutes on a 2-core CPU, from scratch (no
+    # ImageNet weights can be downloaded): a thin ResNet-18 with GroupNorm, a 64-channel FPN,
+    # lighter heads, and anchors of scale 4 (16-px base on P2) because the synthetic lesions are
+    # 8-40 px (see docs/decisions.md).
+    config.model.update(
+        depth=18, width=32, norm="gn", zero_init_residual=True, fpn_channels=64, gn_groups=32, fc_dim=256,
+        anchor_scales=(4.0,), train_nms_pre=1000, train_max_proposals=300, test_nms_pre=1000,
+        test_max_proposals=300, test_proposal_min_size=0.0, rcnn_num_samples=128, detection_pre_nms_top_k=2000, roi_max_sampling_ratio=2,
+    )
+    config.optimizer = dict(lr=0.02, momentum=0.9, weight_decay=1e-4, warmup_steps=100, warmup_ratio=0.001,
+                            decay_steps=(350, 450), decay_epochs=(), decay_factor=0.1, grad_clip_norm=10.0)
+    config.train = dict(batch_size=4, steps=500, epochs=0, seed=0, log_every=20, checkpoint_every=100, keep_checkpoints=2)
+  else:
+    # The paper (section 4.2) and the reference's skin_config: ResNet-50 (ImageNet weights when a
+    # local file is given), batch 2, SGD 0.002, 15 epochs with decay at 8 and 11.
+    config.model.update(depth=50, width=64, norm="frozen_bn", frozen_stages=-1)
+    config.optimizer = dict(lr=0.002, momentum=0.9, weight_decay=1e-4, warmup_steps=50, warmup_ratio=0.001,
+                            decay_steps=(), decay_epochs=(8, 11), decay_factor=0.1, grad_clip_norm=0.0)
+    config.train = dict(batch_size=2, steps=0, epochs=15, seed=0, log_every=50, checkpoint_every=2000, keep_checkpoints=3)
+  config.lock()
+  return config

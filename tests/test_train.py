@@ -1,0 +1,153 @@
+"""End-to-end training on the tiny synthetic configuration: learning, exact resume, bad input.
+
+Compiling a train step dominates these tests, so they share a persistent compilation cache
+and one tiny model.
+"""
+
+import json
+import math
+import os
+import stat
+
+import jax
+import numpy as np
+import pytest
+
+from acne_jax import train
+from configs import sadh
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp("tfds"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compilation_cache(tmp_path_factory):
+  jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  yield
+  jax.config.update("jax_compilation_cache_dir", None)
+
+
+def tiny_config(data_dir, **train_overrides):
+  config = sadh.get_config()
+  with config.unlocked():
+    config.data.builder_config = "tiny"
+    config.data.data_dir = data_dir
+    config.data.image_size = (96, 96)
+    config.data.max_boxes = 8
+    config.model.update(depth=18, width=8, fpn_channels=16, gn_groups=8, fc_dim=32, train_nms_pre=200,
+                        train_max_proposals=64, test_nms_pre=200, test_max_proposals=64, rcnn_num_samples=32,
+                        detection_pre_nms_top_k=256, max_detections=50)
+    config.train.update(batch_size=2, steps=4, log_every=1, checkpoint_every=2, keep_checkpoints=5)
+    config.optimizer.update(warmup_steps=0, decay_steps=())
+    config.eval.batch_size = 2
+    config.train.update(train_overrides)
+  return config
+
+
+def read_losses(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    rows = [json.loads(line) for line in f]
+  return {r["step"]: r["loss"] for r in rows if "loss" in r}
+
+
+def test_resume_gives_the_same_losses_as_an_uninterrupted_run(data_dir, tmp_path):
+  straight = str(tmp_path / "straight")
+  metrics = train.train_and_evaluate(tiny_config(data_dir), straight, show_progress=False)
+  assert set(metrics) >= {"AP@0.5", "AR@0.5", "AP_s@0.5", "AP_m@0.5", "AP_l@0.5"}
+  for name in ("config.json", "metrics_test.json", "detections_test.json"):
+    assert os.path.exists(os.path.join(straight, name))
+  assert os.listdir(os.path.join(straight, "tensorboard"))
+
+  interrupted = str(tmp_path / "interrupted")
+  train.train_and_evaluate(tiny_config(data_dir, steps=2), interrupted, show_progress=False)  # stops after step 2
+  train.train_and_evaluate(tiny_config(data_dir), interrupted, show_progress=False)  # resumes at step 2
+  expected, resumed = read_losses(straight), read_losses(interrupted)
+  assert sorted(resumed) == [1, 2, 3, 4]
+  for step in (3, 4):
+    assert resumed[step] == pytest.approx(expected[step], rel=1e-6, abs=1e-6), step
+
+
+def test_loss_falls_on_a_fixed_batch(data_dir):
+  """~30 steps on one batch (the tiny model, plain SGD) must cut the loss clearly."""
+  import jax.numpy as jnp
+  import optax
+
+  from acne_jax.data import datasets
+  from acne_jax.models.detector import TwoStageDetector, spec_from_config
+  from acne_jax.training import optim
+
+  config = tiny_config(data_dir)
+  train_data, _, _ = datasets.load(config.data)
+  batch = {k: jnp.asarray(v) for k, v in train_data.train_batch(0, 2, seed=0, hflip=False).items() if k in ("image", "boxes", "labels", "valid")}
+  spec = spec_from_config(config.model)
+  model = TwoStageDetector(spec, train=True)
+  opt = dict(lr=0.02, momentum=0.9, weight_decay=0.0, warmup_steps=0, warmup_ratio=1.0, decay_steps=[], decay_factor=1.0, grad_clip_norm=10.0)
+  tx, schedule = optim.make_optimizer(opt, None)
+  state = train.create_state(model, tx, jax.random.key(0), (96, 96), 8, 2)
+  step = jax.jit(train.make_train_step(model, tx, schedule, config.data.mean, config.data.std, False))
+  losses = []
+  for _ in range(30):
+    state, metrics = step(state, batch, jax.random.key(1))
+    losses.append(float(metrics["loss"]))
+  assert all(math.isfinite(l) for l in losses)
+  assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:3]), losses
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
+  from acne_jax.data.loader import InMemoryDataset
+  from acne_jax.training.checkpoint import Checkpointer
+
+  original = InMemoryDataset.train_batch
+
+  def poisoned(self, step, *args, **kwargs):
+    batch = original(self, step, *args, **kwargs)
+    if step >= 4:  # the 5th step's batch has NaN boxes: its loss is NaN
+      batch["boxes"] = np.full_like(batch["boxes"], np.nan)
+    return batch
+
+  monkeypatch.setattr(InMemoryDataset, "train_batch", poisoned)
+  workdir = str(tmp_path / "nan")
+  with pytest.raises(FloatingPointError, match=r"non-finite loss \(nan\) at step 5; .*checkpoint \(step 3\)"):
+    train.train_and_evaluate(tiny_config(data_dir, steps=10, checkpoint_every=1), workdir, show_progress=False)
+  # Step 5's loss is computed on the state after 4 updates, which therefore is not known to be good:
+  # the newest checkpoint is the state after 3 updates, and nothing after it was written.
+  assert Checkpointer(os.path.join(workdir, "checkpoints")).latest_step() == 3
+
+
+def test_unwritable_workdir_fails_before_training(tmp_path):
+  locked = tmp_path / "locked"
+  locked.mkdir()
+  locked.chmod(stat.S_IRUSR | stat.S_IXUSR)
+  if os.access(locked, os.W_OK):  # running as root: permissions do not bind, use a file as the parent
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    target = str(blocker / "workdir")
+  else:
+    target = str(locked / "workdir")
+  with pytest.raises(train.WorkdirError, match="not writable.*--workdir"):
+    train.check_workdir(target)
+
+
+def test_cli_reports_mistyped_config_key(capsys, tmp_path):
+  code = train.main(["train", "--config=configs/sadh.py", "--config.train.stepz=3", f"--workdir={tmp_path}"])
+  assert code == 2
+  err = capsys.readouterr().err
+  assert "unknown config key 'train.stepz'" in err and "did you mean 'train.steps'" in err
+
+
+def test_unknown_model_key_is_named():
+  from acne_jax.models.detector import spec_from_config
+
+  with pytest.raises(ValueError, match=r"unknown model config key\(s\) \['rpn_haed'\]"):
+    spec_from_config({"rpn_haed": "sadh"})
+
+
+def test_acne_scu_without_data_says_where_and_how(tmp_path, capsys):
+  code = train.main(["train", "--config=configs/sadh.py:acne_scu", f"--workdir={tmp_path / 'w'}", f"--config.data.data_dir={tmp_path}"])
+  assert code == 1
+  err = capsys.readouterr().err
+  assert "AcneSCU" in err and "--manual_dir" in err and str(tmp_path) in err
