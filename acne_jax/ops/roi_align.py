@@ -27,6 +27,18 @@ each bin. Shapes are static under ``jax.jit``: ``G`` is ``sampling_ratio`` when 
 positive, else the static cap ``max_sampling_ratio``; samples beyond an RoI's own grid
 get weight 0 and the divisor uses the RoI's own grid. Gradients w.r.t. the features come
 from autodiff of the gather (a scatter-add) and match torchvision's backward kernel.
+Gradients w.r.t. the RoI coordinates are those of the bilinear weights (torchvision gives
+none); detach proposals if that is not wanted.
+
+Floating point. Positions are computed as ``x1 / stride - offset`` (``stride = 1 /
+spatial_scale``; the same float as ``x1 * spatial_scale`` for power-of-two strides) and
+``start + ((bin * grid + i + 0.5) * length) / (pooled * grid)``: equal to the formulas
+above in exact arithmetic and within an ulp of the kernel's float32 evaluation, but exact
+whenever the true position is representable (e.g. coordinates on a 1/8-cell grid with a
+power-of-two stride), so samples exactly on -1, H or W and exactly integral
+``roi / pooled`` are decided as in exact arithmetic. The form also has no ``a * b + c``
+that XLA could contract into an FMA in one fusion and not in another (see
+:func:`_axis_samples`). float32 results agree with a float64 reference to ~1e-5.
 """
 
 from __future__ import annotations
@@ -39,11 +51,13 @@ import jax.numpy as jnp
 
 from acne_jax.ops.shapes import check_shape
 
-# Static bound on the adaptive grid (sampling_ratio <= 0). Cost is proportional to
-# DEFAULT_MAX_SAMPLING_RATIO**2 whatever the RoI sizes. With FPN level assignment an RoI
-# spans about 7-14 cells of its level (sqrt(area) in [112, 224) px at stride 16), so a
-# 7x7 head needs ceil(14 / 7) = 2 samples per bin; 4 is exact for RoIs up to 28 cells of
-# their level (4x the canonical size) and for every RoI of a 14x14 head up to 56 cells.
+# Static bound on the adaptive grid (sampling_ratio <= 0). Time and memory grow with its
+# square whatever the RoI sizes (CPU, P2-P5 of a 1024x1024 image, C=256, 1024 RoIs, 7x7
+# forward: ~0.28 s at 2, ~0.6 s at 4). FPN assignment gives an RoI on P3/P4 a sqrt(area)
+# of 14-28 cells of its level (less on P2, more on P5), so adaptive sampling of a square
+# RoI needs 2-4 samples per bin at 7x7 and 1-2 at 14x14; elongated and very large RoIs
+# need more. At 4 the result is torchvision's (see roi_align) for every RoI whose longer
+# side is at most 28 cells (7x7) or 56 cells (14x14) on its level, and capped beyond.
 DEFAULT_MAX_SAMPLING_RATIO = 4
 
 # Gathered corner values per block of RoIs, by backend. XLA:CPU materialises the gather
@@ -55,72 +69,85 @@ _BLOCK_ELEMENTS = {"cpu": 1 << 21, "default": 1 << 26}
 OutputSize = Union[int, Tuple[int, int], Sequence[int]]
 
 
-def _pair(output_size: OutputSize) -> Tuple[int, int]:
+def _pair(fn: str, output_size: OutputSize) -> Tuple[int, int]:
   if isinstance(output_size, int):
     size = (output_size, output_size)
   else:
     size = tuple(int(s) for s in output_size)
   if len(size) != 2 or min(size) < 1:
-    raise ValueError(f"output_size must be a positive int or (h, w); got {output_size!r}")
+    raise ValueError(
+        f"{fn}: output_size must be a positive int or (h, w); got {output_size!r}")
   return size
 
 
 def _divide(numerator: jnp.ndarray, denominator: jnp.ndarray) -> jnp.ndarray:
-  """IEEE ``numerator / denominator`` with the denominator broadcast to the full shape.
+  """IEEE ``numerator / denominator``, kept a true division under XLA.
 
-  XLA rewrites ``x / broadcast(c)`` as ``x * broadcast(1 / c)``, which is up to 1 ulp off.
-  The kernel divides exactly, and a sample position or ``ceil(roi / pooled)`` that is 1 ulp
-  off flips at the discontinuities (a sample exactly at -1 or H, a grid exactly integral),
-  so the denominator is materialised behind a barrier the simplifier cannot see through.
+  XLA rewrites ``x / broadcast(c)`` as ``x * broadcast(1 / c)``: 1 ulp off, and a product
+  that a following add may then contract into an FMA (see :func:`_axis_samples`). The
+  denominator is materialised at full shape behind a barrier the simplifier does not see
+  through.
   """
   numerator, denominator = jnp.broadcast_arrays(numerator, denominator)
   return numerator / jax.lax.optimization_barrier(denominator)
 
 
 def _axis_samples(
-    start: jnp.ndarray,
-    length: jnp.ndarray,
+    low_edge: jnp.ndarray,
+    high_edge: jnp.ndarray,
+    stride: jnp.ndarray,
     size: jnp.ndarray,
     pooled: int,
     static_grid: int,
     adaptive: bool,
+    aligned: bool,
 ) -> Tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
   """Interpolation indices and weights along one axis (y or x).
 
+  XLA recomputes cheap elementwise values inside every fusion that consumes them, and
+  contracts ``a * b + c`` into an FMA in some fusions but not others. The gather index
+  (``floor(pos)``) and the weight (``pos - floor(pos)``) land in different fusions, so if
+  ``pos`` rounded differently in each, a sample 1 ulp from an integer would read the wrong
+  pair of cells with weight ~1. So no product below feeds an addition unless it is a
+  product of small integers (exact), and every value rounds the same way in any fusion:
+  ``pos = start + ((bin * grid + i + 0.5) * length) / (pooled * grid)``, equal to
+  the kernel's ``start + bin * bin_size + (i + 0.5) * bin_size / grid`` up to an ulp, and
+  exact whenever the true position is representable.
+
   Args:
-    start: ``[R]`` float32 RoI start on the feature map (``x1 * scale - offset``).
-    length: ``[R]`` float32 RoI length on the feature map (already clamped if needed).
-    size: ``[R]`` int32 feature map extent along this axis (H or W of the RoI's level).
+    low_edge, high_edge: ``[R]`` float RoI edges in image pixels (x1, x2 or y1, y2).
+    stride: ``[R]`` float image pixels per feature cell (``1 / spatial_scale``).
+    size: ``[R]`` int32 feature map extent along this axis (H or W of the RoI's map).
     pooled: number of output bins along this axis.
     static_grid: ``G``, samples per bin materialised for every RoI.
     adaptive: if True the RoI's own grid is ``min(ceil(length / pooled), G)`` and samples
       beyond it get weight 0; if False every RoI uses ``G`` samples.
+    aligned: half-cell offset and no 1-cell minimum length, as in :func:`roi_align`.
 
   Returns:
     ``idx``: ``[R, pooled * 2G]`` int32 in ``[0, size)``, ordered (bin, sample, low/high);
-    ``weight``: ``[R, pooled * 2G]`` float32 bilinear weight, 0 for masked or
-    out-of-range samples; ``grid``: ``[R]`` int32 the RoI's own samples per bin (>= 0).
+    ``weight``: ``[R, pooled * 2G]`` float bilinear weight, 0 for masked or out-of-range
+    samples; ``grid``: ``[R]`` int32 the RoI's own samples per bin (>= 0).
   """
-  dtype = start.dtype
-  num_rois = start.shape[0]
-  bin_size = _divide(length, jnp.asarray(pooled, dtype))
+  dtype = low_edge.dtype
+  num_rois = low_edge.shape[0]
+  offset = 0.5 if aligned else 0.0
+  start = _divide(low_edge, stride) - offset
+  length = (_divide(high_edge, stride) - offset) - start
+  if not aligned:
+    length = jnp.maximum(length, 1.0)
   if adaptive:
-    # ceil of a negative or zero length gives grid <= 0: no samples, output 0.
+    # ceil of a zero or negative length gives grid <= 0: no samples, output 0.
+    bin_size = _divide(length, jnp.asarray(pooled, dtype))
     grid = jnp.clip(jnp.ceil(bin_size), 0, static_grid).astype(jnp.int32)
   else:
     grid = jnp.full((num_rois,), static_grid, jnp.int32)
-  divisor = jnp.maximum(grid, 1).astype(dtype)
+  divisor = jnp.maximum(grid, 1).astype(dtype)[:, None, None]
 
   bins = jnp.arange(pooled, dtype=dtype)[None, :, None]
   steps = jnp.arange(static_grid, dtype=dtype)[None, None, :]
-  start = start[:, None, None]
-  bin_size = bin_size[:, None, None]
-  # Same operation order as torchvision so float32 sample positions agree bit for bit.
-  pos = start + bins * bin_size + _divide((steps + 0.5) * bin_size, divisor[:, None, None])
-  # XLA may recompute `pos` inside each consumer fusion, with or without FMA contraction;
-  # the index (floor) and the weight (pos - floor) must see the same float or a sample
-  # 1 ulp below an integer reads the wrong cell pair with weight ~1.
-  pos = jax.lax.optimization_barrier(pos)
+  numerator = (bins * divisor + steps + 0.5) * length[:, None, None]
+  pos = start[:, None, None] + _divide(numerator, pooled * divisor)
 
   size_f = size.astype(dtype)[:, None, None]
   valid = (pos >= -1.0) & (pos <= size_f)
@@ -146,7 +173,7 @@ def _sample_table(
     base: jnp.ndarray,
     height: jnp.ndarray,
     width: jnp.ndarray,
-    scale: jnp.ndarray,
+    stride: jnp.ndarray,
     output_size: Tuple[int, int],
     sampling_ratio: int,
     aligned: bool,
@@ -161,7 +188,7 @@ def _sample_table(
     boxes: ``[R, 4]`` float (x1, y1, x2, y2) in image pixels.
     base: ``[R]`` int32 first table row of the RoI's map.
     height, width: ``[R]`` int32 extent of the RoI's map.
-    scale: scalar or ``[R]`` float image-to-map scale (1 / stride) of the RoI's map.
+    stride: scalar or ``[R]`` float image pixels per cell (``1 / spatial_scale``).
     output_size, sampling_ratio, aligned, max_sampling_ratio, rois_per_block: as in
       :func:`roi_align`.
 
@@ -176,20 +203,11 @@ def _sample_table(
   # float32 geometry for float32/bfloat16/float16 inputs, float64 under x64 inputs.
   dtype = jnp.promote_types(jnp.promote_types(table.dtype, boxes.dtype), jnp.float32)
   boxes = boxes.astype(dtype)
-  scale = jnp.broadcast_to(jnp.asarray(scale).astype(dtype), (num_rois,))
-  offset = 0.5 if aligned else 0.0
-  x1 = boxes[:, 0] * scale - offset
-  y1 = boxes[:, 1] * scale - offset
-  roi_w = boxes[:, 2] * scale - offset - x1
-  roi_h = boxes[:, 3] * scale - offset - y1
-  if not aligned:
-    roi_w = jnp.maximum(roi_w, 1.0)
-    roi_h = jnp.maximum(roi_h, 1.0)
-  # One value each for the grid (ceil) and the sample positions, see _axis_samples.
-  x1, y1, roi_w, roi_h = jax.lax.optimization_barrier((x1, y1, roi_w, roi_h))
-
-  rows, wy, grid_h = _axis_samples(y1, roi_h, height, out_h, grid_cap, adaptive)
-  cols, wx, grid_w = _axis_samples(x1, roi_w, width, out_w, grid_cap, adaptive)
+  stride = jnp.broadcast_to(jnp.asarray(stride).astype(dtype), (num_rois,))
+  rows, wy, grid_h = _axis_samples(boxes[:, 1], boxes[:, 3], stride, height, out_h,
+                                   grid_cap, adaptive, aligned)
+  cols, wx, grid_w = _axis_samples(boxes[:, 0], boxes[:, 2], stride, width, out_w,
+                                   grid_cap, adaptive, aligned)
   count = jnp.maximum(grid_h * grid_w, 1).astype(dtype)
   wy = _divide(wy, count[:, None])
 
@@ -216,13 +234,18 @@ def _sample_table(
   return out.astype(table.dtype)
 
 
-def _check_sampling(fn: str, sampling_ratio: int, max_sampling_ratio: int) -> None:
+def _check_static(fn: str, sampling_ratio: int, max_sampling_ratio: int,
+                  rois_per_block: Optional[int]) -> None:
   if int(sampling_ratio) != sampling_ratio:
     raise ValueError(f"{fn}: sampling_ratio must be an int; got {sampling_ratio!r}")
   if sampling_ratio <= 0 and (int(max_sampling_ratio) != max_sampling_ratio
                               or max_sampling_ratio < 1):
     raise ValueError(
         f"{fn}: max_sampling_ratio must be a positive int; got {max_sampling_ratio!r}")
+  if rois_per_block is not None and (int(rois_per_block) != rois_per_block
+                                     or rois_per_block < 1):
+    raise ValueError(
+        f"{fn}: rois_per_block must be a positive int; got {rois_per_block!r}")
 
 
 def _batch_index(rois: jnp.ndarray, batch: int) -> jnp.ndarray:
@@ -241,11 +264,11 @@ def roi_align(
     max_sampling_ratio: int = DEFAULT_MAX_SAMPLING_RATIO,
     rois_per_block: Optional[int] = None,
 ) -> jnp.ndarray:
-  """RoIAlign, numerically ``torchvision.ops.roi_align`` on NHWC features.
+  """RoIAlign with the semantics of ``torchvision.ops.roi_align``, on NHWC features.
 
   Args:
-    features: ``[B, H, W, C]`` float feature map (any float dtype; interpolation weights
-      are float32).
+    features: ``[B, H, W, C]`` float feature map (any float dtype; geometry and weights
+      are float32, or float64 for float64 inputs).
     rois: ``[R, 5]`` float (batch_index, x1, y1, x2, y2) in image pixels; the batch index
       is truncated to int and clipped to ``[0, B)``.
     output_size: ``out`` or ``(out_h, out_w)``, bins per RoI.
@@ -260,8 +283,13 @@ def roi_align(
       ``ceil(roi_h / out_h)`` and ``ceil(roi_w / out_w)`` (in feature cells) are at most
       this. **Deviation**: along an axis that needs more, the RoI uses
       ``max_sampling_ratio`` evenly spaced samples per bin instead, i.e. torchvision with
-      ``sampling_ratio=max_sampling_ratio`` on that axis, a coarser but still unbiased
-      average over the bin. Cost (time and memory) grows with its square.
+      ``sampling_ratio=max_sampling_ratio`` on that axis: a coarser average that still
+      spans the whole bin. Cost (time and memory) grows with its square; see
+      ``DEFAULT_MAX_SAMPLING_RATIO``.
+    rois_per_block: RoIs pooled per step of a ``lax.map`` (bounds the gathered
+      intermediate, ``R x (2G out_h) x (2G out_w) x C`` when unblocked); default picks a
+      block of about 2M gathered values on CPU and 64M elsewhere. Numerically the same
+      for every value.
 
   Returns:
     ``[R, out_h, out_w, C]`` in ``features.dtype``; bins with no sample in range are 0.
@@ -271,8 +299,10 @@ def roi_align(
   """
   dims = check_shape("roi_align", "features", features, "[B, H, W, C]")
   check_shape("roi_align", "rois", rois, "[R, 5]")
-  _check_sampling("roi_align", sampling_ratio, max_sampling_ratio)
-  size = _pair(output_size)
+  _check_static("roi_align", sampling_ratio, max_sampling_ratio, rois_per_block)
+  size = _pair("roi_align", output_size)
+  if isinstance(spatial_scale, (int, float)) and not spatial_scale > 0:
+    raise ValueError(f"roi_align: spatial_scale must be positive; got {spatial_scale!r}")
   batch, height, width, channels = dims["B"], dims["H"], dims["W"], dims["C"]
   num_rois = rois.shape[0]
   if num_rois == 0 or batch * height * width == 0:
@@ -286,7 +316,7 @@ def roi_align(
       base=b * (height * width),
       height=jnp.full((num_rois,), height, jnp.int32),
       width=jnp.full((num_rois,), width, jnp.int32),
-      scale=spatial_scale,
+      stride=1.0 / spatial_scale,
       output_size=size,
       sampling_ratio=sampling_ratio,
       aligned=aligned,
@@ -306,11 +336,15 @@ def map_rois_to_levels(
   """FPN level of each RoI (Lin et al., Feature Pyramid Networks, eq. 1).
 
   ``level = floor(canonical_level + log2(sqrt(area) / canonical_scale + eps))`` clipped
-  to ``[min_level, max_level]``, with ``area = (x2 - x1) * (y2 - y1)`` (no ``+1``). An
-  RoI of side 224 goes to P4, 112 to P3, 111 to P2, 448 to P5.
+  to ``[min_level, max_level]``, with ``area = (x2 - x1) * (y2 - y1)`` (no ``+1``; a
+  negative area counts as 0). An RoI of side 224 goes to P4, 112 to P3, 111 to P2, 448 to
+  P5. It is evaluated without ``log2`` as the count of thresholds
+  ``sqrt(area) >= canonical_scale * (2**(k - canonical_level) - eps)`` met for
+  ``k = min_level + 1 .. max_level``: the same rule in exact arithmetic, free of ``log2``
+  rounding, and computed identically in every XLA fusion that recomputes it.
 
   ``eps`` keeps an RoI whose side is exactly ``canonical_scale * 2**k`` on level
-  ``canonical_level + k`` despite rounding in ``log2``. With the defaults this is
+  ``canonical_level + k`` despite rounding. With the defaults this is
   MMDetection's ``SingleRoIExtractor.map_roi_levels`` (``finest_scale=56``:
   ``floor(log2(sqrt(area) / 56 + 1e-6))`` levels above P2, which is the same rule since
   ``56 = 224 / 2**2``) and Detectron2's ``assign_boxes_to_levels`` (eps 1e-8, also inside
@@ -334,15 +368,17 @@ def map_rois_to_levels(
         f"got shape {list(rois.shape)}.")
   if min_level > max_level:
     raise ValueError(f"map_rois_to_levels: min_level {min_level} > max_level {max_level}")
-  boxes = rois[..., -4:].astype(jnp.float32)
+  boxes = rois[..., -4:].astype(jnp.promote_types(rois.dtype, jnp.float32))
   area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
-  # A degenerate (negative-area) box counts as area 0, i.e. the finest level.
   side = jnp.sqrt(jnp.maximum(area, 0.0))
-  level = jnp.floor(canonical_level + jnp.log2(side / canonical_scale + eps))
-  return jnp.clip(level, min_level, max_level).astype(jnp.int32)
+  level = jnp.full(side.shape, min_level, jnp.int32)
+  for k in range(min_level + 1, max_level + 1):
+    threshold = canonical_scale * (2.0 ** (k - canonical_level) - eps)
+    level += (side >= threshold).astype(jnp.int32)
+  return level
 
 
-def _level_scales(
+def _level_strides(
     fn: str,
     num_levels: int,
     strides: Optional[Sequence[float]],
@@ -350,16 +386,13 @@ def _level_scales(
 ) -> Tuple[float, ...]:
   if (strides is None) == (spatial_scales is None):
     raise ValueError(f"{fn}: pass exactly one of strides or spatial_scales")
-  if strides is not None:
-    scales = tuple(1.0 / float(s) for s in strides)
-  else:
-    scales = tuple(float(s) for s in spatial_scales)
-  if len(scales) != num_levels:
+  values = tuple(float(s) for s in (strides if strides is not None else spatial_scales))
+  if len(values) != num_levels:
     raise ValueError(
-        f"{fn}: got {num_levels} feature levels but {len(scales)} strides/spatial_scales")
-  if min(scales) <= 0:
-    raise ValueError(f"{fn}: strides/spatial_scales must be positive; got {scales}")
-  return scales
+        f"{fn}: got {num_levels} feature levels but {len(values)} strides/spatial_scales")
+  if min(values) <= 0:
+    raise ValueError(f"{fn}: strides/spatial_scales must be positive; got {values}")
+  return values if strides is not None else tuple(1.0 / s for s in values)
 
 
 def multilevel_roi_align(
@@ -383,7 +416,7 @@ def multilevel_roi_align(
   Each RoI is assigned a level by :func:`map_rois_to_levels` and pooled exactly as
   :func:`roi_align` would pool it from that level alone (same ``sampling_ratio``,
   ``aligned`` and ``max_sampling_ratio`` semantics). All levels are flattened into one
-  ``[sum_l B * H_l * W_l, C]`` table and every RoI reads its own level (its scale, size
+  ``[sum_l B * H_l * W_l, C]`` table and every RoI reads its own level (its stride, size
   and row offset) in a single gather, so the cost is that of one level, not of all.
 
   Args:
@@ -400,7 +433,7 @@ def multilevel_roi_align(
     min_level: level number of ``features[0]``; default ``round(log2(stride_0))``
       (2 for stride 4).
     eps: see :func:`map_rois_to_levels`.
-    max_sampling_ratio: as in :func:`roi_align`.
+    max_sampling_ratio, rois_per_block: as in :func:`roi_align`.
 
   Returns:
     ``[R, out_h, out_w, C]`` in the features' dtype.
@@ -419,12 +452,12 @@ def multilevel_roi_align(
     dims.pop("H")
     dims.pop("W")
   check_shape(fn, "rois", rois, "[R, 5]")
-  _check_sampling(fn, sampling_ratio, max_sampling_ratio)
-  scales = _level_scales(fn, len(features), strides, spatial_scales)
+  _check_static(fn, sampling_ratio, max_sampling_ratio, rois_per_block)
+  level_strides = _level_strides(fn, len(features), strides, spatial_scales)
   if min_level is None:
-    min_level = int(round(-math.log2(scales[0])))
+    min_level = int(round(math.log2(level_strides[0])))
   max_level = min_level + len(features) - 1
-  size = _pair(output_size)
+  size = _pair(fn, output_size)
   batch, channels = dims["B"], dims["C"]
   num_rois = rois.shape[0]
   dtype = jnp.result_type(*features)
@@ -447,7 +480,7 @@ def multilevel_roi_align(
       base=base,
       height=height,
       width=width,
-      scale=jnp.asarray(scales)[level],
+      stride=jnp.asarray(level_strides)[level],
       output_size=size,
       sampling_ratio=sampling_ratio,
       aligned=aligned,
