@@ -136,24 +136,37 @@ def make_predict(model: TwoStageDetector, mean, std):
   return predict
 
 
-def evaluate(predict_fn, variables, dataset: InMemoryDataset, config: ml_collections.ConfigDict, class_names, batch_sharding=None):
-  """Runs the model over ``dataset``; returns ``(metrics, COCO results list)``."""
-  ids, boxes, scores, classes, valid = [], [], [], [], []
-  for batch in dataset.eval_batches(config.eval.batch_size):
+def run_model(predict_fn, variables, dataset: InMemoryDataset, batch_size: int, batch_sharding=None):
+  """Predictions for every image of ``dataset``, in order.
+
+  Returns:
+    ``(image_ids [N], detections, proposals)`` where ``detections`` and ``proposals`` are the
+    model's NamedTuples with a leading ``[N]`` axis, as NumPy arrays.
+  """
+  ids, detections, proposals = [], [], []
+  for batch in dataset.eval_batches(batch_size):
     images = batch["image"] if batch_sharding is None else jax.device_put(batch["image"], batch_sharding)
-    detections = jax.device_get(predict_fn(variables, images).detections)
+    prediction = jax.device_get(predict_fn(variables, images))
     keep = batch["image_valid"]
     ids.append(batch["image_id"][keep])
-    boxes.append(detections.boxes[keep])
-    scores.append(detections.scores[keep])
-    classes.append(detections.classes[keep])
-    valid.append(detections.valid[keep])
-  results = coco_metrics.coco_results(np.concatenate(ids), np.concatenate(boxes), np.concatenate(scores),
-                                      np.concatenate(classes), np.concatenate(valid))
-  ground_truth = coco_metrics.coco_ground_truth(
+    detections.append(jax.tree_util.tree_map(lambda x: x[keep], prediction.detections))
+    proposals.append(jax.tree_util.tree_map(lambda x: x[keep], prediction.proposals))
+  concat = lambda *xs: np.concatenate(xs)
+  return np.concatenate(ids), jax.tree_util.tree_map(concat, *detections), jax.tree_util.tree_map(concat, *proposals)
+
+
+def ground_truth(dataset: InMemoryDataset, class_names):
+  """COCO ground truth of ``dataset`` (padding removed)."""
+  return coco_metrics.coco_ground_truth(
       dataset.image_ids, dataset.image_sizes, [b[v] for b, v in zip(dataset.boxes, dataset.valid)],
       [l[v] for l, v in zip(dataset.labels, dataset.valid)], class_names)
-  metrics = coco_metrics.evaluate_detections(ground_truth, results, iou=config.eval.iou, max_dets=config.eval.max_dets)
+
+
+def evaluate(predict_fn, variables, dataset: InMemoryDataset, config: ml_collections.ConfigDict, class_names, batch_sharding=None):
+  """Runs the model over ``dataset``; returns ``(metrics, COCO results list)``."""
+  image_ids, detections, _ = run_model(predict_fn, variables, dataset, config.eval.batch_size, batch_sharding)
+  results = coco_metrics.coco_results(image_ids, detections.boxes, detections.scores, detections.classes, detections.valid)
+  metrics = coco_metrics.evaluate_detections(ground_truth(dataset, class_names), results, iou=config.eval.iou, max_dets=config.eval.max_dets)
   return metrics, results
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import sys
 import time
@@ -30,7 +29,7 @@ import torch
 
 from acne_jax.ops import nms as nms_ops
 from acne_jax.ops import roi_align as roi_ops
-from acne_jax.testing import torch_reference
+from acne_jax.testing import report, torch_reference
 
 STRIDES = (4, 8, 16, 32)
 
@@ -46,13 +45,11 @@ def _median_seconds(fn, repeats):
 
 
 def _torch_ops():
-  try:
-    import torchvision.ops as tv  # noqa: F401
-
-    tv.nms(torch.zeros((1, 4)), torch.zeros(1), 0.5)  # fails when the compiled ops are missing
-    return "torchvision.ops", tv.nms, tv.roi_align
-  except Exception:
+  found = report.torchvision_ops()
+  if found is None:
     return "pure-PyTorch reference", torch_reference.nms, None
+  name, _, nms, roi_align = found
+  return name, nms, roi_align
 
 
 def random_boxes(rng, n, size=1024.0):
@@ -150,7 +147,7 @@ def main():
     print(rows[-1], flush=True)
 
   jax_device = jax.devices()[0]
-  machine = f"{platform.machine()}, {os.cpu_count()} CPU cores" + (f", {jax_device.device_kind}" if jax_device.platform != "cpu" else ", no GPU")
+  machine = report.machine_description()
   lines = [
       f"### Ops, {datetime.date.today().isoformat()} — {machine}",
       "",

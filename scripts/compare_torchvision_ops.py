@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -29,19 +28,16 @@ import torch
 from acne_jax.ops import boxes as box_ops
 from acne_jax.ops import nms as nms_ops
 from acne_jax.ops import roi_align as roi_ops
-from acne_jax.testing import torch_reference
+from acne_jax.testing import report, torch_reference
 
 
 def load_reference(allow_reference: bool):
-  try:
-    import torchvision.ops as tv
-
-    tv.nms(torch.zeros((1, 4)), torch.zeros(1), 0.5)
-    return "torchvision.ops " + __import__("torchvision").__version__, tv.box_iou, tv.nms, tv.roi_align
-  except Exception as e:
-    if not allow_reference:
-      sys.exit(f"torchvision.ops is not usable here ({e}); run on a machine with torchvision, or pass --allow-reference.")
-    return "pure-PyTorch reference (acne_jax.testing.torch_reference)", torch_reference.box_iou, torch_reference.nms, torch_reference.roi_align
+  found = report.torchvision_ops()
+  if found is not None:
+    return found
+  if not allow_reference:
+    sys.exit("torchvision.ops is not usable here; run on a machine with torchvision, or pass --allow-reference.")
+  return "pure-PyTorch reference (acne_jax.testing.torch_reference)", torch_reference.box_iou, torch_reference.nms, torch_reference.roi_align
 
 
 def random_boxes(rng, n, size=512.0):
@@ -101,7 +97,7 @@ def main():
       roi_rows.append((aligned, sampling_ratio, fwd_err, grad_err))
 
   jax_device = jax.devices()[0]
-  machine = f"{platform.machine()}, {os.cpu_count()} CPU cores" + (f", {jax_device.device_kind}" if jax_device.platform != "cpu" else ", no GPU")
+  machine = report.machine_description()
   lines = [
       f"### {datetime.date.today().isoformat()} — {machine}",
       "",

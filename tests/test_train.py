@@ -62,6 +62,15 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(data_dir, tmp_path
     assert os.path.exists(os.path.join(straight, name))
   assert os.listdir(os.path.join(straight, "tensorboard"))
 
+  # Re-evaluating the final checkpoint reproduces the training run's numbers.
+  from acne_jax import evaluate
+
+  again = evaluate.evaluate_workdir(tiny_config(data_dir), straight, proposal_limits=(10, 64))
+  for name, value in metrics.items():
+    assert again[name] == pytest.approx(value, abs=1e-9), name
+  assert 0.0 <= again["AR@10"] <= again["AR@64"] <= 1.0
+  assert os.path.exists(os.path.join(straight, "eval_test.json"))
+
   interrupted = str(tmp_path / "interrupted")
   train.train_and_evaluate(tiny_config(data_dir, steps=2), interrupted, show_progress=False)  # stops after step 2
   train.train_and_evaluate(tiny_config(data_dir), interrupted, show_progress=False)  # resumes at step 2
@@ -74,7 +83,6 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(data_dir, tmp_path
 def test_loss_falls_on_a_fixed_batch(data_dir):
   """~30 steps on one batch (the tiny model, plain SGD) must cut the loss clearly."""
   import jax.numpy as jnp
-  import optax
 
   from acne_jax.data import datasets
   from acne_jax.models.detector import TwoStageDetector, spec_from_config

@@ -18,7 +18,7 @@ Batch layout (shared with the streaming pipeline of ``acne_jax.data.pipeline``):
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, Sequence, Tuple
 
 import numpy as np
 

@@ -42,5 +42,8 @@ def load_synthetic_source(split: str, data_dir: Optional[str] = None, config: Un
     is a decoded uint8 ``[H, W, 3]`` array, sequence features are Python lists.
   """
   builder = synthetic_builder(data_dir, config)
+  if not os.path.isdir(builder.data_dir):
+    # TFDS's own message says "Downloading and preparing"; nothing is downloaded here.
+    print(f"Generating the embedded synthetic acne data set into {builder.data_dir} (first use only, no download)...", flush=True)
   builder.download_and_prepare(file_format="array_record")
   return builder.as_data_source(split=split)

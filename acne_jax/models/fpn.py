@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Dict
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 # MMDetection's FPN uses PyTorch's default conv init; Xavier-uniform is the Detectron2 choice and

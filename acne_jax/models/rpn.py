@@ -23,7 +23,7 @@ convolution; GroupNorm starts at the identity.
 
 from __future__ import annotations
 
-from typing import Dict, NamedTuple, Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp

@@ -95,17 +95,23 @@ def roi_align(features: torch.Tensor, rois: torch.Tensor, output_size, spatial_s
 
   y_lo, y_hi, wy_lo, wy_hi = axis(start_h, bin_h, grid_h, out_h, height)
   x_lo, x_hi, wx_lo, wx_hi = axis(start_w, bin_w, grid_w, out_w, width)
-  feats = features[batch_index]  # [R, C, H, W]
-  r = torch.arange(rois.shape[0], device=features.device)[:, None, None, None, None]
-  out = 0.0
-  for ys, wy in ((y_lo, wy_lo), (y_hi, wy_hi)):
-    for xs, wx in ((x_lo, wx_lo), (x_hi, wx_hi)):
-      # values [R, out_h, g, out_w, g, C]
-      v = feats.permute(0, 2, 3, 1)[r, ys[:, :, :, None, None], xs[:, None, None, :, :]]
-      out = out + v * (wy[:, :, :, None, None] * wx[:, None, None, :, :])[..., None]
+  nhwc = features.permute(0, 2, 3, 1)
   count = (grid_h * grid_w).clamp(min=1)[:, None, None, None]
-  out = out.sum(dim=(2, 4)) / count  # [R, out_h, out_w, C]
-  return out.permute(0, 3, 1, 2).contiguous()
+  pooled = []
+  # RoIs in chunks so the gathered samples [chunk, out_h, g, out_w, g, C] stay small.
+  chunk = max(1, int(2**26 // max(1, out_h * out_w * g * g * channels)))
+  for lo in range(0, rois.shape[0], chunk):
+    sl = slice(lo, lo + chunk)
+    b = batch_index[sl][:, None, None, None, None]
+    out = 0.0
+    for ys, wy in ((y_lo[sl], wy_lo[sl]), (y_hi[sl], wy_hi[sl])):
+      for xs, wx in ((x_lo[sl], wx_lo[sl]), (x_hi[sl], wx_hi[sl])):
+        v = nhwc[b, ys[:, :, :, None, None], xs[:, None, None, :, :]]  # [chunk, out_h, g, out_w, g, C]
+        out = out + v * (wy[:, :, :, None, None] * wx[:, None, None, :, :])[..., None]
+    pooled.append(out.sum(dim=(2, 4)) / count[sl])  # [chunk, out_h, out_w, C]
+  if not pooled:
+    return features.new_zeros((0, channels, out_h, out_w))
+  return torch.cat(pooled).permute(0, 3, 1, 2).contiguous()
 
 
 def level_of_rois(rois: torch.Tensor, min_level: int, max_level: int, canonical_scale: float = 224.0,

@@ -129,7 +129,7 @@ def test_generate_proposals_matches_reference_order_of_operations(seed):
 
 def test_rpn_losses_match_numpy_when_every_candidate_is_sampled():
   """With few anchors and num_samples >= all candidates, sampling is deterministic."""
-  image_size = (32, 32)
+
   anchors = [np.array([[0, 0, 16, 16], [8, 8, 24, 24], [16, 16, 32, 32], [0, 16, 16, 32], [4, 4, 12, 12]], np.float32)]
   gt = np.array([[[1, 1, 15, 17], [0, 0, 0, 0]]], np.float32)
   gt_valid = np.array([[True, False]])

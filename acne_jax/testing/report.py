@@ -1,0 +1,29 @@
+"""What benchmark and parity scripts print about where they ran and what they compared with."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+
+def machine_description() -> str:
+  """``"x86_64, 16 CPU cores, NVIDIA H100 80GB HBM3"`` (or ``", no GPU"``), from JAX's first device."""
+  import jax
+
+  device = jax.devices()[0]
+  accelerator = f", {device.device_kind}" if device.platform != "cpu" else ", no GPU"
+  return f"{platform.machine()}, {os.cpu_count()} CPU cores{accelerator}"
+
+
+def torchvision_ops():
+  """``(name, box_iou, nms, roi_align)`` from torchvision.ops, or ``None`` when its compiled ops
+  cannot run here (torchvision has no CPU build on our machines)."""
+  try:
+    import torch
+    import torchvision
+    import torchvision.ops as ops
+
+    ops.nms(torch.zeros((1, 4)), torch.zeros(1), 0.5)
+    return f"torchvision.ops {torchvision.__version__}", ops.box_iou, ops.nms, ops.roi_align
+  except Exception:  # ImportError, or the compiled ops failing to load
+    return None
