@@ -98,6 +98,22 @@ def create_state(model: TwoStageDetector, tx, key, image_size, max_boxes: int, b
   }
 
 
+def make_streaming_loader(config: ml_collections.ConfigDict, source, per_process_batch: int):
+  """The grain pipeline of ``config.data`` over ``source`` (this host's share of the batch)."""
+  from acne_jax.data import pipeline
+
+  d = config.data
+  transform = pipeline.ExampleTransform(
+      image_size=tuple(d.image_size), max_boxes=d.max_boxes, drop_labels=tuple(d.drop_labels), crop_size=d.crop_size,
+      crop_min_size=d.crop_min_size,
+      augmentation=pipeline.Augmentation(hflip=d.hflip, vflip=d.vflip, rotate90=d.rotate90, brightness=d.brightness))
+  balanced = None
+  if d.class_balanced:
+    balanced = (pipeline.record_classes(source, tuple(d.drop_labels)), config.model.num_classes)
+  return pipeline.StreamingLoader(source, per_process_batch, transform, seed=config.train.seed, worker_count=d.worker_count,
+                                  class_balanced=balanced)
+
+
 def make_train_step(model: TwoStageDetector, tx, schedule, mean, std, update_batch_stats: bool):
   """The train step ``(state, batch, key) -> (state, metrics)``; pure, for ``jax.jit``."""
 
@@ -123,7 +139,7 @@ def make_train_step(model: TwoStageDetector, tx, schedule, mean, std, update_bat
         "batch_stats": batch_stats,
         "opt_state": opt_state,
     }
-    metrics = {"loss": loss, **losses, "lr": schedule(state["step"]), "grad_norm": optax.global_norm(grads)}
+    metrics = {"loss": loss, **losses, "lr": schedule(state["step"]), "grad_norm": optax.tree.norm(grads)}
     return new_state, metrics
 
   return train_step
@@ -188,8 +204,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
   replicated = NamedSharding(mesh, PartitionSpec())
   batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
 
-  train_data, eval_data, class_names = datasets.load(config.data)
-  steps, per_epoch = total_steps(config, len(train_data))
+  streaming = config.data.pipeline == "grain"
+  if config.data.pipeline not in ("grain", "in_memory"):
+    raise ValueError(f"data.pipeline must be 'grain' or 'in_memory'; got {config.data.pipeline!r}.")
+  train_source, eval_source, class_names = datasets.load_sources(config.data)
+  eval_data = datasets.load_split(config.data, eval_source, "eval_split")
+  train_data = None if streaming else datasets.load_split(config.data, train_source, "train_split")
+  steps, per_epoch = total_steps(config, len(train_source))
 
   spec = spec_from_config(config.model)
   model = TwoStageDetector(spec, train=True)
@@ -207,6 +228,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
 
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.train.keep_checkpoints)
   start_step = 0
+  meta = {}
   if checkpointer.latest_step() is not None:
     state, meta, start_step = checkpointer.restore(state)
     print(f"resumed from step {start_step} in {workdir}", flush=True)
@@ -222,8 +244,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
   per_process = batch_size // jax.process_count()
   process_slice = slice(jax.process_index() * per_process, (jax.process_index() + 1) * per_process)
 
+  if streaming:
+    loader = make_streaming_loader(config, train_source, per_process)
+    if meta.get("data_state"):
+      loader.set_state(meta["data_state"])
+    local_batch = lambda step: next(loader)
+    data_state = loader.get_state
+  else:
+    local_batch = lambda step: {k: v[process_slice] for k, v in train_data.train_batch(step, batch_size, config.train.seed, config.data.hflip).items()}
+    data_state = lambda: None
+
   def global_batch(step):
-    local = {k: v[process_slice] for k, v in train_data.train_batch(step, batch_size, config.train.seed, config.data.hflip).items()}
+    local = local_batch(step)
     return {k: jax.make_array_from_process_local_data(batch_sharding, local[k]) for k in ("image", "boxes", "labels", "valid")}
 
   last_saved = checkpointer.latest_step()
@@ -233,6 +265,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
   for completed in range(start_step, steps):
     step = completed + 1
     tick = time.perf_counter()
+    position = data_state()  # the input position of `state`, saved with it
     new_state, metrics = train_step(state, global_batch(completed), train_key)
     loss = float(metrics["loss"])  # one scalar to the host per step: the NaN check and the progress bar
     if not math.isfinite(loss):
@@ -244,7 +277,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
           f"optimizer.grad_clip_norm. Losses: { {k: float(v) for k, v in metrics.items()} }")
     # The loss is finite, so `state` (after `completed` updates) is good: checkpoint it if due.
     if completed > start_step and completed % config.train.checkpoint_every == 0:
-      checkpointer.save(completed, state, {"step": completed, "seed": config.train.seed})
+      checkpointer.save(completed, state, {"step": completed, "seed": config.train.seed, "data_state": position})
       last_saved = completed
     state = new_state
     elapsed = time.perf_counter() - tick
@@ -259,7 +292,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
       writer.write(step, {f"eval/{k}": v for k, v in metrics_eval.items()})
       _print(progress, f"step {step}: {format_metrics(metrics_eval)}")
   if start_step < steps:
-    checkpointer.save(steps, state, {"step": steps, "seed": config.train.seed})
+    checkpointer.save(steps, state, {"step": steps, "seed": config.train.seed, "data_state": data_state()})
   if progress is not None:
     progress.close()
   checkpointer.close()

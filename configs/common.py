@@ -12,26 +12,52 @@ import ml_collections
 # AcneSCU normalisation of the reference (skin_config.py), RGB.
 SKIN_MEAN = (144.578, 107.304, 90.519)
 SKIN_STD = (78.271, 63.2, 56.992)
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+# Input-pipeline settings every data set has (``data.pipeline``: "in_memory" decodes the training
+# split once and serves batches from memory; "grain" streams it through worker processes).
+_PIPELINE = dict(pipeline="grain", worker_count=8, crop_size=0, crop_min_size=10.0, hflip=True, vflip=False,
+                 rotate90=False, brightness=0.0, class_balanced=False)
 
 
 def _data(name):
   if name == "synthetic":
     return dict(
-        name="synthetic_acne", builder_config="s256", data_dir="", train_split="train", eval_split="test",
-        image_size=(256, 256), max_boxes=32, drop_labels=(), hflip=True, mean=SKIN_MEAN, std=SKIN_STD,
+        _PIPELINE, name="synthetic_acne", builder_config="s256", data_dir="", train_split="train", eval_split="test",
+        image_size=(256, 256), max_boxes=32, drop_labels=(), mean=SKIN_MEAN, std=SKIN_STD, pipeline="in_memory",
     )
   if name == "acne_scu":
+    # Pre-cut 1024 masked crops as the reference trains on; `--config.data.builder_config=whole
+    # --config.data.crop_size=1024` cuts random masked crops on the fly instead.
     return dict(
-        name="acne_scu", builder_config="crops_1024", data_dir="", train_split="train", eval_split="test",
-        image_size=(1024, 1024), max_boxes=512, drop_labels=(9,), hflip=True, mean=SKIN_MEAN, std=SKIN_STD,
+        _PIPELINE, name="acne_scu", builder_config="crops_1024", data_dir="", train_split="train", eval_split="test",
+        image_size=(1024, 1024), max_boxes=512, drop_labels=(9,), mean=SKIN_MEAN, std=SKIN_STD,
     )
-  raise ValueError(f"unknown data set {name!r} after ':' in --config; choose 'synthetic' or 'acne_scu'.")
+  if name == "acne04":
+    # Whole images as the paper's ACNE04 experiment (fold 0 of the official 5), one class.
+    return dict(
+        _PIPELINE, name="acne04", builder_config="fold0", data_dir="", train_split="train", eval_split="test",
+        image_size=(1024, 1024), max_boxes=256, drop_labels=(), mean=IMAGENET_MEAN, std=IMAGENET_STD,
+    )
+  if name == "deep_lesion":
+    # 3-slice 512x512 CT input (key slice +-2 mm as RGB), 8 coarse lesion types, each type an
+    # equal share of every batch as in the DeepLesion benchmark. Only the official validation and
+    # test splits carry lesion types (the benchmark ignores type -1), hence these splits.
+    return dict(
+        _PIPELINE, name="deep_lesion", builder_config="default", data_dir="", train_split="validation", eval_split="test",
+        image_size=(512, 512), max_boxes=16, drop_labels=(-1,), mean=(50.0, 50.0, 50.0), std=(50.0, 50.0, 50.0),
+        class_balanced=True, vflip=False,
+    )
+  raise ValueError(f"unknown data set {name!r} after ':' in --config; choose 'synthetic', 'acne_scu', 'acne04' or 'deep_lesion'.")
 
 
 def detector_config(data: str, rpn_head: str) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.data = _data(data)
-  config.model = dict(rpn_head=rpn_head, with_nwd=rpn_head == "sadh", num_classes=10)
+  num_classes = {"synthetic": 10, "acne_scu": 10, "acne04": 1, "deep_lesion": 8}[data]
+  config.model = dict(rpn_head=rpn_head, with_nwd=rpn_head == "sadh", num_classes=num_classes)
   config.eval = dict(batch_size=8, iou=0.5, max_dets=100, every_steps=0)
   if data == "synthetic":
     # Sized so training and evaluation finish in ~7 minutes on a 2-core CPU, from scratch (no
@@ -48,7 +74,8 @@ def detector_config(data: str, rpn_head: str) -> ml_collections.ConfigDict:
     config.train = dict(batch_size=4, steps=500, epochs=0, seed=0, log_every=20, checkpoint_every=100, keep_checkpoints=2)
   else:
     # The paper (section 4.2) and the reference's skin_config: ResNet-50 (ImageNet weights when a
-    # local file is given), batch 2, SGD 0.002, 15 epochs with decay at 8 and 11.
+    # local file is given), batch 2, SGD 0.002, 15 epochs with decay at 8 and 11. ACNE04 and
+    # DeepLesion use the same schedule (the SADH paper's ACNE04 experiment does).
     config.model.update(depth=50, width=64, norm="frozen_bn", frozen_stages=-1)
     config.optimizer = dict(lr=0.002, momentum=0.9, weight_decay=1e-4, warmup_steps=50, warmup_ratio=0.001,
                             decay_steps=(), decay_epochs=(8, 11), decay_factor=0.1, grad_clip_norm=0.0)

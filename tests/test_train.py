@@ -80,6 +80,24 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(data_dir, tmp_path
     assert resumed[step] == pytest.approx(expected[step], rel=1e-6, abs=1e-6), step
 
 
+def test_streaming_pipeline_resumes_exactly(data_dir, tmp_path):
+  """The grain pipeline's position is checkpointed with the state: resuming continues the stream."""
+
+  def config(steps):
+    c = tiny_config(data_dir, steps=steps)
+    with c.unlocked():
+      c.data.update(pipeline="grain", worker_count=0, vflip=True)
+    return c
+
+  straight, interrupted = str(tmp_path / "straight"), str(tmp_path / "interrupted")
+  train.train_and_evaluate(config(4), straight, show_progress=False)
+  train.train_and_evaluate(config(2), interrupted, show_progress=False)
+  train.train_and_evaluate(config(4), interrupted, show_progress=False)
+  expected, resumed = read_losses(straight), read_losses(interrupted)
+  for step in (3, 4):
+    assert resumed[step] == pytest.approx(expected[step], rel=1e-6, abs=1e-6), step
+
+
 def test_loss_falls_on_a_fixed_batch(data_dir):
   """~30 steps on one batch (the tiny model, plain SGD) must cut the loss clearly."""
   import jax.numpy as jnp
@@ -158,4 +176,4 @@ def test_acne_scu_without_data_says_where_and_how(tmp_path, capsys):
   code = train.main(["train", "--config=configs/sadh.py:acne_scu", f"--workdir={tmp_path / 'w'}", f"--config.data.data_dir={tmp_path}"])
   assert code == 1
   err = capsys.readouterr().err
-  assert "AcneSCU" in err and "--manual_dir" in err and str(tmp_path) in err
+  assert "acne_scu" in err and "--manual_dir" in err and str(tmp_path) in err and "pingguokiller/acnedetection" in err

@@ -1,13 +1,17 @@
 """Data sets by name, as the ``data`` config section asks for them.
 
-``load(data_config)`` returns the training and evaluation splits as
-:class:`acne_jax.data.loader.InMemoryDataset` plus the class names. The embedded synthetic
-data set builds itself on first use; the real data sets need their TFDS builders run on the
-manual download first, and say so when they are missing.
+The embedded synthetic data set builds itself on first use. The real ones (``acne_scu``,
+``acne04``, ``deep_lesion``) must first be built from their manual downloads with
+``python -m acne_jax.data.build``; when they are missing the error says where the data must be
+and how to build it.
+
+- :func:`load_sources` returns random-access TFDS sources (for the streaming pipeline);
+- :func:`load` returns both splits decoded into memory (small data sets, evaluation).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import Any, Mapping, Sequence, Tuple
 
@@ -15,30 +19,59 @@ from acne_jax.data import sources
 from acne_jax.data.loader import InMemoryDataset
 from acne_jax.data.synthetic import CLASS_NAMES
 
+# name -> (module that registers the TFDS builder, class names or None to read them from the builder)
+REAL_DATASETS = {
+    "acne_scu": "tfds_builders.acne_scu",
+    "acne04": "tfds_builders.acne04",
+    "deep_lesion": "tfds_builders.deep_lesion",
+}
+DOWNLOAD_PAGES = {
+    "acne_scu": "https://github.com/pingguokiller/acnedetection",
+    "acne04": "https://github.com/xpwu95/LDL",
+    "deep_lesion": "https://nihcc.app.box.com/v/DeepLesion",
+}
+
 
 class DatasetNotFoundError(FileNotFoundError):
   """A data set that must be prepared from a manual download is not there."""
 
 
-def load(data: Mapping[str, Any]) -> Tuple[InMemoryDataset, InMemoryDataset, Sequence[str]]:
-  name = data["name"]
+def _prepared_builder(data: Mapping[str, Any]):
+  import tensorflow_datasets as tfds
+
+  name, config = data["name"], data["builder_config"]
   data_dir = data["data_dir"] or sources.default_data_dir()
-  if name == "synthetic_acne":
-    train = sources.load_synthetic_source(data["train_split"], data_dir, data["builder_config"])
-    test = sources.load_synthetic_source(data["eval_split"], data_dir, data["builder_config"])
-    class_names = CLASS_NAMES
-  elif name == "acne_scu":
-    expected = os.path.join(data_dir, "acne_scu", data["builder_config"])
+  importlib.import_module(REAL_DATASETS[name])  # registers the builder
+  builder = tfds.builder(f"{name}/{config}", data_dir=data_dir)
+  if not os.path.exists(os.path.join(builder.data_dir, "dataset_info.json")):
     raise DatasetNotFoundError(
-        f"the AcneSCU data set is not prepared: no TFDS data at {expected}. Download AcneSCU (see "
-        "https://github.com/pingguokiller/acnedetection), put the LabelMe JSON files and JPEGs in a folder, and build it with "
-        f"`python -m acne_jax.data.build --dataset=acne_scu --manual_dir=FOLDER --data_dir={data_dir}` "
-        "(the AcneSCU builder arrives with the TFDS builders of issue 4).")
-  else:
-    raise ValueError(f"unknown data.name {name!r}; known: 'synthetic_acne', 'acne_scu'.")
-  common = dict(image_size=tuple(data["image_size"]), max_boxes=data["max_boxes"], drop_labels=tuple(data["drop_labels"]))
-  return (
-      InMemoryDataset.from_records(train, name=f"{name}/{data['train_split']}", **common),
-      InMemoryDataset.from_records(test, name=f"{name}/{data['eval_split']}", **common),
-      class_names,
-  )
+        f"the {name} data set ({config}) is not prepared: nothing at {builder.data_dir}. Download it "
+        f"(see {DOWNLOAD_PAGES[name]}), then build it with `python -m acne_jax.data.build --dataset={name} "
+        f"--config={config} --manual_dir=FOLDER --data_dir={data_dir}`; the builder's instructions give FOLDER's layout.")
+  return builder
+
+
+def load_sources(data: Mapping[str, Any]):
+  """``(train source, eval source, class names)`` as random-access TFDS data sources."""
+  name = data["name"]
+  if name == "synthetic_acne":
+    data_dir = data["data_dir"] or sources.default_data_dir()
+    return (sources.load_synthetic_source(data["train_split"], data_dir, data["builder_config"]),
+            sources.load_synthetic_source(data["eval_split"], data_dir, data["builder_config"]), CLASS_NAMES)
+  if name in REAL_DATASETS:
+    builder = _prepared_builder(data)
+    names = builder.info.features["objects"]["label"].names
+    return builder.as_data_source(split=data["train_split"]), builder.as_data_source(split=data["eval_split"]), tuple(names)
+  raise ValueError(f"unknown data.name {name!r}; known: 'synthetic_acne', {', '.join(map(repr, REAL_DATASETS))}.")
+
+
+def load(data: Mapping[str, Any]) -> Tuple[InMemoryDataset, InMemoryDataset, Sequence[str]]:
+  """Both splits decoded into memory, padded to ``data.image_size`` and ``data.max_boxes``."""
+  train, test, class_names = load_sources(data)
+  return load_split(data, train, "train_split"), load_split(data, test, "eval_split"), class_names
+
+
+def load_split(data: Mapping[str, Any], source, split_key: str) -> InMemoryDataset:
+  return InMemoryDataset.from_records(
+      source, image_size=tuple(data["image_size"]), max_boxes=data["max_boxes"], drop_labels=tuple(data["drop_labels"]),
+      name=f"{data['name']}/{data[split_key]}")

@@ -29,7 +29,7 @@ images, for tests). Custom sizes: pass ``config=SyntheticAcneConfig(name=..., ..
 from __future__ import annotations
 
 import dataclasses
-from typing import Tuple
+from typing import Tuple, Union
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -42,7 +42,7 @@ from acne_jax.data import synthetic
 class SyntheticAcneConfig(tfds.core.BuilderConfig):
   """Size and counts of a synthetic acne configuration."""
 
-  image_size: int = 256
+  image_size: Union[int, Tuple[int, int]] = 256  # side, or (height, width)
   num_train: int = synthetic.DEFAULT_SPLIT_SIZES["train"]
   num_validation: int = synthetic.DEFAULT_SPLIT_SIZES["validation"]
   num_test: int = synthetic.DEFAULT_SPLIT_SIZES["test"]
@@ -87,12 +87,12 @@ class SyntheticAcne(tfds.core.GeneratorBasedBuilder):
     return epath.Path(__file__)
 
   def _info(self) -> tfds.core.DatasetInfo:
-    size = self.builder_config.image_size
+    height, width = synthetic._as_hw(self.builder_config.image_size)
     return tfds.core.DatasetInfo(
         builder=self,
         description=__doc__.splitlines()[0],
         features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(size, size, 3), dtype=np.uint8, encoding_format="png"),
+            "image": tfds.features.Image(shape=(height, width, 3), dtype=np.uint8, encoding_format="png"),
             "image_id": np.int64,
             "file_name": tfds.features.Text(),
             "patient_id": tfds.features.Text(),

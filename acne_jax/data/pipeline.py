@@ -1,0 +1,247 @@
+"""Streaming input pipeline: a random-access source (``tfds.data_source``) -> grain -> static-shape batches.
+
+Per record, in grain worker processes:
+
+1. decode (:func:`acne_jax.data.synthetic.decode_record`; PNG/JPEG bytes or decoded arrays);
+2. optionally drop classes (``drop_labels``: the AcneSCU reference never supervises ``other``);
+3. optionally cut a random masked crop of ``crop_size`` (on-the-fly masked crops, SADH section
+   3.1.2: lesions cut by the window are blacked out and dropped), so whole images can be
+   streamed without storing pre-cut copies;
+4. augment: horizontal flip (p = 0.5), optional vertical flip, optional rotation by a multiple of
+   90 degrees (exact for boxes, unlike arbitrary angles), optional brightness scaling;
+5. pad the image to ``image_size`` (bottom/right) and the ground truth to ``max_boxes`` rows
+   with a validity mask.
+
+Then grain batches ``batch_size`` records per host. Records are sharded over hosts by
+``jax.process_index()`` (each host reads its own subset); shuffling is seeded per epoch; every
+random choice is drawn from a generator seeded by ``(seed, record position)``, so iteration is
+deterministic for a given worker count and resumes exactly from :meth:`StreamingLoader.get_state`.
+
+The batch layout is the one of :mod:`acne_jax.data.loader` (``image`` uint8 ``[B, H, W, 3]``,
+``boxes`` float32 ``[B, G, 4]`` x1y1x2y2, ``labels`` int32 ``[B, G]`` with -1 padding, ``valid``
+bool ``[B, G]``, ``image_id`` int64 ``[B]``).
+
+Class-balanced batches (DeepLesion benchmark: each lesion type gets an equal share of every
+batch): :class:`ClassBalancedSampler` makes position ``i`` of the stream draw a record that
+contains class ``i mod num_classes``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
+
+import grain.python as grain
+import numpy as np
+
+from acne_jax.data.synthetic import decode_record
+
+BATCH_KEYS = ("image", "boxes", "labels", "valid", "image_id")
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+  """Random augmentation settings (all off except the horizontal flip of the reference)."""
+
+  hflip: bool = True
+  vflip: bool = False
+  rotate90: bool = False
+  brightness: float = 0.0  # scale factor drawn from [1 - b, 1 + b]
+
+
+def _flip_boxes_x(boxes: np.ndarray, width: int) -> np.ndarray:
+  return np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=1)
+
+
+def _flip_boxes_y(boxes: np.ndarray, height: int) -> np.ndarray:
+  return np.stack([boxes[:, 0], height - boxes[:, 3], boxes[:, 2], height - boxes[:, 1]], axis=1)
+
+
+def _rotate90_boxes(boxes: np.ndarray, width: int) -> np.ndarray:
+  """Boxes of an image rotated 90 degrees counter-clockwise (``np.rot90``): (x, y) -> (y, W - x)."""
+  return np.stack([boxes[:, 1], width - boxes[:, 2], boxes[:, 3], width - boxes[:, 0]], axis=1)
+
+
+def augment(image: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, settings: Augmentation) -> Tuple[np.ndarray, np.ndarray]:
+  """Applies the random augmentations to ``image [H, W, 3] uint8`` and ``boxes [K, 4] x1y1x2y2``."""
+  boxes = boxes.astype(np.float32)
+  if settings.hflip and rng.uniform() < 0.5:
+    image = image[:, ::-1]
+    boxes = _flip_boxes_x(boxes, image.shape[1])
+  if settings.vflip and rng.uniform() < 0.5:
+    image = image[::-1]
+    boxes = _flip_boxes_y(boxes, image.shape[0])
+  if settings.rotate90:
+    for _ in range(int(rng.integers(0, 4))):
+      boxes = _rotate90_boxes(boxes, image.shape[1])
+      image = np.rot90(image)
+  if settings.brightness > 0:
+    factor = rng.uniform(1.0 - settings.brightness, 1.0 + settings.brightness)
+    image = np.clip(image.astype(np.float32) * factor, 0, 255).astype(np.uint8)
+  return np.ascontiguousarray(image), boxes.astype(np.float32)
+
+
+def pad_example(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, image_id: int,
+                image_size: Tuple[int, int], max_boxes: int, name: str = "") -> Dict[str, np.ndarray]:
+  """Pads one example to static shapes.
+
+  Raises:
+    ValueError: naming the record when the image is larger than ``image_size`` or it has more
+      than ``max_boxes`` boxes.
+  """
+  height, width = image_size
+  h, w = image.shape[:2]
+  if h > height or w > width:
+    raise ValueError(f"record {name or image_id}: image {h}x{w} is larger than data.image_size {height}x{width}; "
+                     "raise data.image_size or set data.crop_size.")
+  if len(boxes) > max_boxes:
+    raise ValueError(f"record {name or image_id}: {len(boxes)} boxes, more than data.max_boxes={max_boxes}; raise data.max_boxes.")
+  padded = np.zeros((height, width, 3), np.uint8)
+  padded[:h, :w] = image
+  out_boxes = np.zeros((max_boxes, 4), np.float32)
+  out_labels = np.full((max_boxes,), -1, np.int32)
+  out_boxes[:len(boxes)] = boxes
+  out_labels[:len(labels)] = labels
+  return {"image": padded, "boxes": out_boxes, "labels": out_labels, "valid": out_labels >= 0, "image_id": np.int64(image_id)}
+
+
+@dataclasses.dataclass
+class ExampleTransform:
+  """Steps 1-5 of the module docstring for one record, with a per-record generator."""
+
+  image_size: Tuple[int, int]
+  max_boxes: int
+  augmentation: Augmentation = Augmentation()
+  drop_labels: Tuple[int, ...] = ()
+  crop_size: int = 0
+  crop_min_size: float = 10.0
+
+  def __call__(self, record: Any, rng: np.random.Generator) -> Dict[str, np.ndarray]:
+    example = decode_record(record)
+    image, boxes, labels, polygons = example["image"], example["boxes"], example["labels"], example["polygons"]
+    keep = ~np.isin(labels, np.asarray(self.drop_labels, np.int32))
+    boxes, labels = boxes[keep], labels[keep]
+    polygons = [p for p, k in zip(polygons, keep) if k]
+    if self.crop_size:
+      from acne_jax.data import masked_crop
+
+      shapes = [np.asarray(p, np.float32).reshape(-1, 2) for p in polygons]
+      if len(shapes) != len(labels):  # no polygons stored: the boxes are the shapes
+        shapes = [np.array([[b[0], b[1]], [b[2], b[1]], [b[2], b[3]], [b[0], b[3]]], np.float32) for b in boxes]
+      crop = masked_crop.random_masked_crop(rng, image, shapes, labels, crop_size=self.crop_size, min_size=self.crop_min_size)
+      image, boxes, labels = crop.image, crop.boxes, crop.labels
+    image, boxes = augment(image, boxes, rng, self.augmentation)
+    return pad_example(image, boxes, labels, example["image_id"], self.image_size, self.max_boxes, example["file_name"])
+
+
+class ClassBalancedSampler:
+  """A grain sampler whose position ``i`` draws a record containing class ``i mod C``.
+
+  Args:
+    record_classes: per record, the classes it contains (records without any class are never
+      drawn).
+    num_classes: ``C``.
+    seed: base seed; the record for position ``i`` and its augmentation generator depend only on
+      ``(seed, i)``.
+    num_epochs: ``None`` for an endless stream; else the stream has ``num_epochs * num_records``
+      positions.
+  """
+
+  def __init__(self, record_classes: Sequence[Sequence[int]], num_classes: int, seed: int, num_epochs: Optional[int] = None):
+    self._by_class = [np.asarray([r for r, cs in enumerate(record_classes) if c in set(cs)], np.int64) for c in range(num_classes)]
+    self._classes = [c for c in range(num_classes) if len(self._by_class[c])]
+    if not self._classes:
+      raise ValueError("ClassBalancedSampler: no record contains any class.")
+    self._seed = seed
+    self._length = None if num_epochs is None else num_epochs * len(record_classes)
+
+  def __getitem__(self, index: int):
+    if self._length is not None and index >= self._length:
+      raise IndexError(index)
+    cls = self._classes[index % len(self._classes)]
+    rng = np.random.default_rng([self._seed, index])
+    candidates = self._by_class[cls]
+    return grain.RecordMetadata(index=index, record_key=int(candidates[rng.integers(len(candidates))]),
+                                rng=np.random.Generator(np.random.Philox(key=[self._seed, index])))
+
+
+def record_classes(source, drop_labels: Sequence[int] = ()) -> list:
+  """Per record of ``source``, the sorted classes it contains (for :class:`ClassBalancedSampler`).
+
+  Reads every record once (labels only are kept).
+  """
+  out = []
+  for i in range(len(source)):
+    labels = np.asarray(source[i]["objects"]["label"], np.int64).reshape(-1)
+    out.append(sorted(set(int(l) for l in labels) - set(int(d) for d in drop_labels)))
+  return out
+
+
+class RandomExampleMap(grain.RandomMapTransform):
+  """Applies an :class:`ExampleTransform` with grain's per-record generator (picklable for workers)."""
+
+  def __init__(self, transform: ExampleTransform):
+    self.transform = transform
+
+  def random_map(self, element, rng: np.random.Generator):
+    return self.transform(element, rng)
+
+
+def _ensure_absl_flags_parsed() -> None:
+  # grain's worker processes read absl flags; a program that parses its own FlagValues (ours)
+  # leaves the global FLAGS unparsed.
+  from absl import flags
+
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+
+
+class StreamingLoader:
+  """Batches from a random-access source through grain; iterate it, checkpoint :meth:`get_state`.
+
+  Args:
+    source: random access (``len``, ``[i]``), e.g. ``tfds.data_source(...)``.
+    batch_size: examples per batch on this host (global batch / ``jax.process_count()``).
+    transform: the per-record :class:`ExampleTransform`.
+    seed: shuffling and augmentation seed.
+    worker_count: grain worker processes (0: in the calling process).
+    shuffle: shuffle records each epoch.
+    num_epochs: ``None`` repeats forever.
+    class_balanced: ``(record_classes, num_classes)`` for :class:`ClassBalancedSampler`, or None.
+    shard_by_process: read only this host's share of the records (``jax.process_index()``).
+  """
+
+  def __init__(self, source, batch_size: int, transform: ExampleTransform, seed: int = 0, worker_count: int = 0,
+               shuffle: bool = True, num_epochs: Optional[int] = None, class_balanced=None,
+               shard_by_process: bool = True, worker_buffer_size: int = 2):
+    _ensure_absl_flags_parsed()
+    shard = grain.ShardByJaxProcess(drop_remainder=True) if shard_by_process else grain.NoSharding()
+    if class_balanced is not None:
+      record_classes, num_classes = class_balanced
+      sampler = ClassBalancedSampler(record_classes, num_classes, seed, num_epochs)
+    else:
+      sampler = grain.IndexSampler(len(source), shard_options=shard, shuffle=shuffle, num_epochs=num_epochs, seed=seed)
+    self._loader = grain.DataLoader(
+        data_source=source, sampler=sampler,
+        operations=[RandomExampleMap(transform), grain.Batch(batch_size, drop_remainder=True)],
+        worker_count=worker_count, worker_buffer_size=worker_buffer_size,
+        shard_options=shard if class_balanced is not None else None,
+    )
+    self._iterator = iter(self._loader)
+
+  def __iter__(self) -> Iterator[Dict[str, np.ndarray]]:
+    return self
+
+  def __next__(self) -> Dict[str, np.ndarray]:
+    batch = next(self._iterator)
+    return {k: np.asarray(batch[k]) for k in BATCH_KEYS}
+
+  def get_state(self) -> str:
+    """JSON text of the iterator position (store it beside a checkpoint)."""
+    state = self._iterator.get_state()
+    return state.decode("utf-8") if isinstance(state, bytes) else json.dumps(state)
+
+  def set_state(self, state: str) -> None:
+    """Continues from a position returned by :meth:`get_state`."""
+    self._iterator.set_state(state.encode("utf-8"))

@@ -1,0 +1,193 @@
+"""Pascal VOC XML annotations (as in ACNE04's ``Detection/VOC2007/Annotations``) and box helpers.
+
+Coordinate convention. A VOC ``<bndbox>`` holds 1-based, inclusive pixel indices: ``xmin = 1``
+is the first column and ``xmax = W`` the last, so a box covering the whole image is
+``(1, 1, W, H)``. ``acne_jax`` boxes are continuous pixel coordinates in which pixel ``(i, j)``
+(row, column, 0-based) covers ``[j, j + 1] x [i, i + 1]`` (see ``acne_jax.data.synthetic``), so
+the box covering VOC pixels ``xmin..xmax`` is::
+
+  x1 = xmin - 1,  y1 = ymin - 1,  x2 = xmax,  y2 = ymax      (float32 pixels, no "+1")
+
+(the same reading as detectron2's Pascal VOC loader: width ``x2 - x1 = xmax - xmin + 1`` pixels,
+and the whole image maps to ``(0, 0, W, H)``). Only the top-left corner moves, by one pixel;
+keeping the raw values would shift every box half a pixel down-right and shrink it by one pixel
+in each direction, which matters for the 5-20 px acne lesions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import xml.etree.ElementTree as ET
+from typing import Tuple, Union
+
+import numpy as np
+
+PathOrBytes = Union[str, os.PathLike, bytes]
+
+
+class VocParseError(ValueError):
+  """A VOC XML file that cannot be read (malformed XML, missing or non-numeric box fields)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class VocObject:
+  """One ``<object>`` of a VOC annotation.
+
+  Attributes:
+    name: class name (``<name>``, stripped), e.g. ``"fore"`` in ACNE04.
+    bndbox: ``(xmin, ymin, xmax, ymax)`` exactly as written in the file (1-based inclusive
+      pixel indices, floats: some tools write ``"12.0"``).
+    difficult: ``<difficult>`` is 1 (False when absent).
+    truncated: ``<truncated>`` is 1 (False when absent).
+  """
+
+  name: str
+  bndbox: Tuple[float, float, float, float]
+  difficult: bool = False
+  truncated: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class VocAnnotation:
+  """A parsed VOC annotation file.
+
+  Attributes:
+    filename: ``<filename>`` ("" when absent).
+    width, height, depth: ``<size>`` fields (0 when absent or unreadable; VOC files written by
+      some tools have zeros here, so they are informative only).
+    objects: the ``<object>`` entries in file order.
+  """
+
+  filename: str
+  width: int
+  height: int
+  depth: int
+  objects: Tuple[VocObject, ...]
+
+
+def _text(node: ET.Element, tag: str, default: str = "") -> str:
+  child = node.find(tag)
+  if child is None or child.text is None:
+    return default
+  return child.text.strip()
+
+
+def _int_or_zero(text: str) -> int:
+  try:
+    return int(float(text))
+  except ValueError:
+    return 0
+
+
+def _flag(text: str) -> bool:
+  try:
+    return int(float(text)) != 0
+  except ValueError:
+    return False
+
+
+def parse_voc_xml(source: PathOrBytes, name: str = "") -> VocAnnotation:
+  """Parses a Pascal VOC XML annotation.
+
+  Args:
+    source: a file path, or the XML bytes.
+    name: what to call the file in error messages (default: the path).
+
+  Returns:
+    The annotation, coordinates unchanged (see ``voc_to_xyxy``).
+
+  Raises:
+    FileNotFoundError: ``source`` is a path that does not exist.
+    VocParseError: malformed XML, no ``<annotation>`` root, or an ``<object>`` without a
+      ``<bndbox>`` with four numeric fields; the message names the file.
+  """
+  if isinstance(source, (bytes, bytearray)):
+    data = bytes(source)
+    label = name or "<bytes>"
+  else:
+    label = name or os.fspath(source)
+    with open(source, "rb") as f:
+      data = f.read()
+  try:
+    root = ET.fromstring(data)
+  except ET.ParseError as e:
+    raise VocParseError(f"{label}: malformed XML ({e}).") from e
+  if root.tag != "annotation":
+    raise VocParseError(f"{label}: root element is <{root.tag}>, expected <annotation>.")
+  size = root.find("size")
+  width = height = depth = 0
+  if size is not None:
+    width = _int_or_zero(_text(size, "width"))
+    height = _int_or_zero(_text(size, "height"))
+    depth = _int_or_zero(_text(size, "depth"))
+  objects = []
+  for k, obj in enumerate(root.findall("object")):
+    box = obj.find("bndbox")
+    if box is None:
+      raise VocParseError(f"{label}: object {k} has no <bndbox>.")
+    coords = []
+    for tag in ("xmin", "ymin", "xmax", "ymax"):
+      text = _text(box, tag)
+      try:
+        value = float(text)
+      except ValueError:
+        raise VocParseError(f"{label}: object {k} has a missing or non-numeric <{tag}> ({text!r}).") from None
+      if not np.isfinite(value):
+        raise VocParseError(f"{label}: object {k} has a non-finite <{tag}> ({text!r}).")
+      coords.append(value)
+    objects.append(
+        VocObject(
+            name=_text(obj, "name"),
+            bndbox=tuple(coords),
+            difficult=_flag(_text(obj, "difficult", "0")),
+            truncated=_flag(_text(obj, "truncated", "0")),
+        )
+    )
+  return VocAnnotation(filename=_text(root, "filename"), width=width, height=height, depth=depth, objects=tuple(objects))
+
+
+def voc_to_xyxy(bndboxes) -> np.ndarray:
+  """VOC 1-based inclusive ``(xmin, ymin, xmax, ymax)`` -> continuous x1y1x2y2 pixels.
+
+  Args:
+    bndboxes: ``[K, 4]`` (or ``[4]``) VOC boxes.
+
+  Returns:
+    ``[K, 4]`` float32 ``(xmin - 1, ymin - 1, xmax, ymax)`` (see the module docstring).
+  """
+  boxes = np.asarray(bndboxes, np.float64).reshape(-1, 4).copy()
+  boxes[:, :2] -= 1.0
+  return boxes.astype(np.float32)
+
+
+def clip_boxes(boxes, width: float, height: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Clips x1y1x2y2 pixel boxes to the image ``[0, width] x [0, height]``.
+
+  Args:
+    boxes: ``[K, 4]`` x1, y1, x2, y2 (float pixels).
+    width, height: image size in pixels.
+
+  Returns:
+    ``(clipped, changed, keep)``: ``clipped`` float32 ``[K, 4]`` the clipped boxes; ``changed``
+    bool ``[K]`` whether clipping moved any coordinate; ``keep`` bool ``[K]`` whether the clipped
+    box has positive width and height (boxes entirely outside the image, inverted or of zero
+    area are not kept).
+  """
+  boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+  limits = np.array([width, height, width, height], np.float32)
+  clipped = np.clip(boxes, 0.0, limits)
+  changed = np.any(clipped != boxes, axis=1)
+  keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+  return clipped, changed, keep
+
+
+def box_polygons(boxes) -> np.ndarray:
+  """4-vertex polygons of x1y1x2y2 boxes, clockwise in image axes from the top-left corner.
+
+  Returns:
+    ``[K, 8]`` float32 ``[x1, y1, x2, y1, x2, y2, x1, y2]`` per box.
+  """
+  b = np.asarray(boxes, np.float32).reshape(-1, 4)
+  x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+  return np.stack([x1, y1, x2, y1, x2, y2, x1, y2], axis=1).astype(np.float32)

@@ -1,0 +1,289 @@
+"""ACNE04 builder: VOC parsing, list files, Hayashi grades and a build from a fixture in the release format."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from acne_jax.data import voc
+
+tfds = pytest.importorskip("tensorflow_datasets")
+
+from acne_jax.data.synthetic import decode_record  # noqa: E402
+from tfds_builders.acne04 import acne04 as A  # noqa: E402
+
+W, H = 40, 30  # size of the fixture photos (width, height)
+
+# name -> (grade in the list files, lesion count, VOC objects or None for no XML, image state)
+# objects: (name, xmin, ymin, xmax, ymax, difficult); image: "cls" (Classification/JPEGImages),
+# "det" (only Detection/VOC2007/JPEGImages, 20 x 24), "corrupt", "missing".
+FIXTURE = {
+    "levle0_1.jpg": (0, 2, [("fore", 5, 6, 14, 15, 0), ("fore", 30, 20, 45, 30, 1)], "cls"),
+    "levle0_2.jpg": (0, 0, None, "cls"),
+    "levle1_1.jpg": (1, 8, [("fore", 1, 1, 10, 10, 0), ("fore", 20, 5, 19, 9, 0), ("fore", 50, 5, 60, 9, 0), ("other", 3, 3, 8, 8, 0)], "cls"),
+    "levle1_2.jpg": (1, 30, None, "det"),
+    "levle2_1.jpg": (2, 25, "corrupt", "cls"),
+    "levle2_2.jpg": (1, 22, [("fore", 2, 3, 12, 9, 0)], "cls"),
+    "levle3_1.jpg": (3, 60, None, "corrupt"),
+    "levle3_2.jpg": (3, 55, None, "missing"),
+}
+NAMES = list(FIXTURE)
+
+
+def _voc_xml(name, objects, width=W, height=H):
+  body = "".join(
+      f"<object><name>{n}</name><pose>Unspecified</pose><truncated>0</truncated><difficult>{d}</difficult>"
+      f"<bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>"
+      for n, x1, y1, x2, y2, d in objects
+  )
+  return (
+      f"<annotation><folder>VOC2007</folder><filename>{name}</filename>"
+      f"<size><width>{width}</width><height>{height}</height><depth>3</depth></size>"
+      f"<segmented>0</segmented>{body}</annotation>"
+  )
+
+
+def _photo(seed, width, height):
+  rng = np.random.default_rng(seed)
+  image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+  ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+  assert ok
+  return buf.tobytes()
+
+
+def _fold_lists(k):
+  test = [NAMES[i] for i in (k, k + 5) if i < len(NAMES)]
+  train = [n for n in NAMES if n not in test]
+  return train, test
+
+
+def _write_release(root):
+  cls_images = root / "Classification" / "JPEGImages"
+  annotations = root / "Detection" / "VOC2007" / "Annotations"
+  det_images = root / "Detection" / "VOC2007" / "JPEGImages"
+  for d in (cls_images, annotations, det_images, root / "Detection" / "VOC2007" / "ImageSets" / "Main"):
+    d.mkdir(parents=True)
+  for i, (name, (grade, count, objects, state)) in enumerate(FIXTURE.items()):
+    if state == "cls":
+      (cls_images / name).write_bytes(_photo(i, W, H))
+    elif state == "det":
+      (det_images / name).write_bytes(_photo(i, 20, 24))
+    elif state == "corrupt":
+      (cls_images / name).write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")
+    stem = os.path.splitext(name)[0]
+    if objects == "corrupt":
+      (annotations / f"{stem}.xml").write_text("<annotation><object><name>fore</name><bndbox><xmin>1</xmin>")
+    elif objects is not None:
+      size = (80, 60) if name == "levle2_2.jpg" else (W, H)
+      (annotations / f"{stem}.xml").write_text(_voc_xml(name, objects, *size))
+  (annotations / "levle9_9.xml").write_text(_voc_xml("levle9_9.jpg", [("fore", 1, 1, 5, 5, 0)]))
+  for k in range(5):
+    train, test = _fold_lists(k)
+    lines = [f"{n} {FIXTURE[n][0]} {FIXTURE[n][1]}" for n in train]
+    if k == 0:
+      lines += ["levle9_1.jpg two 3", "levle0_2.jpg 0 0"]  # a malformed line, a duplicate
+    (root / "Classification" / f"NNEW_trainval_{k}.txt").write_text("\n".join(lines) + "\n")
+    (root / "Classification" / f"NNEW_test_{k}.txt").write_text("".join(f"{n}  {FIXTURE[n][0]}\t{FIXTURE[n][1]}\n" for n in test))
+
+
+def _build(manual_dir, data_dir, config):
+  builder = A.Acne04(config=config, data_dir=str(data_dir))
+  builder.download_and_prepare(file_format="array_record", download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
+  return builder
+
+
+def _text(value):
+  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+  root = tmp_path_factory.mktemp("acne04_release")
+  _write_release(root)
+  return root
+
+
+@pytest.fixture(scope="module")
+def built_fold0(release, tmp_path_factory):
+  data_dir = tmp_path_factory.mktemp("acne04_data")
+  logger = logging.getLogger(A.__name__)
+  records = []
+  handler = logging.Handler()
+  handler.emit = lambda record: records.append(record.getMessage())
+  logger.addHandler(handler)
+  try:
+    builder = _build(release, data_dir, "fold0")
+  finally:
+    logger.removeHandler(handler)
+  return builder, data_dir, records
+
+
+# --------------------------------------------------------------------------------------------
+# Pure helpers.
+
+
+def test_voc_parse_and_convert(tmp_path):
+  path = tmp_path / "a.xml"
+  path.write_text(_voc_xml("a.jpg", [("fore", 1, 1, 40, 30, 0), (" fore ", 2.5, 3, 7, 9.0, 1)]))
+  ann = voc.parse_voc_xml(path)
+  assert (ann.filename, ann.width, ann.height, ann.depth) == ("a.jpg", W, H, 3)
+  assert [o.name for o in ann.objects] == ["fore", "fore"]
+  assert ann.objects[1].bndbox == (2.5, 3.0, 7.0, 9.0) and ann.objects[1].difficult and not ann.objects[0].difficult
+  boxes = voc.voc_to_xyxy([o.bndbox for o in ann.objects])
+  assert boxes.dtype == np.float32
+  np.testing.assert_array_equal(boxes, [[0, 0, 40, 30], [1.5, 2, 7, 9]])  # whole image -> (0, 0, W, H)
+  assert voc.voc_to_xyxy([]).shape == (0, 4)
+  with pytest.raises(voc.VocParseError, match="bad.xml.*malformed"):
+    voc.parse_voc_xml(b"<annotation><object>", name="bad.xml")
+  with pytest.raises(voc.VocParseError, match="object 0 .*<ymin>"):
+    voc.parse_voc_xml(b"<annotation><object><name>fore</name><bndbox><xmin>1</xmin><ymin>x</ymin>"
+                      b"<xmax>3</xmax><ymax>4</ymax></bndbox></object></annotation>", name="c.xml")
+  with pytest.raises(voc.VocParseError, match="no <bndbox>"):
+    voc.parse_voc_xml(b"<annotation><object><name>fore</name></object></annotation>")
+
+
+def test_clip_boxes_and_polygons():
+  boxes = np.array([[-2, 1, 5, 5], [1, 1, 3, 3], [5, 5, 5, 9], [12, 1, 15, 4], [4, 6, 2, 8]], np.float32)
+  clipped, changed, keep = voc.clip_boxes(boxes, 10, 8)
+  np.testing.assert_array_equal(clipped[:2], [[0, 1, 5, 5], [1, 1, 3, 3]])
+  np.testing.assert_array_equal(changed, [True, False, True, True, False])
+  np.testing.assert_array_equal(keep, [True, True, False, False, False])
+  np.testing.assert_array_equal(voc.box_polygons([[1, 2, 3, 4]]), [[1, 2, 3, 2, 3, 4, 1, 4]])
+
+
+def test_hayashi_grades_and_names(tmp_path):
+  assert [A.hayashi_grade(n) for n in (0, 5, 6, 20, 21, 50, 51, 200)] == [0, 0, 1, 1, 2, 2, 3, 3]
+  assert A.image_id_of("levle3_17.jpg") == 300017 and A.grade_in_file_name("levle3_17.jpg") == 3
+  assert A.image_id_of("other.jpg") >= 10**6 and A.grade_in_file_name("other.jpg") is None
+  path = tmp_path / "list.txt"
+  path.write_text("levle0_1.jpg 0 3\n\nlevle1_4 1 12\nbad 5 1\nx y\n")
+  bad = []
+  entries = A.parse_list_file(path, bad_lines=bad)
+  assert [(e.file_name, e.grade, e.lesion_count, e.line) for e in entries] == [("levle0_1.jpg", 0, 3, 1), ("levle1_4.jpg", 1, 12, 3)]
+  assert [line for line, _ in bad] == [4, 5] and "list.txt, line 4" in bad[0][1]
+  with pytest.raises(ValueError, match="list.txt, line 4"):
+    A.parse_list_file(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Build from the fixture release.
+
+
+def _expected_image(release, name):
+  for sub in ("Detection/VOC2007/JPEGImages", "Classification/JPEGImages"):
+    path = release / sub / name
+    if path.exists():
+      return cv2.cvtColor(cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+  raise AssertionError(name)
+
+
+# split -> [(name, grade, lesion_count, boxes, difficult)]
+EXPECTED_FOLD0 = {
+    "train": [
+        ("levle0_2.jpg", 0, 0, np.zeros((0, 4)), []),
+        ("levle1_1.jpg", 1, 8, [[0, 0, 10, 10]], [False]),
+        ("levle1_2.jpg", 1, 30, np.zeros((0, 4)), []),
+    ],
+    "test": [
+        ("levle0_1.jpg", 0, 2, [[4, 5, 14, 15], [29, 19, 40, 30]], [False, True]),  # 2nd: xmax 45 clipped to W = 40
+        ("levle2_2.jpg", 1, 22, [[1, 2, 12, 9]], [False]),
+    ],
+}
+
+
+def test_build_fold0_reads_back_exactly(built_fold0, release):
+  builder, _, _ = built_fold0
+  assert builder.info.features["objects"]["label"].names == ["acne"]
+  assert builder.info.features["grade"].names == list(A.GRADE_NAMES)
+  assert set(builder.info.splits.keys()) == {"train", "test"}
+  for split, expected in EXPECTED_FOLD0.items():
+    source = builder.as_data_source(split=split)
+    assert len(source) == len(expected)
+    for i, (name, grade, count, boxes, difficult) in enumerate(expected):
+      raw = source[i]
+      got = decode_record(raw)
+      assert got["file_name"] == name and _text(raw["file_name"]) == name
+      assert got["image_id"] == A.image_id_of(name)
+      assert int(raw["grade"]) == grade and int(raw["lesion_count"]) == count
+      np.testing.assert_array_equal(got["image"], _expected_image(release, name))  # JPEG bytes kept as is
+      boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+      np.testing.assert_array_equal(got["boxes"], boxes)
+      assert got["boxes"].dtype == np.float32
+      np.testing.assert_array_equal(got["labels"], np.zeros(len(boxes), np.int32))
+      np.testing.assert_array_equal(got["areas"], (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
+      np.testing.assert_array_equal(np.asarray(raw["objects"]["difficult"], bool).reshape(-1), difficult)
+      np.testing.assert_array_equal(got["crop_origin"], [0, 0])
+      assert len(got["polygons"]) == len(boxes)
+      for p, b in zip(got["polygons"], boxes):
+        np.testing.assert_array_equal(p, [b[0], b[1], b[2], b[1], b[2], b[3], b[0], b[3]])
+  assert "tensorflow" not in sys.modules  # built and read back without TensorFlow
+
+
+def test_build_fold0_summary(built_fold0):
+  _, data_dir, messages = built_fold0
+  path = A.summary_path(data_dir, "fold0")
+  assert path == data_dir / "acne04" / "fold0" / "1.0.0" / "build_summary.json" and path.exists()
+  summary = A.read_build_summary(data_dir, "fold0")
+  assert (summary.dataset, summary.config, summary.version) == ("acne04", "fold0", "1.0.0")
+  assert summary.splits == {
+      "train": {"examples": 3, "boxes": 1, "grade_0": 1, "grade_1": 2, "grade_2": 0, "grade_3": 0},
+      "test": {"examples": 2, "boxes": 3, "grade_0": 1, "grade_1": 1, "grade_2": 0, "grade_3": 0},
+  }
+  assert summary.counts == {
+      "listed_images": 8,
+      "malformed_list_lines": 1,
+      "duplicate_entries": 1,
+      "train_test_overlap": 0,
+      "missing_images": 1,
+      "corrupt_images": 1,
+      "corrupt_annotations": 1,
+      "images_without_annotation": 2,
+      "unannotated_with_lesions": 1,
+      "annotations_without_image": 1,
+      "unknown_class_boxes": 1,
+      "clipped_boxes": 1,
+      "dropped_empty_boxes": 2,
+      "size_mismatches": 1,
+      "grade_count_mismatches": 2,  # levle1_2 (30 lesions, grade 1), levle2_2 (22, grade 1)
+      "file_grade_mismatches": 1,  # levle2_2 listed as grade 1
+      "box_count_mismatches": 2,  # levle1_1 (1 box, 8 lesions), levle2_2 (1 box, 22)
+  }
+  files = [i["file"] for i in summary.issues]
+  for needle in ("levle3_2.jpg", "levle3_1.jpg", "levle2_1.xml", "levle9_9.xml", "NNEW_trainval_0.txt"):
+    assert any(needle in f for f in files), needle
+    assert any(needle in m for m in messages), needle  # warned, naming the file
+  text = summary.format()
+  assert "acne04/fold0/1.0.0" in text and "corrupt_images: 1" in text
+  assert A.BuildSummary.from_dict(summary.to_dict()) == summary
+  with pytest.raises(FileNotFoundError, match="fold4"):
+    A.read_build_summary(data_dir, "fold4")
+
+
+def test_build_other_fold(release, tmp_path):
+  builder = _build(release, tmp_path, "fold3")
+  test = builder.as_data_source(split="test")
+  assert [_text(test[i]["file_name"]) for i in range(len(test))] == ["levle1_2.jpg"]
+  assert decode_record(test[0])["image"].shape == (24, 20, 3)  # from Detection/VOC2007/JPEGImages
+  train = builder.as_data_source(split="train")
+  assert [_text(train[i]["file_name"]) for i in range(len(train))] == ["levle0_1.jpg", "levle0_2.jpg", "levle1_1.jpg", "levle2_2.jpg"]
+  summary = A.read_build_summary(tmp_path, "fold3")
+  assert summary.counts["malformed_list_lines"] == 0 and summary.counts["listed_images"] == 8
+
+
+def test_missing_inputs_are_named(release, tmp_path):
+  missing = tmp_path / "nowhere"
+  with pytest.raises(FileNotFoundError, match="nowhere"):
+    _build(missing, tmp_path / "d1", "fold0")
+  partial = tmp_path / "partial"
+  (partial / "Classification").mkdir(parents=True)
+  (partial / "Classification" / "NNEW_trainval_1.txt").write_text("levle0_1.jpg 0 1\n")
+  with pytest.raises(FileNotFoundError) as info:
+    _build(partial, tmp_path / "d2", "fold1")
+  message = str(info.value)
+  assert os.path.join(str(partial), "Classification", "NNEW_test_1.txt") in message
+  assert "Detection/VOC2007/" in message and "NNEW_trainval_{0..4}.txt" in message  # the layout

@@ -1,0 +1,472 @@
+"""TFDS builder of ACNE04 (Wu et al., ICCV 2019): facial acne photos with lesion boxes and a severity grade.
+
+Manual download (see ``MANUAL_DOWNLOAD_INSTRUCTIONS``); build without TensorFlow into ArrayRecord
+files and read back with ``as_data_source``::
+
+  builder = Acne04(config="fold0", data_dir=data_dir)
+  builder.download_and_prepare(
+      file_format="array_record",
+      download_config=tfds.download.DownloadConfig(manual_dir="/path/to/ACNE04"))
+  source = builder.as_data_source(split="train")     # source[i] -> dict
+  summary = read_build_summary(data_dir, "fold0")   # what was skipped, clipped, inconsistent
+
+Configurations ``fold0`` .. ``fold4``: the release's 5 cross-validation folds, split ``train`` =
+``NNEW_trainval_k.txt`` and split ``test`` = ``NNEW_test_k.txt`` (no validation split).
+
+Record layout (the ``objects``/``polygons``/``crop_origin`` part is the one of
+``tfds_builders.synthetic_acne``, so ``acne_jax.data.synthetic.decode_record`` reads it)::
+
+  image         uint8 [H, W, 3] RGB; stored as the release's JPEG bytes, unchanged
+  image_id      int64: 100000 * grade_in_name + n for "levle{grade}_{n}.jpg" (else a CRC32 of the name)
+  file_name     text, as in the list file, e.g. "levle0_1.jpg"
+  crop_origin   int32 [2] (x, y) = (0, 0): whole images
+  grade         ClassLabel 0..3 (GRADE_NAMES), from the list file (authoritative)
+  lesion_count  int32, from the list file
+  objects       Sequence (lists of length K when read back):
+    bbox          float32 [4] x1, y1, x2, y2 pixels: VOC (xmin - 1, ymin - 1, xmax, ymax), clipped
+                  to the image (see ``acne_jax.data.voc``)
+    label         ClassLabel over ("acne",): always 0 (the release's single class "fore")
+    area          float32, bbox area (x2 - x1) * (y2 - y1)
+    polygon_size  int32, 8 (the box as a 4-vertex polygon)
+    difficult     bool, the VOC <difficult> flag
+  polygons      float32 [8 K]: [x1, y1, x2, y1, x2, y2, x1, y2] per box, in object order
+
+Images are decoded (for validation and size) with ``cv2.IMREAD_UNCHANGED``, as TFDS decodes them
+when reading back: no EXIF rotation, so boxes stay in the stored pixel frame.
+
+Bad input. Missing manual folder or required file/folder -> ``FileNotFoundError`` naming the path
+and repeating the layout. A listed image without a file, an undecodable image, or an unreadable
+XML -> the record is skipped with a warning naming the file (an image whose XML is unreadable is
+skipped rather than kept box-less: its lesions would become background). A listed image without
+an XML is kept with zero boxes; an XML without an image is skipped. Boxes are clipped to the
+image; boxes of zero width or height after clipping (also inverted or outside boxes) are
+dropped; objects of another class than "fore" are dropped. All are counted in the build summary
+(``<data_dir>/acne04/<config>/<version>/build_summary.json``, see ``BuildSummary``), together with
+consistency checks: grade vs Hayashi grade of the lesion count, grade vs "levle{g}" in the file
+name, number of boxes vs lesion count (checked on written records). An empty list file's split
+is omitted (TFDS cannot write an empty split).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import zlib
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import cv2
+import numpy as np
+import tensorflow_datasets as tfds
+from etils import epath
+
+from acne_jax.data import voc
+
+_LOG = logging.getLogger(__name__)
+
+NUM_FOLDS = 5
+CLASS_NAMES: Tuple[str, ...] = ("acne",)
+VOC_CLASS = "fore"
+# Hayashi severity grades (label of the list files).
+GRADE_NAMES: Tuple[str, ...] = ("mild", "moderate", "severe", "very_severe")
+SUMMARY_FILE = "build_summary.json"
+MAX_ISSUES = 1000  # issues listed in the summary (all are counted)
+
+CLASSIFICATION_DIR = "Classification"
+CLASSIFICATION_IMAGES = os.path.join("Classification", "JPEGImages")
+VOC_DIR = os.path.join("Detection", "VOC2007")
+VOC_ANNOTATIONS = os.path.join(VOC_DIR, "Annotations")
+VOC_IMAGES = os.path.join(VOC_DIR, "JPEGImages")
+
+LAYOUT = """\
+  <manual_dir>/
+    Classification/
+      JPEGImages/levle{grade}_{n}.jpg          the 1457 photos ("levle" is the release's spelling)
+      NNEW_trainval_{0..4}.txt                 lines "<file name> <grade 0-3> <lesion count>"
+      NNEW_test_{0..4}.txt
+    Detection/VOC2007/
+      Annotations/levle{grade}_{n}.xml         Pascal VOC boxes, one class "fore"
+      ImageSets/Main/                          (not used)
+      JPEGImages/levle{grade}_{n}.jpg          (optional; preferred over Classification/JPEGImages)"""
+
+_NAME_RE = re.compile(r"^levle(\d+)_(\d+)$")
+
+# Counters of the build summary, in display order.
+COUNT_KEYS: Tuple[str, ...] = (
+    "listed_images",  # list-file entries of the fold (train + test)
+    "malformed_list_lines",  # list lines that are not "<name> <grade 0-3> <count>": skipped
+    "duplicate_entries",  # a file listed twice in one split: the repeat is skipped
+    "train_test_overlap",  # files listed in both splits of the fold (kept in both)
+    "missing_images",  # listed, no image file: skipped
+    "corrupt_images",  # image does not decode (or has 2 or 4+ channels): skipped
+    "corrupt_annotations",  # XML does not parse: image skipped
+    "images_without_annotation",  # no XML: kept with zero boxes
+    "unannotated_with_lesions",  # ... of which the list file gives lesion_count > 0
+    "annotations_without_image",  # XML files whose image exists in neither JPEGImages: skipped
+    "unknown_class_boxes",  # objects not named "fore": dropped
+    "clipped_boxes",  # boxes moved by clipping to the image, kept
+    "dropped_empty_boxes",  # boxes of zero width or height after clipping: dropped
+    "size_mismatches",  # XML <size> differs from the decoded image (boxes are not rescaled)
+    "grade_count_mismatches",  # list grade != Hayashi grade of the list lesion count
+    "file_grade_mismatches",  # list grade != the grade in the "levle{g}_" file name
+    "box_count_mismatches",  # annotated images whose number of kept boxes != lesion count
+)
+
+
+def hayashi_grade(lesion_count: int) -> int:
+  """Hayashi acne severity of a lesion count: 0 (<= 5), 1 (6-20), 2 (21-50), 3 (> 50)."""
+  if lesion_count <= 5:
+    return 0
+  if lesion_count <= 20:
+    return 1
+  if lesion_count <= 50:
+    return 2
+  return 3
+
+
+def image_id_of(file_name: str) -> int:
+  """``100000 * g + n`` for ``levle{g}_{n}.jpg``; other names: CRC32 of the name + 10**6 (>= 10**6)."""
+  stem = os.path.splitext(os.path.basename(file_name))[0]
+  match = _NAME_RE.match(stem)
+  if match and int(match.group(2)) < 100000:
+    return 100000 * int(match.group(1)) + int(match.group(2))
+  return 10**6 + zlib.crc32(stem.encode("utf-8"))
+
+
+def grade_in_file_name(file_name: str) -> Optional[int]:
+  """The ``g`` of ``levle{g}_{n}.jpg`` (None for other names)."""
+  match = _NAME_RE.match(os.path.splitext(os.path.basename(file_name))[0])
+  return int(match.group(1)) if match else None
+
+
+@dataclasses.dataclass(frozen=True)
+class ListEntry:
+  """One line of an ``NNEW_*.txt`` list: ``file_name grade lesion_count`` (line: 1-based)."""
+
+  file_name: str
+  grade: int
+  lesion_count: int
+  line: int
+
+
+def parse_list_file(path: os.PathLike, bad_lines: Optional[List[Tuple[int, str]]] = None) -> List[ListEntry]:
+  """Reads an ``NNEW_trainval_k.txt`` / ``NNEW_test_k.txt`` list.
+
+  Each non-blank line is ``<file name> <grade 0-3> <lesion count >= 0>``, whitespace separated.
+  A name without extension gets ".jpg".
+
+  Args:
+    path: the list file.
+    bad_lines: if given, malformed lines are skipped and ``(line, message)`` appended; else the
+      first one raises ``ValueError`` naming the file and line.
+  """
+  entries = []
+  with open(path, encoding="utf-8") as f:
+    for number, raw in enumerate(f, start=1):
+      parts = raw.split()
+      if not parts:
+        continue
+      try:
+        if len(parts) != 3:
+          raise ValueError(f"expected 3 fields, got {len(parts)}")
+        name, grade, count = parts[0], int(parts[1]), int(parts[2])
+        if not 0 <= grade < len(GRADE_NAMES) or count < 0:
+          raise ValueError(f"grade {grade} not in 0..3 or negative lesion count {count}")
+      except ValueError as e:
+        message = f"{os.fspath(path)}, line {number}: {e} ({raw.strip()!r})"
+        if bad_lines is None:
+          raise ValueError(message) from None
+        bad_lines.append((number, message))
+        continue
+      if not os.path.splitext(name)[1]:
+        name += ".jpg"
+      entries.append(ListEntry(file_name=name, grade=grade, lesion_count=count, line=number))
+  return entries
+
+
+# --------------------------------------------------------------------------------------------
+# Build summary (same API as ``tfds_builders.deep_lesion``).
+
+
+@dataclasses.dataclass
+class BuildSummary:
+  """What a build kept, skipped, clipped and found inconsistent.
+
+  Attributes:
+    dataset, config, version: which build ("acne04", "fold0", "1.0.0").
+    splits: per split, ``{"examples", "boxes", "grade_0".."grade_3"}`` counts of written records.
+    counts: the ``COUNT_KEYS`` counters (all present, 0 when nothing happened).
+    issues: up to ``MAX_ISSUES`` ``{"file", "problem"}`` entries, in build order.
+    issues_truncated: issues counted but not listed.
+  """
+
+  dataset: str
+  config: str
+  version: str
+  splits: Dict[str, Dict[str, int]] = dataclasses.field(default_factory=dict)
+  counts: Dict[str, int] = dataclasses.field(default_factory=lambda: {k: 0 for k in COUNT_KEYS})
+  issues: List[Dict[str, str]] = dataclasses.field(default_factory=list)
+  issues_truncated: int = 0
+
+  def add(self, key: str, n: int = 1) -> None:
+    self.counts[key] = self.counts.get(key, 0) + n
+
+  def issue(self, file: str, problem: str) -> None:
+    """Logs a warning naming the file and records it."""
+    _LOG.warning("%s: %s: %s", self.dataset, file, problem)
+    if len(self.issues) < MAX_ISSUES:
+      self.issues.append({"file": str(file), "problem": problem})
+    else:
+      self.issues_truncated += 1
+
+  def to_dict(self) -> Dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, data: Dict[str, Any]) -> "BuildSummary":
+    return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+  def format(self) -> str:
+    """Human-readable multi-line text (for a CLI)."""
+    lines = [f"{self.dataset}/{self.config}/{self.version}"]
+    for split, counts in self.splits.items():
+      lines.append(f"  {split}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    for key, value in self.counts.items():
+      lines.append(f"  {key}: {value}")
+    if self.issues:
+      lines.append(f"  issues ({len(self.issues) + self.issues_truncated}):")
+      lines.extend(f"    {i['file']}: {i['problem']}" for i in self.issues)
+      if self.issues_truncated:
+        lines.append(f"    ... and {self.issues_truncated} more")
+    return "\n".join(lines)
+
+
+def summary_path(data_dir: os.PathLike, config: str = "fold0", version: Optional[str] = None) -> epath.Path:
+  """``<data_dir>/acne04/<config>/<version>/build_summary.json`` (version: the builder's)."""
+  return epath.Path(data_dir) / "acne04" / config / str(version or Acne04.VERSION) / SUMMARY_FILE
+
+
+def read_build_summary(data_dir: os.PathLike, config: str = "fold0", version: Optional[str] = None) -> BuildSummary:
+  """The summary written by a build of ``config`` into ``data_dir``.
+
+  Raises:
+    FileNotFoundError: that configuration was not built there.
+  """
+  path = summary_path(data_dir, config, version)
+  if not path.exists():
+    raise FileNotFoundError(f"no build summary at {path}: build acne04/{config} into {data_dir} first.")
+  return BuildSummary.from_dict(json.loads(path.read_text()))
+
+
+# --------------------------------------------------------------------------------------------
+# Builder.
+
+
+@dataclasses.dataclass(eq=False)
+class Acne04Config(tfds.core.BuilderConfig):
+  """One of the 5 official cross-validation folds."""
+
+  fold: int = 0
+
+
+class Acne04(tfds.core.GeneratorBasedBuilder):
+  """ACNE04: facial acne photos, lesion boxes (one class) and Hayashi severity grades, 5 folds."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "First release."}
+  BUILDER_CONFIGS = [
+      Acne04Config(name=f"fold{k}", description=f"Fold {k}: train = NNEW_trainval_{k}.txt, test = NNEW_test_{k}.txt.", fold=k)
+      for k in range(NUM_FOLDS)
+  ]
+  DEFAULT_CONFIG_NAME = "fold0"
+  MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
+Download ACNE04 as linked from https://github.com/xpwu95/LDL (README, "Dataset"), extract
+the classification and detection parts, and pass the folder as manual_dir, laid out as:
+{LAYOUT}
+"""
+
+  @tfds.core.utils.classproperty
+  @classmethod
+  def code_path(cls) -> epath.Path:
+    """This file (TFDS's default needs ``importlib_resources``, absent without TensorFlow)."""
+    return epath.Path(__file__)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=__doc__.splitlines()[0],
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(None, None, 3), dtype=np.uint8, encoding_format="jpeg"),
+            "image_id": np.int64,
+            "file_name": tfds.features.Text(),
+            "crop_origin": tfds.features.Tensor(shape=(2,), dtype=np.int32),
+            "grade": tfds.features.ClassLabel(names=GRADE_NAMES),
+            "lesion_count": np.int32,
+            "objects": tfds.features.Sequence({
+                "bbox": tfds.features.Tensor(shape=(4,), dtype=np.float32),
+                "label": tfds.features.ClassLabel(names=CLASS_NAMES),
+                "area": np.float32,
+                "polygon_size": np.int32,
+                "difficult": np.bool_,
+            }),
+            "polygons": tfds.features.Tensor(shape=(None,), dtype=np.float32),
+        }),
+        homepage="https://github.com/xpwu95/LDL",
+        citation="Wu et al., Joint Acne Image Grading and Counting via Label Distribution Learning, ICCV 2019.",
+        # Keep list-file order: record i of a split is the i-th kept line of its list.
+        disable_shuffling=True,
+    )
+
+  def _download_and_prepare(self, dl_manager, download_config) -> None:  # pytype: disable=signature-mismatch
+    self._summary = BuildSummary(dataset=self.name, config=self.builder_config.name, version=str(self.version))
+    super()._download_and_prepare(dl_manager=dl_manager, download_config=download_config)
+    # self.data_path is the temporary build folder here; TFDS renames it on success.
+    (self.data_path / SUMMARY_FILE).write_text(json.dumps(self._summary.to_dict(), indent=1))
+
+  def _manual_root(self, dl_manager) -> str:
+    try:
+      root = dl_manager.manual_dir
+    except AssertionError as e:  # TFDS: "Manual directory ... does not exist or is empty."
+      raise FileNotFoundError(f"acne04: {e}") from None
+    return os.fspath(root)
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    root = self._manual_root(dl_manager)
+    fold = self.builder_config.fold
+    lists = {
+        "train": os.path.join(root, CLASSIFICATION_DIR, f"NNEW_trainval_{fold}.txt"),
+        "test": os.path.join(root, CLASSIFICATION_DIR, f"NNEW_test_{fold}.txt"),
+    }
+    for path in list(lists.values()) + [os.path.join(root, VOC_ANNOTATIONS)]:
+      if not os.path.exists(path):
+        raise FileNotFoundError(f"acne04: missing {path}. Expected layout:\n{LAYOUT}")
+    image_dirs = [os.path.join(root, d) for d in (VOC_IMAGES, CLASSIFICATION_IMAGES) if os.path.isdir(os.path.join(root, d))]
+    if not image_dirs:
+      raise FileNotFoundError(
+          f"acne04: missing {os.path.join(root, CLASSIFICATION_IMAGES)} (and {os.path.join(root, VOC_IMAGES)}). Expected layout:\n{LAYOUT}"
+      )
+    summary = self._summary
+    entries: Dict[str, List[ListEntry]] = {}
+    for split, path in lists.items():
+      bad: List[Tuple[int, str]] = []
+      parsed = parse_list_file(path, bad_lines=bad)
+      for _, message in bad:
+        summary.issue(os.path.basename(path), message)
+      summary.add("malformed_list_lines", len(bad))
+      seen, kept = set(), []
+      for entry in parsed:
+        if entry.file_name in seen:
+          summary.add("duplicate_entries")
+          summary.issue(entry.file_name, f"listed twice in {os.path.basename(path)} (line {entry.line}): repeat skipped")
+          continue
+        seen.add(entry.file_name)
+        kept.append(entry)
+      entries[split] = kept
+      summary.add("listed_images", len(kept))
+    summary.add("train_test_overlap", len({e.file_name for e in entries["train"]} & {e.file_name for e in entries["test"]}))
+    annotation_dir = os.path.join(root, VOC_ANNOTATIONS)
+    image_stems = {os.path.splitext(f)[0] for d in image_dirs for f in os.listdir(d)}
+    for name in sorted(os.listdir(annotation_dir)):
+      stem, ext = os.path.splitext(name)
+      if ext.lower() == ".xml" and stem not in image_stems:
+        summary.add("annotations_without_image")
+        summary.issue(os.path.join(VOC_ANNOTATIONS, name), "annotation without image: skipped")
+    generators = {}
+    for split in entries:
+      if not entries[split]:  # TFDS cannot write an empty split
+        summary.issue(lists[split], "no entries: split omitted")
+        continue
+      summary.splits[split] = {"examples": 0, "boxes": 0, **{f"grade_{g}": 0 for g in range(len(GRADE_NAMES))}}
+      generators[split] = self._generate_examples(split, entries[split], image_dirs, annotation_dir)
+    return generators
+
+  def _generate_examples(self, split: str, entries: List[ListEntry], image_dirs: List[str], annotation_dir: str) -> Iterator[Tuple[int, Dict[str, Any]]]:
+    summary = self._summary
+    for entry in entries:
+      example = self._example(entry, image_dirs, annotation_dir)
+      if example is None:
+        continue
+      counts = summary.splits[split]
+      counts["examples"] += 1
+      counts["boxes"] += len(example["objects"]["bbox"])
+      counts[f"grade_{entry.grade}"] += 1
+      yield example["image_id"], example
+
+  def _example(self, entry: ListEntry, image_dirs: List[str], annotation_dir: str) -> Optional[Dict[str, Any]]:
+    """The record of one list entry, or None (counted, warned) when it is skipped."""
+    summary = self._summary
+    name = entry.file_name
+    path = next((os.path.join(d, name) for d in image_dirs if os.path.isfile(os.path.join(d, name))), None)
+    if path is None:
+      summary.add("missing_images")
+      summary.issue(name, f"listed but not found in {' or '.join(image_dirs)}: skipped")
+      return None
+    with open(path, "rb") as f:
+      data = f.read()
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3)):
+      summary.add("corrupt_images")
+      summary.issue(path, "image does not decode as a 1- or 3-channel picture: skipped")
+      return None
+    height, width = image.shape[:2]
+
+    xml_path = os.path.join(annotation_dir, os.path.splitext(name)[0] + ".xml")
+    bndboxes, difficult = [], []
+    if not os.path.isfile(xml_path):
+      summary.add("images_without_annotation")
+      if entry.lesion_count > 0:
+        summary.add("unannotated_with_lesions")
+        summary.issue(name, f"no annotation {xml_path} but lesion_count {entry.lesion_count}: kept with zero boxes")
+    else:
+      try:
+        annotation = voc.parse_voc_xml(xml_path)
+      except voc.VocParseError as e:
+        summary.add("corrupt_annotations")
+        summary.issue(xml_path, f"{e} Image skipped.")
+        return None
+      if annotation.width > 0 and annotation.height > 0 and (annotation.width, annotation.height) != (width, height):
+        summary.add("size_mismatches")
+        summary.issue(xml_path, f"<size> {annotation.width}x{annotation.height} != image {width}x{height} (boxes not rescaled)")
+      for obj in annotation.objects:
+        if obj.name != VOC_CLASS:
+          summary.add("unknown_class_boxes")
+          summary.issue(xml_path, f"object of class {obj.name!r} (not {VOC_CLASS!r}): dropped")
+          continue
+        bndboxes.append(obj.bndbox)
+        difficult.append(obj.difficult)
+
+    boxes, changed, keep = voc.clip_boxes(voc.voc_to_xyxy(bndboxes), width, height)
+    summary.add("clipped_boxes", int(np.sum(changed & keep)))
+    if not keep.all():
+      summary.add("dropped_empty_boxes", int(np.sum(~keep)))
+      summary.issue(xml_path, f"{int(np.sum(~keep))} box(es) of zero width or height after clipping: dropped")
+    boxes = boxes[keep]
+    difficult = np.asarray(difficult, bool).reshape(-1)[keep]
+
+    if hayashi_grade(entry.lesion_count) != entry.grade:
+      summary.add("grade_count_mismatches")
+    name_grade = grade_in_file_name(name)
+    if name_grade is not None and name_grade != entry.grade:
+      summary.add("file_grade_mismatches")
+    if os.path.isfile(xml_path) and len(boxes) != entry.lesion_count:
+      summary.add("box_count_mismatches")
+
+    polygons = voc.box_polygons(boxes)
+    return {
+        "image": data,
+        "image_id": image_id_of(name),
+        "file_name": name,
+        "crop_origin": np.zeros((2,), np.int32),
+        "grade": entry.grade,
+        "lesion_count": np.int32(entry.lesion_count),
+        "objects": {
+            "bbox": boxes.astype(np.float32),
+            "label": np.zeros((len(boxes),), np.int64),
+            "area": ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).astype(np.float32),
+            "polygon_size": np.full((len(boxes),), 8, np.int32),
+            "difficult": difficult,
+        },
+        "polygons": polygons.reshape(-1),
+    }

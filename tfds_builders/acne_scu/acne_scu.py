@@ -1,0 +1,455 @@
+"""TFDS builder of AcneSCU (facial acne photographs, 10 lesion classes), from a manual download.
+
+Build without TensorFlow into ArrayRecord files and read back with ``tfds.data_source``::
+
+  builder = AcneScu(config="crops_1024", data_dir=data_dir)
+  builder.download_and_prepare(
+      file_format="array_record",
+      download_config=tfds.download.DownloadConfig(manual_dir=folder))
+  source = builder.as_data_source(split="train")   # source[i] -> dict, see below
+  print(load_build_summary(data_dir, "crops_1024").format())
+
+Stored features (the layout of ``tfds_builders.synthetic_acne``; turn a record into NumPy
+arrays with ``acne_jax.data.synthetic.decode_record``):
+
+* ``image``: uint8 ``[H, W, 3]`` RGB. ``whole``: the image file's own bytes (JPEG as shipped)
+  when OpenCV decodes them to the annotated pixels, else a PNG of those pixels (EXIF-rotated,
+  grey or 16-bit files). Crops: PNG (lossless, so masked pixels read back exactly 0),
+  ``S x S`` with ``S = crop_size``.
+* ``image_id`` int64: ``n`` for the ``n``-th annotated image (all splits, sorted by file
+  name); crop ``k`` of it is ``CROP_ID_STRIDE * n + k``.
+* ``file_name`` text: the image path relative to ``manual_dir`` (LabelMe) or the COCO
+  ``file_name`` (relative to ``images/``) for ``whole``; for crop ``k`` (row-major in the crop
+  grid) that path without extension plus ``_crop<k>``, e.g. ``J__..._斑点_crop3``.
+* ``patient_id`` text: ``acne_jax.data.labelme.patient_of(file_name)``.
+* ``crop_origin`` int32 ``[2]``: ``(x, y)`` of the crop's top-left corner in its image
+  (``(0, 0)`` for ``whole``).
+* ``objects`` (``Sequence``; Python lists when read back): ``bbox`` float32 ``[4]``
+  ``x1, y1, x2, y2`` pixels, ``label`` (``ClassLabel`` over ``CLASS_NAMES``: closed_comedo,
+  open_comedo, papule, pustule, nodule, atrophic_scar, hypertrophic_scar, melasma, nevus,
+  other), ``area`` float32 (box area, as the reference), ``polygon_size`` int32 (``2 V``).
+* ``polygons``: float32 ``[sum 2 V]``, the objects' flat ``[x0, y0, x1, y1, ...]`` polygons
+  concatenated in object order (image or crop coordinates).
+
+All 10 classes are kept, ``other`` included (the reference's evaluation drops it: set
+``data.drop_labels`` in the training config).
+
+Configurations (``AcneScuConfig``):
+
+* ``whole``: one record per image, lesions clipped to the image; no size filter (the
+  reference's test set ``all_whole.json``).
+* ``crops_1024`` (default): the reference's training data: the masked-crop grid of 1024 x
+  1024 windows of every image (``acne_jax.data.masked_crop.masked_crops``): a lesion cut by a
+  window is blacked out there and not annotated; kept lesions with a box side under 10 px are
+  dropped. Every window is a record, with or without lesions.
+* ``crops_256``: the same with 256 x 256 windows (tests, CPU experiments).
+
+Boxes use the reference's integer rounding (``reference_rounding=True``; see
+``masked_crop.polygon_bounds``); polygons keep their float coordinates.
+
+Splits: ``train`` / ``validation`` / ``test`` by patient, ``labelme.split_of``: a salted
+SHA-256 of the patient id gives ``u`` in [0, 1); ``u < 0.10`` -> test, ``u < 0.15`` ->
+validation, else train. A patient's images are all in one split, whatever the other files.
+(Custom configurations may change the fractions; a split of fraction 0 is not generated, and
+a split of non-zero fraction that gets no image is an error.)
+
+Bad input never passes silently; every case is logged with the file and counted in the
+:class:`BuildSummary` written to ``<data_dir>/acne_scu/<config>/<version>/build_summary.json``
+(:func:`load_build_summary`):
+
+* no ``manual_dir`` or no annotation file in it: :class:`ManualDataError` naming the path and
+  repeating the expected layout;
+* unreadable / invalid JSON, missing image, image ``cv2.imdecode`` cannot decode or whose
+  size differs from the JSON's: the file is skipped (``skipped_files`` with the reason);
+* shapes with <= 2 points, unknown labels, unsupported shape types or bad points: skipped
+  (``skipped_shapes``, ``unknown_labels``);
+* polygons reaching outside the image: clipped (``clipped``); boxes of zero width or height:
+  dropped (``dropped_zero_area``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+
+import numpy as np
+import tensorflow_datasets as tfds
+from etils import epath
+
+from acne_jax.data import labelme
+from acne_jax.data import masked_crop
+from acne_jax.data.synthetic import CLASS_NAMES
+
+logger = logging.getLogger(__name__)
+
+NAME = "acne_scu"
+SUMMARY_FILE = "build_summary.json"
+COCO_ANNOTATIONS = "annotations.json"
+COCO_IMAGES = "images"
+CROP_ID_STRIDE = 10_000  # image_id of crop k of image n: CROP_ID_STRIDE * n + k
+
+LAYOUT = f"""\
+Lay the data out in manual_dir in ONE of two ways:
+
+1. LabelMe, as released: every image beside its LabelMe JSON file, at the top of manual_dir
+   or in sub-folders of any depth, e.g.
+     <manual_dir>/J__<name>_痤疮_20190123090437000_斑点.jpg
+     <manual_dir>/J__<name>_痤疮_20190123090437000_斑点.json
+     <manual_dir>/more/<image>.jpg + <manual_dir>/more/<image>.json
+   A JSON's "imagePath" names its image (relative to the JSON's folder); when that file is
+   missing, an image named like the JSON (.jpg, .jpeg, .png, .bmp) is used, then the JSON's
+   embedded "imageData". Shapes: "polygon" and "circle", labels {", ".join(CLASS_NAMES)}.
+
+2. COCO: <manual_dir>/{COCO_ANNOTATIONS} (a COCO instance file: category ids 1..10 in the
+   order above, polygon "segmentation") and the images under <manual_dir>/{COCO_IMAGES}/ at
+   their "file_name" paths. When {COCO_ANNOTATIONS} exists, other JSON files are ignored.
+"""
+
+MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
+AcneSCU cannot be downloaded automatically. The README of
+https://github.com/pingguokiller/acnedetection links to a Baidu Netdisk share (with its
+password) holding the photographs and their LabelMe annotations; download and extract it.
+
+{LAYOUT}
+Then build, e.g.
+  python -m acne_jax.data.build --dataset=acne_scu --manual_dir=FOLDER --data_dir=DATA_DIR
+or from Python: AcneScu(config="crops_1024", data_dir=DATA_DIR).download_and_prepare(
+    file_format="array_record",
+    download_config=tfds.download.DownloadConfig(manual_dir=FOLDER)).
+"""
+
+
+class ManualDataError(FileNotFoundError):
+  """The manual download is missing or holds no annotation file; the message says where and
+  how to lay it out."""
+
+
+@dataclasses.dataclass
+class BuildSummary:
+  """What a build read, wrote and left out (all counts are over every split).
+
+  Attributes:
+    config, version: the builder configuration and version.
+    manual_dir: the folder read.
+    input_format: "labelme" or "coco".
+    annotation_files: JSON files found.
+    images: annotated images found (before the images are opened).
+    records, boxes, images_per_split, patients: per split ("train", "validation", "test"):
+      records written, boxes in them, source images and patients that made it.
+    boxes_per_class: boxes written, by class name.
+    skipped_files: ``{"file": path, "reason": text}`` for every annotation or image file left
+      out (invalid JSON, missing / corrupt image, size mismatch, duplicate image).
+    skipped_shapes: shapes left out, by reason (``too_few_points``, ``unknown_label``,
+      ``unsupported_shape_type``, ``invalid_points``).
+    unknown_labels: the unknown labels met and how often.
+    clipped: polygons clipped to their image (a vertex outside it).
+    dropped_zero_area: polygons dropped because their box had zero width or height.
+    masked: (crops) lesion instances blacked out in a window that cut them.
+    lesions_not_in_any_crop: (crops) lesions annotated in no window (cut by every window
+      holding them, or under ``min_size``).
+    reencoded_images: (``whole``) images stored as PNG instead of their own bytes.
+  """
+
+  config: str = ""
+  version: str = ""
+  manual_dir: str = ""
+  input_format: str = ""
+  annotation_files: int = 0
+  images: int = 0
+  records: Dict[str, int] = dataclasses.field(default_factory=dict)
+  boxes: Dict[str, int] = dataclasses.field(default_factory=dict)
+  images_per_split: Dict[str, int] = dataclasses.field(default_factory=dict)
+  patients: Dict[str, int] = dataclasses.field(default_factory=dict)
+  boxes_per_class: Dict[str, int] = dataclasses.field(default_factory=dict)
+  skipped_files: List[Dict[str, str]] = dataclasses.field(default_factory=list)
+  skipped_shapes: Dict[str, int] = dataclasses.field(default_factory=dict)
+  unknown_labels: Dict[str, int] = dataclasses.field(default_factory=dict)
+  clipped: int = 0
+  dropped_zero_area: int = 0
+  masked: int = 0
+  lesions_not_in_any_crop: int = 0
+  reencoded_images: int = 0
+
+  def to_json(self) -> str:
+    return json.dumps(dataclasses.asdict(self), ensure_ascii=False, indent=1)
+
+  @classmethod
+  def from_json(cls, text: str) -> "BuildSummary":
+    data = json.loads(text)
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in known})
+
+  def format(self) -> str:
+    """A few human-readable lines (for the build CLI)."""
+    splits = [s for s in labelme.SPLITS if s in self.records]
+    lines = [
+        f"acne_scu/{self.config} {self.version} from {self.manual_dir} ({self.input_format}): "
+        f"{self.annotation_files} annotation files, {self.images} annotated images.",
+    ]
+    for s in splits:
+      lines.append(
+          f"  {s}: {self.records.get(s, 0)} records, {self.boxes.get(s, 0)} boxes, "
+          f"{self.images_per_split.get(s, 0)} images, {self.patients.get(s, 0)} patients")
+    lines.append("  boxes per class: " + ", ".join(f"{k} {v}" for k, v in self.boxes_per_class.items()))
+    lines.append(
+        f"  clipped to the image: {self.clipped}; dropped (zero area): {self.dropped_zero_area}; "
+        f"masked in crops: {self.masked}; lesions in no crop: {self.lesions_not_in_any_crop}; "
+        f"re-encoded as PNG: {self.reencoded_images}")
+    if self.skipped_shapes:
+      lines.append("  skipped shapes: " + ", ".join(f"{k} {v}" for k, v in sorted(self.skipped_shapes.items())))
+    if self.unknown_labels:
+      lines.append("  unknown labels: " + ", ".join(f"{k!r} {v}" for k, v in sorted(self.unknown_labels.items())))
+    lines.append(f"  skipped files: {len(self.skipped_files)}")
+    lines += [f"    {f['file']}: {f['reason']}" for f in self.skipped_files]
+    return "\n".join(lines)
+
+
+def summary_path(data_dir: Union[str, os.PathLike], config: str = "crops_1024", version: Optional[str] = None) -> str:
+  """``<data_dir>/acne_scu/<config>/<version>/build_summary.json`` (default version: the
+  builder's ``VERSION``)."""
+  return os.path.join(os.fspath(data_dir), NAME, config, str(version or AcneScu.VERSION), SUMMARY_FILE)
+
+
+def load_build_summary(data_dir: Union[str, os.PathLike], config: str = "crops_1024", version: Optional[str] = None) -> BuildSummary:
+  """The :class:`BuildSummary` of a prepared configuration.
+
+  Raises:
+    FileNotFoundError: naming the path, when that configuration / version was not built.
+  """
+  path = summary_path(data_dir, config, version)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"no AcneSCU build summary at {path}: build acne_scu/{config} into {os.fspath(data_dir)} first.")
+  with open(path, encoding="utf-8") as f:
+    return BuildSummary.from_json(f.read())
+
+
+@dataclasses.dataclass(eq=False)
+class AcneScuConfig(tfds.core.BuilderConfig):
+  """How images become records.
+
+  Attributes:
+    crop_size: window side of the masked crops; None for whole images.
+    min_size: (crops) kept lesions with a box side under this are dropped (not masked).
+    reference_rounding: integer boxes as the reference (``masked_crop.polygon_bounds``).
+    test_fraction, validation_fraction, split_salt: the patient split (``labelme.split_of``).
+  """
+
+  crop_size: Optional[int] = None
+  min_size: float = masked_crop.DEFAULT_MIN_SIZE
+  reference_rounding: bool = True
+  test_fraction: float = labelme.DEFAULT_TEST_FRACTION
+  validation_fraction: float = labelme.DEFAULT_VALIDATION_FRACTION
+  split_salt: str = labelme.SPLIT_SALT
+
+
+class AcneScu(tfds.core.GeneratorBasedBuilder):
+  """AcneSCU: facial photographs with polygon-annotated lesions of 10 acne-related classes."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "First release."}
+  MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+  BUILDER_CONFIGS = [
+      AcneScuConfig(name="whole", description="Whole images, lesions clipped to the image, no size filter."),
+      AcneScuConfig(name="crops_1024", description="1024 x 1024 masked crops (the reference's training data).", crop_size=1024),
+      AcneScuConfig(name="crops_256", description="256 x 256 masked crops (tests, CPU experiments).", crop_size=256),
+  ]
+  DEFAULT_CONFIG_NAME = "crops_1024"
+
+  summary: Optional[BuildSummary] = None  # filled by download_and_prepare (this process)
+
+  @tfds.core.utils.classproperty
+  @classmethod
+  def code_path(cls) -> epath.Path:
+    """This file. TFDS's default looks the path up through ``importlib_resources``, which is
+    not a dependency of tensorflow-datasets and is not installed without TensorFlow."""
+    return epath.Path(__file__)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    size = self.builder_config.crop_size
+    shape = (size, size, 3) if size else (None, None, 3)
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=__doc__.splitlines()[0],
+        homepage="https://github.com/pingguokiller/acnedetection",
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=shape, dtype=np.uint8, encoding_format="png" if size else "jpeg"),
+            "image_id": np.int64,
+            "file_name": tfds.features.Text(),
+            "patient_id": tfds.features.Text(),
+            "crop_origin": tfds.features.Tensor(shape=(2,), dtype=np.int32),
+            "objects": tfds.features.Sequence({
+                "bbox": tfds.features.Tensor(shape=(4,), dtype=np.float32),
+                "label": tfds.features.ClassLabel(names=CLASS_NAMES),
+                "area": np.float32,
+                "polygon_size": np.int32,
+            }),
+            "polygons": tfds.features.Tensor(shape=(None,), dtype=np.float32),
+        }),
+        # Records in file-name order (crops row-major), as _generate_examples yields them.
+        disable_shuffling=True,
+    )
+
+  # ------------------------------------------------------------------------------------------
+  # Reading the manual download.
+
+  def _manual_dir(self, dl_manager: tfds.download.DownloadManager) -> str:
+    try:
+      return os.fspath(dl_manager.manual_dir)
+    except AssertionError as e:  # TFDS: "does not exist or is empty" / "not enabled"
+      path = getattr(dl_manager, "_manual_dir", None)
+      raise ManualDataError(
+          f"AcneSCU: manual_dir {path} does not exist or is empty. Pass the folder of the AcneSCU "
+          f"download as manual_dir (DownloadConfig(manual_dir=...) or --manual_dir).\n{LAYOUT}") from e
+
+  def _read_annotations(self, manual_dir: str, summary: BuildSummary) -> List[labelme.AnnotatedImage]:
+    """Every usable annotated image, sorted by file name; fills the input counts of ``summary``."""
+    images: List[labelme.AnnotatedImage] = []
+    coco = os.path.join(manual_dir, COCO_ANNOTATIONS)
+    if os.path.isfile(coco):
+      summary.input_format = "coco"
+      summary.annotation_files = 1
+      try:
+        images = labelme.parse_coco_file(coco, os.path.join(manual_dir, COCO_IMAGES))
+      except labelme.AnnotationError as e:
+        raise ManualDataError(f"AcneSCU: {e}\n{LAYOUT}") from e
+    else:
+      summary.input_format = "labelme"
+      files = labelme.find_labelme_files(manual_dir)
+      summary.annotation_files = len(files)
+      if not files:
+        raise ManualDataError(f"AcneSCU: no annotation file (*.json, or {COCO_ANNOTATIONS}) under manual_dir {manual_dir}.\n{LAYOUT}")
+      for path in files:
+        try:
+          images.append(labelme.parse_labelme_file(path, root=manual_dir))
+        except labelme.AnnotationError as e:
+          self._skip_file(summary, path, str(e))
+    by_name: Dict[str, labelme.AnnotatedImage] = {}
+    for image in images:
+      if image.file_name in by_name:
+        self._skip_file(summary, image.annotation_path, f"duplicate annotations of image {image.file_name} (first in {by_name[image.file_name].annotation_path})")
+        continue
+      by_name[image.file_name] = image
+      for shape in image.skipped_shapes:
+        summary.skipped_shapes[shape.reason] = summary.skipped_shapes.get(shape.reason, 0) + 1
+        if shape.reason == labelme.UNKNOWN_LABEL:
+          summary.unknown_labels[shape.label] = summary.unknown_labels.get(shape.label, 0) + 1
+    summary.images = len(by_name)
+    return [by_name[name] for name in sorted(by_name)]
+
+  @staticmethod
+  def _skip_file(summary: BuildSummary, path: str, reason: str) -> None:
+    if reason.startswith(path + ": "):  # AnnotationError messages start with the file
+      reason = reason[len(path) + 2:]
+    logger.warning("acne_scu: skipping %s: %s", path, reason)
+    summary.skipped_files.append({"file": path, "reason": reason})
+
+  # ------------------------------------------------------------------------------------------
+  # Generation.
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    config = self.builder_config
+    manual_dir = self._manual_dir(dl_manager)
+    summary = BuildSummary(config=config.name, version=str(self.version), manual_dir=manual_dir)
+    summary.boxes_per_class = {name: 0 for name in CLASS_NAMES}
+    self.summary = summary
+    images = self._read_annotations(manual_dir, summary)
+    fractions = {
+        "train": 1.0 - config.test_fraction - config.validation_fraction,
+        "validation": config.validation_fraction,
+        "test": config.test_fraction,
+    }
+    # A split with fraction 0 is not generated (e.g. validation_fraction=0: train and test only).
+    splits = [s for s in labelme.SPLITS if fractions[s] > 0]
+    per_split: Dict[str, List[Tuple[int, labelme.AnnotatedImage]]] = {s: [] for s in labelme.SPLITS}
+    for index, image in enumerate(images):
+      split = labelme.split_of(image.patient_id, config.test_fraction, config.validation_fraction, config.split_salt)
+      per_split[split].append((index, image))
+    for split in splits:
+      members = per_split[split]
+      if not members:
+        patients = len({image.patient_id for image in images})
+        raise ValueError(
+            f"AcneSCU: the {split} split has no image ({len(images)} annotated images of {patients} patients under "
+            f"{manual_dir}; test_fraction={config.test_fraction}, validation_fraction={config.validation_fraction}). "
+            "Add data, or pass an AcneScuConfig with other fractions (a split with fraction 0 is left out).")
+      summary.records[split] = summary.boxes[split] = summary.images_per_split[split] = 0
+      summary.patients[split] = len({image.patient_id for _, image in members})
+    return {split: self._generate_examples(split, per_split[split]) for split in splits}
+
+  def _download_and_prepare(self, dl_manager, download_config=None):
+    super()._download_and_prepare(dl_manager, download_config)
+    if self.summary is not None:
+      # self.data_dir is TFDS's temporary folder here; it becomes <data_dir>/acne_scu/<config>/<version>.
+      (epath.Path(self.data_dir) / SUMMARY_FILE).write_text(self.summary.to_json(), encoding="utf-8")
+      logger.info("acne_scu: build summary:\n%s", self.summary.format())
+
+  def _generate_examples(self, split: str, members: List[Tuple[int, labelme.AnnotatedImage]]) -> Iterator[Tuple[str, Dict[str, Any]]]:
+    config = self.builder_config
+    summary = self.summary
+    patients, skipped = set(), []
+    for index, image in members:
+      try:
+        pixels, encoded = labelme.read_image(image)
+      except labelme.AnnotationError as e:
+        self._skip_file(summary, image.image_path or image.annotation_path, str(e))
+        skipped.append(str(e))
+        continue
+      height, width = pixels.shape[:2]
+      lesions = labelme.clip_lesions(image.polygons, image.labels, width, height, config.reference_rounding)
+      summary.clipped += lesions.num_clipped
+      summary.dropped_zero_area += lesions.num_dropped
+      patients.add(image.patient_id)
+      summary.images_per_split[split] += 1
+      if config.crop_size is None:
+        stored = labelme.stored_image_bytes(pixels, encoded)
+        summary.reencoded_images += stored is not encoded
+        yield image.file_name, self._example(
+            split, stored, index, image.file_name, image.patient_id, (0, 0),
+            lesions.boxes, lesions.labels, lesions.polygons)
+        continue
+      crops = masked_crop.masked_crops(
+          pixels, lesions.polygons, lesions.labels, crop_size=config.crop_size, min_size=config.min_size,
+          reference_rounding=config.reference_rounding)
+      if len(crops) >= CROP_ID_STRIDE:
+        raise ValueError(f"AcneSCU: {image.file_name} gives {len(crops)} crops, more than image ids allow ({CROP_ID_STRIDE}).")
+      seen = set()
+      base = os.path.splitext(image.file_name)[0]
+      for k, crop in enumerate(crops):
+        summary.masked += len(crop.masked_index)
+        seen.update(int(i) for i in crop.source_index)
+        name = f"{base}_crop{k}"
+        yield name, self._example(
+            split, labelme.encode_png(crop.image), CROP_ID_STRIDE * index + k, name, image.patient_id, crop.origin,
+            crop.boxes, crop.labels, crop.polygons)
+      summary.lesions_not_in_any_crop += len(lesions.labels) - len(seen)
+    summary.patients[split] = len(patients)
+    if not summary.images_per_split[split]:
+      raise ValueError(
+          f"AcneSCU: no usable image in the {split} split, all {len(members)} were skipped: " + "; ".join(skipped))
+
+  def _example(self, split, image_bytes, image_id, file_name, patient_id, origin, boxes, labels, polygons) -> Dict[str, Any]:
+    summary = self.summary
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    flat = [np.asarray(p, np.float32).reshape(-1) for p in polygons]
+    summary.records[split] += 1
+    summary.boxes[split] += len(labels)
+    for label in labels:
+      summary.boxes_per_class[CLASS_NAMES[label]] += 1
+    return {
+        "image": image_bytes,
+        "image_id": int(image_id),
+        "file_name": file_name,
+        "patient_id": patient_id,
+        "crop_origin": np.asarray(origin, np.int32).reshape(2),
+        "objects": {
+            "bbox": boxes,
+            "label": labels,
+            "area": ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).astype(np.float32),
+            "polygon_size": np.asarray([len(p) for p in flat], np.int32),
+        },
+        "polygons": np.concatenate(flat) if flat else np.zeros((0,), np.float32),
+    }
