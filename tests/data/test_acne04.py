@@ -287,3 +287,33 @@ def test_missing_inputs_are_named(release, tmp_path):
   message = str(info.value)
   assert os.path.join(str(partial), "Classification", "NNEW_test_1.txt") in message
   assert "Detection/VOC2007/" in message and "NNEW_trainval_{0..4}.txt" in message  # the layout
+
+
+# --------------------------------------------------------------------------------------------
+# The build CLI (python -m acne_jax.data.build) on the same fixture.
+
+
+def test_build_cli_prints_a_summary_with_the_skips(release, tmp_path, capsys):
+  from acne_jax.data import build
+
+  code = build.main(["--dataset=acne04", "--config=fold1", f"--manual_dir={release}", f"--data_dir={tmp_path}"])
+  out = capsys.readouterr().out
+  assert code == 0, out
+  assert "train:" in out and "test:" in out and "records" in out and "boxes" in out
+  # The corrupt JPEG and the orphan XML of the fixture are reported with their file names.
+  assert "levle9_9" in out
+  summary = A.read_build_summary(str(tmp_path), "fold1")
+  assert sum(summary.counts.values()) > 0
+
+
+def test_build_cli_missing_manual_dir_names_it(tmp_path, capsys):
+  from acne_jax.data import build
+
+  missing = tmp_path / "nowhere"
+  assert build.main(["--dataset=acne04", f"--manual_dir={missing}", f"--data_dir={tmp_path}"]) == 1
+  assert str(missing) in capsys.readouterr().err
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  assert build.main(["--dataset=acne04", "--config=fold0", f"--manual_dir={empty}", f"--data_dir={tmp_path / 'd'}"]) == 1
+  err = capsys.readouterr().err
+  assert str(empty) in err and "NNEW_trainval" in err
