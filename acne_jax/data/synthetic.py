@@ -33,6 +33,8 @@ patients whatever the requested image counts.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import math
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -797,3 +799,59 @@ def decode_record(record: Mapping[str, Any]) -> Dict[str, Any]:
       "patient_id": _text(record.get("patient_id", "")),
       "crop_origin": np.asarray(record.get("crop_origin", (0, 0)), np.int32).reshape(2),
   }
+
+
+def write_labelme_release(
+    root: str,
+    num_images: int = 12,
+    seed: int = 0,
+    image_size: Union[int, Tuple[int, int]] = (1200, 1600),
+    jpeg_quality: int = 95,
+    **example_kwargs: Any,
+) -> List[str]:
+  """Writes generated images as an AcneSCU release: LabelMe JSON + JPEG pairs in ``root``.
+
+  This lets the synthetic data go through exactly the AcneSCU path (the ``acne_scu`` builder's
+  parsing, clipping, masked crops and patient split)::
+
+    write_labelme_release("/tmp/fake_scu", num_images=20, image_size=(2048, 3072))
+    python -m acne_jax.data.build --dataset=acne_scu --config=crops_1024 --manual_dir=/tmp/fake_scu
+
+  Files are named like AcneSCU's, ``S__p<patient>_<timestamp>_<view>.jpg``, so
+  ``acne_jax.data.labelme.patient_of`` recovers the generated patient. Images of all three
+  generated splits are written; the builder re-splits them by patient.
+
+  Returns:
+    The JSON paths written.
+  """
+  os.makedirs(root, exist_ok=True)
+  written = []
+  counts = {s: 0 for s in ("train", "validation", "test")}
+  total = 0
+  while total < num_images:
+    for split in counts:
+      if total >= num_images:
+        break
+      counts[split] += 1
+      total += 1
+  for split, count in counts.items():
+    for record in generate_split(split, count, seed=seed, image_size=image_size, **example_kwargs):
+      view = record["image_id"] % 4
+      stem = f"S__{record['patient_id']}_2026010{view}120000000_view{view}"
+      image_path = os.path.join(root, stem + ".jpg")
+      bgr = cv2.cvtColor(record["image"], cv2.COLOR_RGB2BGR)
+      if not cv2.imwrite(image_path, bgr, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]):
+        raise OSError(f"could not write {image_path}")
+      height, width = record["image"].shape[:2]
+      shapes = [
+          {"label": CLASS_NAMES[int(label)], "points": np.asarray(polygon, np.float64).reshape(-1, 2).tolist(),
+           "group_id": None, "shape_type": "polygon", "flags": {}}
+          for polygon, label in zip(record["objects"]["polygon"], record["objects"]["label"])
+      ]
+      annotation = {"version": "5.0.1", "flags": {}, "shapes": shapes, "imagePath": stem + ".jpg", "imageData": None,
+                    "imageHeight": height, "imageWidth": width}
+      json_path = os.path.join(root, stem + ".json")
+      with open(json_path, "w", encoding="utf-8") as f:
+        json.dump(annotation, f)
+      written.append(json_path)
+  return written

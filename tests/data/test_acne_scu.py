@@ -477,3 +477,35 @@ def test_training_streams_the_built_crops(labelme_dir, tmp_path):
   assert len(losses) == 2 and all(np.isfinite(losses))
   meta = json.loads((workdir / "checkpoints" / "2" / "meta" / "metadata").read_text())
   assert meta["step"] == 2 and json.loads(meta["data_state"])  # the grain iterator position
+
+
+def test_synthetic_release_goes_through_the_acne_scu_builder(tmp_path):
+  """synthetic.write_labelme_release + the acne_scu builder: generated data on the AcneSCU path."""
+  from acne_jax.data import masked_crop, synthetic
+
+  release = tmp_path / "fake_scu"
+  written = synthetic.write_labelme_release(str(release), num_images=4, image_size=(300, 420), num_lesions=(4, 8))
+  assert len(written) == 4
+  from tfds_builders.acne_scu import AcneScuConfig
+
+  # Four images are too few patients for the default 10 % / 5 % split: keep them all in train.
+  config = AcneScuConfig(name="synthetic_crops_256", crop_size=256, test_fraction=0.0, validation_fraction=0.0)
+  builder = _build(config, tmp_path / "tfds", release)
+  records = [decode_record(r) for r in builder.as_data_source(split="train")]
+  # ceil(300/256) x ceil(420/256) = 2 x 2 windows per image.
+  assert len(records) == 4 * 4
+  # Every crop equals masked_crops of the decoded JPEG with the generated polygons.
+  by_name = {r["file_name"]: r for r in records}
+  for json_path in written:
+    image_file = json_path[:-5] + ".jpg"
+    parsed = L.parse_labelme_file(json_path, str(release))
+    pixels = _expected_image(str(release), os.path.basename(image_file))
+    lesions = L.clip_lesions(parsed.polygons, parsed.labels, pixels.shape[1], pixels.shape[0])
+    crops = masked_crop.masked_crops(pixels, lesions.polygons, lesions.labels, crop_size=256)
+    stem = os.path.splitext(os.path.basename(image_file))[0]
+    for k, crop in enumerate(crops):
+      record = by_name[f"{stem}_crop{k}"]
+      np.testing.assert_array_equal(record["image"], crop.image)
+      np.testing.assert_array_equal(record["boxes"], crop.boxes)
+      np.testing.assert_array_equal(record["labels"], crop.labels)
+      assert record["patient_id"] == L.patient_of(stem)
