@@ -1,14 +1,25 @@
-"""Re-evaluate a trained detector: ``python -m acne_jax.evaluate --config=configs/sadh.py --workdir=DIR``.
+"""Evaluate detections: a trained model's, or COCO files'.
 
-Restores the newest checkpoint in ``DIR`` (or ``--step``), runs the model over the evaluation
-split, prints AP/AR at ``eval.iou`` with ``eval.max_dets`` detections (overall and per size
-bucket) and the proposal recall AR@100/300/1000, and writes ``detections_<split>.json`` (COCO
-results) and ``eval_<split>.json`` (the metrics) into ``DIR``. Config overrides work as for
-training, e.g. ``--config.eval.max_dets=300`` or ``--config.model.test_max_proposals=1000``.
+Two modes, chosen by the flags given:
+
+- ``python -m acne_jax.evaluate --config=configs/sadh.py --workdir=DIR`` re-evaluates a trained
+  detector. Restores the newest checkpoint in ``DIR`` (or ``--step``), runs the model over the
+  evaluation split, prints AP/AR at ``eval.iou`` with ``eval.max_dets`` detections (overall and
+  per size bucket) and the proposal recall AR@100/300/1000, and writes
+  ``detections_<split>.json`` (COCO results) and ``eval_<split>.json`` (the metrics) into
+  ``DIR``. Config overrides work as for training, e.g. ``--config.eval.max_dets=300`` or
+  ``--config.model.test_max_proposals=1000``.
+- ``python -m acne_jax.evaluate --gt GT.json --dets DETS.json [--iou 0.5] [--max-dets 100]
+  [--area box|annotation] [--out metrics.json]`` evaluates a COCO results file against a COCO
+  instances file: AP/AR at ``--iou`` per size bucket, per-class AP, mAP@50/75, the 12 COCO
+  statistics and FROC (``coco_metrics.full_metrics``); prints a table and writes the metrics as
+  JSON. Malformed input (bad JSON, unknown image or category ids, a bad bbox or score) is
+  reported with the file and its first bad entry, exit code 1.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -28,7 +39,10 @@ from acne_jax.training import optim
 
 def restore_variables(config: ml_collections.ConfigDict, workdir: str, step=None):
   """``({"params", "batch_stats"}, step)`` from the checkpoints in ``workdir``."""
-  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
+  directory = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(directory):  # checked first: the checkpoint manager would create the folder
+    raise FileNotFoundError(f"no checkpoint in {directory}; train first with python -m acne_jax.train --workdir={workdir}.")
+  checkpointer = Checkpointer(directory)
   if checkpointer.latest_step() is None:
     raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints; train first with python -m acne_jax.train --workdir={workdir}.")
   spec = spec_from_config(config.model)
@@ -67,7 +81,127 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, step=None,
   return metrics
 
 
+def _load_json(path: str):
+  """The parsed file; ``ValueError`` naming the file on a read or syntax error."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path}: not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+  except UnicodeDecodeError as e:
+    raise ValueError(f"{path}: not valid JSON: not UTF-8 text ({e.reason} at byte {e.start})") from None
+  except OSError as e:
+    raise ValueError(f"{path}: cannot read: {e.strerror or e}") from None
+
+
+def _fmt(value: float) -> str:
+  return "     -" if value < 0 else f"{value:.4f}"
+
+
+def format_file_metrics(metrics, iou: float, max_dets: int) -> str:
+  """A plain-text table of ``coco_metrics.full_metrics``' output."""
+  tag = f"@{iou:g}"
+  lines = [f"IoU {iou:g}, at most {max_dets} detections per image and category", "",
+           f"{'':8s}{'all':>8s}{'small':>8s}{'medium':>8s}{'large':>8s}"]
+  for kind in ("AP", "AR"):
+    values = [metrics[f"{kind}{s}{tag}"] for s in ("", "_s", "_m", "_l")]
+    lines.append(f"{kind + tag:8s}" + "".join(f"{_fmt(v):>8s}" for v in values))
+  lines += ["", f"mAP@50 {_fmt(metrics['mAP@50'])}   mAP@75 {_fmt(metrics['mAP@75'])}", ""]
+  lines.append("COCO (AP/AR over IoU 0.50:0.95 unless named):")
+  names = list(metrics["coco"])
+  lines.append("  " + "".join(f"{n:>8s}" for n in names))
+  lines.append("  " + "".join(f"{_fmt(metrics['coco'][n]):>8s}" for n in names))
+  lines += ["", f"Per-class AP{tag}:"]
+  per_class = metrics[f"per_class_AP{tag}"]
+  width = max([len(n) for n in per_class] + [5])
+  lines += [f"  {name:{width}s}  {_fmt(value)}" for name, value in per_class.items()]
+  froc = metrics["froc"]
+  points = [k for k in froc if k.startswith("sens@")]
+  lines += ["", f"FROC (IoU {froc['iou']:g}), sensitivity at average false positives per image:",
+            "  " + "".join(f"{k[5:-2] + ' FP':>8s}" for k in points) + f"{'mean':>8s}",
+            "  " + "".join(f"{_fmt(froc[k]):>8s}" for k in points) + f"{_fmt(froc['sens_mean']):>8s}"]
+  return "\n".join(lines)
+
+
+def evaluate_files(gt_path: str, dets_path: str, iou: float = 0.5, max_dets: int = 100, area_source: str = "box"):
+  """``coco_metrics.full_metrics`` of two COCO files; ``ValueError`` naming the file and its
+  first bad entry on malformed input."""
+  ground_truth = _load_json(gt_path)
+  detections = _load_json(dets_path)
+  try:
+    index, _ = coco_metrics.parse_ground_truth(ground_truth, area_source)
+  except coco_metrics.CocoFormatError as e:
+    raise ValueError(f"{gt_path}: {e}") from None
+  try:
+    coco_metrics.parse_results(detections, index)
+  except coco_metrics.CocoFormatError as e:
+    raise ValueError(f"{dets_path}: {e}") from None
+  metrics = coco_metrics.full_metrics(ground_truth, detections, iou=iou, max_dets=max_dets, area_source=area_source)
+  summary = (f"{gt_path}: {len(index.image_ids)} images, {len(ground_truth['annotations'])} annotations, "
+             f"{len(index.category_ids)} categories; {dets_path}: {len(detections)} detections")
+  return metrics, summary
+
+
+def _positive_float(text: str) -> float:
+  value = float(text)
+  if not 0.0 < value <= 1.0:
+    raise argparse.ArgumentTypeError(f"must be in (0, 1], not {text}")
+  return value
+
+
+def _positive_int(text: str) -> int:
+  value = int(text)
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"must be >= 1, not {text}")
+  return value
+
+
+def main_files(args) -> int:
+  """The ``--gt/--dets`` mode (``args`` without the program name); returns the exit code."""
+  parser = argparse.ArgumentParser(prog="python -m acne_jax.evaluate", description="Evaluate COCO-format detections against COCO ground truth.")
+  parser.add_argument("--gt", required=True, help="COCO instances JSON (images, annotations, categories).")
+  parser.add_argument("--dets", required=True, help="COCO results JSON: [{image_id, category_id, bbox: [x, y, w, h], score}, ...].")
+  parser.add_argument("--iou", type=_positive_float, default=0.5, help="IoU threshold of AP/AR, per-class AP and FROC (default 0.5).")
+  parser.add_argument("--max-dets", type=_positive_int, default=100, help="Detections kept per image and category (default 100).")
+  parser.add_argument("--area", choices=("box", "annotation"), default="box",
+                      help="Ground-truth area for the size buckets: box w*h (default) or the annotation's 'area'.")
+  parser.add_argument("--out", default=None, help="Write the metrics as JSON to this file.")
+  try:
+    parsed = parser.parse_args(args)
+  except SystemExit as e:  # argparse has printed the usage error
+    return int(e.code or 0)
+  try:
+    metrics, summary = evaluate_files(parsed.gt, parsed.dets, parsed.iou, parsed.max_dets, parsed.area)
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  print(summary)
+  print(format_file_metrics(metrics, parsed.iou, parsed.max_dets))
+  if parsed.out:
+    settings = {"gt": parsed.gt, "dets": parsed.dets, "iou": parsed.iou, "max_dets": parsed.max_dets, "area_source": parsed.area}
+    try:
+      with open(parsed.out, "w") as f:
+        json.dump({**metrics, "settings": settings}, f, indent=2)
+    except OSError as e:
+      print(f"error: {parsed.out}: cannot write: {e.strerror or e}", file=sys.stderr)
+      return 1
+    print(f"wrote {parsed.out}")
+  return 0
+
+
+def _uses_files(args) -> bool:
+  return any(a.split("=", 1)[0] in ("--gt", "--dets") for a in args)
+
+
 def main(argv=None) -> int:
+  argv = list(sys.argv if argv is None else argv)
+  if _uses_files(argv[1:]):
+    return main_files(argv[1:])
+  return main_workdir(argv)
+
+
+def main_workdir(argv) -> int:
+  """The ``--config/--workdir`` mode (``argv`` with the program name); returns the exit code."""
   from absl import flags
   from ml_collections import config_flags
 
@@ -75,7 +209,6 @@ def main(argv=None) -> int:
   config_flag = config_flags.DEFINE_config_file("config", None, "The config the model was trained with.", flag_values=flag_values, lock_config=True)
   flags.DEFINE_string("workdir", None, "Workdir of the training run.", flag_values=flag_values)
   flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).", flag_values=flag_values)
-  argv = list(sys.argv if argv is None else argv)
   saved_argv, sys.argv = sys.argv, argv
   try:
     flag_values(argv)
@@ -85,7 +218,8 @@ def main(argv=None) -> int:
   finally:
     sys.argv = saved_argv
   if config_flag.value is None or not flag_values.workdir:
-    print("error: --config and --workdir are required, e.g. --config=configs/sadh.py --workdir=workdir/sadh", file=sys.stderr)
+    print("error: --config and --workdir are required, e.g. --config=configs/sadh.py --workdir=workdir/sadh "
+          "(or --gt GT.json --dets DETS.json to evaluate COCO files)", file=sys.stderr)
     return 2
   try:
     evaluate_workdir(config_flag.value, flag_values.workdir, flag_values.step)

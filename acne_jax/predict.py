@@ -1,0 +1,419 @@
+"""Detect lesions on whole photographs by tiling: ``python -m acne_jax.predict --config=... --workdir=DIR IMAGE...``.
+
+    python -m acne_jax.predict --config=configs/sadh.py:acne_scu --workdir=workdir/acne_scu photo.jpg
+    python -m acne_jax.predict --config=configs/sadh.py --workdir=workdir/sadh --tile=256 --merge=wbf a.png b.png
+
+A full-resolution photo (AcneSCU: about 3456 x 5184) is far larger than the crops the model
+was trained on, so it is cut into overlapping square tiles, the tiles go through the detector
+in fixed-size batches, and the detections are mapped back and merged.
+
+Tiles. Side ``--tile`` (default: the config's ``data.image_size``, the training crop size),
+origins from :func:`acne_jax.evaluation.merge.tile_origins` with neighbouring tiles
+overlapping by at least ``--overlap`` pixels (default ``tile // 8``: 128 for 1024 tiles, which
+for a 3456 x 5184 photo is the 4 x 6 grid of the reference's masked crops) and equal steps.
+An image side shorter than the tile gets one tile, zero-padded (bottom / right) like the
+training crops. Every batch has ``--batch`` tiles (the last one padded with blank tiles), so
+ONE compiled predict function serves every image and every batch.
+
+Merge rule (:func:`merge_tile_detections`), per image, after mapping boxes to image pixels
+and clipping them to the image:
+
+1. A box is *truncated* in its tile when it comes within ``border_margin`` pixels (default 2)
+   of an *internal* border of that tile (a border that is not the image's): the lesion may
+   continue in the neighbouring tile. A box is *whole* in a tile when it lies inside that
+   tile and more than ``border_margin`` pixels from each of its internal borders.
+2. With ``drop_truncated`` (default on, ``--nodrop_truncated`` to disable), a truncated box
+   is dropped when it is whole in some other tile: that tile saw the lesion (at least all of
+   it that this box shows) whole and reports it itself. Lesions that no tile sees whole (larger
+   than the overlap) keep their pieces, which the merge below may join or not; raise
+   ``--overlap`` to the size of the largest lesions to avoid that.
+3. The boxes left are merged class-wise (``--merge_iou``, default 0.5) by greedy NMS
+   (``--merge=nms``, default) or weighted box fusion (``--merge=wbf``), visiting boxes that
+   are not truncated before truncated ones and each group by descending score: so when a
+   whole view and a cut view of a lesion both survive step 2 (it is off, or the lesion is not
+   more than ``border_margin`` inside the other tile), the whole view wins even if the cut one
+   scored higher, and WBF seeds clusters with whole views.
+
+The model's own per-tile NMS and score threshold (``model.score_threshold``) still apply first.
+
+Outputs per image, in ``--out`` (default ``<workdir>/predictions``), named after the image's
+stem: ``<stem>_detections.json`` (COCO results: ``image_id`` from ``--image_id``, incremented
+per image in command-line order, ``category_id`` = class + 1, ``bbox`` ``[x, y, w, h]``;
+every merged detection, whatever its score), ``<stem>_detections.png`` (the photo, its longer
+side downscaled to ``--draw_max_side``, with the boxes scoring ``>= --score_threshold`` drawn
+in per-class colours and a legend with the counts) and ``<stem>_counts.json`` (class name ->
+number of detections scoring ``>= --score_threshold``; also printed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from acne_jax.evaluation import merge as merge_lib
+
+DEFAULT_BORDER_MARGIN = 2.0
+
+
+def default_overlap(tile: int) -> int:
+  """The default minimum overlap of neighbouring tiles: ``tile // 8``."""
+  return int(tile) // 8
+
+
+def _detections(output) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  """``(boxes [B, D, 4], scores [B, D], classes [B, D], valid [B, D])`` on the host from a
+  model ``Prediction`` (or bare ``Detections``); only these arrays leave the device."""
+  import jax
+
+  dets = getattr(output, "detections", output)
+  boxes, scores, classes, valid = jax.device_get((dets.boxes, dets.scores, dets.classes, dets.valid))
+  return np.asarray(boxes), np.asarray(scores), np.asarray(classes), np.asarray(valid)
+
+
+def tile_batches(image: np.ndarray, origins: np.ndarray, tile: int, batch: int):
+  """Yields ``(first tile index, number of real tiles, uint8 [batch, tile, tile, 3])``.
+
+  Tiles past the image (bottom / right) and the padding tiles of the last batch are zeros.
+  """
+  height, width = image.shape[:2]
+  for start in range(0, len(origins), batch):
+    chunk = origins[start:start + batch]
+    tiles = np.zeros((batch, tile, tile, image.shape[2]), image.dtype)
+    for k, (x0, y0) in enumerate(chunk.tolist()):
+      crop = image[y0:min(y0 + tile, height), x0:min(x0 + tile, width)]
+      tiles[k, :crop.shape[0], :crop.shape[1]] = crop
+    yield start, len(chunk), tiles
+
+
+def tile_detections(predict_fn: Callable, variables: Any, image: np.ndarray, origins: np.ndarray, tile: int,
+                    batch: int) -> Dict[str, np.ndarray]:
+  """Runs ``predict_fn`` over every tile and maps the detections to image pixels.
+
+  Args:
+    predict_fn: ``(variables, uint8 [batch, tile, tile, 3]) -> Prediction`` (or ``Detections``)
+      with ``boxes [batch, D, 4]`` x1y1x2y2 tile pixels, ``scores``, ``classes``, ``valid``
+      ``[batch, D]``; normalisation is its business (``acne_jax.train.make_predict``). Called
+      with the same shapes every time, so a jitted function compiles once. The next batch
+      is dispatched before the previous one's results are fetched (asynchronous dispatch
+      overlaps cutting tiles with the model).
+    variables: passed through to ``predict_fn``.
+    image: uint8 ``[H, W, 3]`` RGB.
+    origins: int ``[M, 2]`` ``(x0, y0)`` tile corners.
+    tile: tile side.
+    batch: tiles per call.
+
+  Returns:
+    ``{"boxes": float32 [N, 4] image pixels clipped to the image, "scores": float32 [N],
+    "classes": int32 [N], "tile": int32 [N] index into origins}``; boxes that are empty after
+    clipping (wholly in a tile's zero padding) are dropped.
+  """
+  height, width = image.shape[:2]
+  origins = np.asarray(origins, np.int64).reshape(-1, 2)
+  parts = []
+
+  def collect(start, count, output):
+    boxes, scores, classes, valid = _detections(output)
+    for k in range(count):
+      v = np.asarray(valid[k], bool)
+      x0, y0 = origins[start + k]
+      b = boxes[k][v].astype(np.float32) + np.asarray([x0, y0, x0, y0], np.float32)
+      b = np.clip(b, 0.0, np.asarray([width, height, width, height], np.float32))
+      nonempty = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
+      parts.append((b[nonempty], scores[k][v][nonempty].astype(np.float32), classes[k][v][nonempty].astype(np.int32),
+                    np.full(int(nonempty.sum()), start + k, np.int32)))
+
+  pending = None
+  for start, count, tiles in tile_batches(image, origins, tile, batch):
+    output = predict_fn(variables, tiles)
+    if pending is not None:
+      collect(*pending)
+    pending = (start, count, output)
+  if pending is not None:
+    collect(*pending)
+  if not parts:
+    return {"boxes": np.zeros((0, 4), np.float32), "scores": np.zeros([0], np.float32),
+            "classes": np.zeros([0], np.int32), "tile": np.zeros([0], np.int32)}
+  return {name: np.concatenate([p[i] for p in parts]) for i, name in enumerate(("boxes", "scores", "classes", "tile"))}
+
+
+def _safe_bounds(origins: np.ndarray, tile: int, height: int, width: int, margin: float) -> np.ndarray:
+  """float64 ``[M, 4]`` per tile: a box is whole in the tile iff ``x1 > b0, y1 > b1, x2 < b2,
+  y2 < b3`` (``-inf`` / ``+inf`` at image borders, which are not internal)."""
+  x0, y0 = origins[:, 0].astype(np.float64), origins[:, 1].astype(np.float64)
+  return np.stack([
+      np.where(x0 > 0, x0 + margin, -np.inf),
+      np.where(y0 > 0, y0 + margin, -np.inf),
+      np.where(x0 + tile < width, x0 + tile - margin, np.inf),
+      np.where(y0 + tile < height, y0 + tile - margin, np.inf),
+  ], axis=1)
+
+
+def whole_in_tiles(boxes: np.ndarray, origins: np.ndarray, tile: int, height: int, width: int,
+                   margin: float = DEFAULT_BORDER_MARGIN) -> np.ndarray:
+  """bool ``[N, M]``: box ``n`` (image pixels, inside the image) is whole in tile ``m``: inside
+  it and more than ``margin`` pixels from each of its internal borders."""
+  bounds = _safe_bounds(np.asarray(origins).reshape(-1, 2), tile, height, width, margin)
+  b = np.asarray(boxes, np.float64).reshape(-1, 4)
+  return ((b[:, None, 0] > bounds[None, :, 0]) & (b[:, None, 1] > bounds[None, :, 1]) &
+          (b[:, None, 2] < bounds[None, :, 2]) & (b[:, None, 3] < bounds[None, :, 3]))
+
+
+def merge_tile_detections(raw: Mapping[str, np.ndarray], origins: np.ndarray, tile: int, height: int, width: int,
+                          merge: str = "nms", merge_iou: float = 0.5, drop_truncated: bool = True,
+                          border_margin: float = DEFAULT_BORDER_MARGIN) -> Dict[str, np.ndarray]:
+  """Merges :func:`tile_detections` output by the rule of the module docstring.
+
+  Returns:
+    ``{"boxes": float32 [K, 4], "scores": float32 [K], "classes": int32 [K]}`` by descending score.
+  """
+  boxes, scores, classes, tiles = (np.asarray(raw[k]) for k in ("boxes", "scores", "classes", "tile"))
+  origins = np.asarray(origins, np.int64).reshape(-1, 2)
+  bounds = _safe_bounds(origins, tile, height, width, border_margin)[tiles]
+  truncated = ~((boxes[:, 0] > bounds[:, 0]) & (boxes[:, 1] > bounds[:, 1]) & (boxes[:, 2] < bounds[:, 2]) & (boxes[:, 3] < bounds[:, 3]))
+  if drop_truncated and truncated.any():
+    candidates = np.flatnonzero(truncated)
+    drop = np.zeros(len(boxes), bool)
+    for lo in range(0, len(candidates), 4096):
+      rows = candidates[lo:lo + 4096]
+      drop[rows] = whole_in_tiles(boxes[rows], origins, tile, height, width, border_margin).any(axis=1)
+    keep = ~drop
+    boxes, scores, classes, truncated = boxes[keep], scores[keep], classes[keep], truncated[keep]
+  return merge_lib.merge(boxes, scores, classes, merge, merge_iou, priority=(~truncated).astype(np.float64))
+
+
+def predict_image(predict_fn: Callable, variables: Any, image: np.ndarray, tile: int, batch: int = 4,
+                  min_overlap: Optional[int] = None, merge: str = "nms", merge_iou: float = 0.5,
+                  drop_truncated: bool = True, border_margin: float = DEFAULT_BORDER_MARGIN) -> Dict[str, np.ndarray]:
+  """Detections on a whole image of any size, by overlapping tiles (see the module docstring).
+
+  Args:
+    predict_fn: ``(variables, uint8 [batch, tile, tile, 3]) -> Prediction`` (see
+      :func:`tile_detections`); any function of that form, e.g. a stub in tests.
+    variables: the model variables, passed to ``predict_fn``.
+    image: uint8 ``[H, W, 3]`` RGB, any ``H``, ``W``.
+    tile: tile side in pixels.
+    batch: tiles per ``predict_fn`` call (fixed; the last call is padded).
+    min_overlap: minimum overlap of neighbouring tiles (default :func:`default_overlap`).
+    merge: ``"nms"`` or ``"wbf"``.
+    merge_iou: IoU above which same-class boxes are merged.
+    drop_truncated: drop boxes cut by a tile border that another tile sees whole.
+    border_margin: pixels from an internal tile border within which a box counts as cut.
+
+  Returns:
+    ``{"boxes": float32 [K, 4] x1y1x2y2 image pixels, "scores": float32 [K], "classes":
+    int32 [K] in 0..num_classes-1}``, by descending score.
+  """
+  image = np.asarray(image)
+  if image.ndim != 3 or image.shape[2] != 3:
+    raise ValueError(f"predict_image: image must be [H, W, 3]; got shape {image.shape}.")
+  height, width = image.shape[:2]
+  min_overlap = default_overlap(tile) if min_overlap is None else int(min_overlap)
+  origins = merge_lib.tile_origins(height, width, tile, min_overlap)
+  raw = tile_detections(predict_fn, variables, image, origins, tile, batch)
+  return merge_tile_detections(raw, origins, tile, height, width, merge, merge_iou, drop_truncated, border_margin)
+
+
+# ----------------------------------------------------------------------------------------
+# Outputs.
+
+
+def class_names_for(config) -> Tuple[str, ...]:
+  """Class names of the config's data set, without loading the data set."""
+  num_classes = int(config.model.num_classes)
+  name = config.data.name
+  names: Sequence[str] = ()
+  if name in ("synthetic_acne", "acne_scu"):
+    from acne_jax.data.synthetic import CLASS_NAMES
+
+    names = CLASS_NAMES
+  elif name == "deep_lesion":
+    from acne_jax.data.deep_lesion import LESION_TYPES
+
+    names = LESION_TYPES
+  elif name == "acne04":
+    names = ("acne",)  # tfds_builders.acne04.CLASS_NAMES (not imported: it pulls in TFDS)
+  if len(names) != num_classes:
+    names = tuple(f"class_{i}" for i in range(num_classes))
+  return tuple(names)
+
+
+def class_colors(num_classes: int) -> Tuple[Tuple[int, int, int], ...]:
+  """One RGB colour per class: the data preview's ten, then evenly spaced hues."""
+  from acne_jax.data.preview import CLASS_COLORS
+
+  colors = list(CLASS_COLORS[:num_classes])
+  for i in range(len(colors), num_classes):
+    hsv = np.uint8([[[int(180 * i / num_classes), 220, 230]]])
+    colors.append(tuple(int(v) for v in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0]))
+  return tuple(colors)
+
+
+def count_classes(classes: np.ndarray, scores: np.ndarray, class_names: Sequence[str], score_threshold: float) -> Dict[str, int]:
+  """``{class name: detections scoring >= score_threshold}`` for every class (zeros included)."""
+  kept = np.asarray(classes)[np.asarray(scores) >= score_threshold]
+  return {name: int(np.sum(kept == i)) for i, name in enumerate(class_names)}
+
+
+def draw_detections(image: np.ndarray, detections: Mapping[str, np.ndarray], class_names: Sequence[str],
+                    score_threshold: float, max_side: int = 2048) -> np.ndarray:
+  """uint8 RGB figure: ``image`` (longer side downscaled to ``max_side``) with the boxes
+  scoring ``>= score_threshold`` in class colours, and a legend of class names and counts below."""
+  height, width = image.shape[:2]
+  scale = min(1.0, max_side / max(height, width))
+  out = image if scale == 1.0 else cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+  out = np.ascontiguousarray(out, np.uint8).copy()
+  colors = class_colors(len(class_names))
+  thickness = max(1, round(max(out.shape[:2]) / 1000))
+  keep = np.asarray(detections["scores"]) >= score_threshold
+  boxes = np.asarray(detections["boxes"], np.float64)[keep] * scale
+  classes = np.asarray(detections["classes"])[keep]
+  # Low scores first so the most confident boxes end on top.
+  for box, cls in list(zip(boxes, classes))[::-1]:
+    x1, y1 = int(np.floor(box[0])), int(np.floor(box[1]))
+    x2, y2 = max(int(np.ceil(box[2])) - 1, x1), max(int(np.ceil(box[3])) - 1, y1)
+    cv2.rectangle(out, (x1, y1), (x2, y2), colors[int(cls)], thickness)
+  counts = count_classes(detections["classes"], detections["scores"], class_names, score_threshold)
+  return np.concatenate([out, _legend(out.shape[1], class_names, colors, counts, score_threshold)], axis=0)
+
+
+def _legend(width: int, class_names: Sequence[str], colors, counts: Mapping[str, int], score_threshold: float) -> np.ndarray:
+  """uint8 ``[rows * row_height + pad, width, 3]`` white strip: a swatch, name and count per class."""
+  s = max(1.0, width / 1200)
+  columns = max(1, min(5, int(width // (220 * s))))
+  row = int(22 * s)
+  rows = -(-len(class_names) // columns) + 1
+  out = np.full((rows * row + int(6 * s), width, 3), 255, np.uint8)
+  font, font_scale, line = cv2.FONT_HERSHEY_SIMPLEX, 0.45 * s, max(1, int(s))
+  total = sum(counts.values())
+  cv2.putText(out, f"{total} detections with score >= {score_threshold:g}", (int(8 * s), int(16 * s)), font, font_scale,
+              (0, 0, 0), line, cv2.LINE_AA)
+  step = width // columns
+  for i, name in enumerate(class_names):
+    x, y = int(8 * s) + (i % columns) * step, (1 + i // columns) * row + int(5 * s)
+    side = int(12 * s)
+    cv2.rectangle(out, (x, y), (x + side, y + side), colors[i], -1)
+    cv2.rectangle(out, (x, y), (x + side, y + side), (120, 120, 120), 1)
+    cv2.putText(out, f"{name} ({counts[name]})", (x + side + int(5 * s), y + side - 1), font, font_scale, (0, 0, 0), line, cv2.LINE_AA)
+  return out
+
+
+def write_outputs(out_dir: str, stem: str, image: np.ndarray, detections: Mapping[str, np.ndarray], image_id: int,
+                  class_names: Sequence[str], score_threshold: float, draw_max_side: int = 2048) -> Dict[str, str]:
+  """Writes ``<stem>_detections.json``, ``<stem>_detections.png`` and ``<stem>_counts.json``; returns their paths."""
+  from acne_jax.evaluation import coco_metrics
+
+  os.makedirs(out_dir, exist_ok=True)
+  paths = {kind: os.path.join(out_dir, f"{stem}_{kind}") for kind in ("detections.json", "detections.png", "counts.json")}
+  n = len(detections["scores"])
+  results = coco_metrics.coco_results([image_id], [detections["boxes"]], [detections["scores"]], [detections["classes"]],
+                                      [np.ones(n, bool)])
+  with open(paths["detections.json"], "w") as f:
+    json.dump(results, f)
+  figure = draw_detections(image, detections, class_names, score_threshold, draw_max_side)
+  if not cv2.imwrite(paths["detections.png"], cv2.cvtColor(figure, cv2.COLOR_RGB2BGR)):
+    raise OSError(f"could not write {paths['detections.png']}")
+  with open(paths["counts.json"], "w") as f:
+    json.dump(count_classes(detections["classes"], detections["scores"], class_names, score_threshold), f, indent=2)
+  return paths
+
+
+def read_image(path: str) -> np.ndarray:
+  """uint8 ``[H, W, 3]`` RGB (grey and alpha images are converted)."""
+  image = cv2.imread(path, cv2.IMREAD_COLOR)
+  if image is None:
+    raise FileNotFoundError(f"cannot read image {path!r} (missing or not an image OpenCV can decode).")
+  return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def make_predict_fn(config):
+  """The jitted ``(variables, uint8 [B, T, T, 3]) -> Prediction`` of ``config``'s model."""
+  import jax
+
+  from acne_jax import train
+  from acne_jax.models.detector import TwoStageDetector, spec_from_config
+
+  model = TwoStageDetector(spec_from_config(config.model), train=False)
+  return jax.jit(train.make_predict(model, config.data.mean, config.data.std))
+
+
+def default_tile(config) -> int:
+  return int(max(config.data.image_size))
+
+
+# ----------------------------------------------------------------------------------------
+# Command line.
+
+
+def main(argv=None) -> int:
+  from absl import flags
+  from ml_collections import config_flags
+
+  from acne_jax import evaluate, train
+
+  flag_values = flags.FlagValues()
+  config_flag = config_flags.DEFINE_config_file("config", None, "The config the model was trained with.", flag_values=flag_values, lock_config=True)
+  flags.DEFINE_string("workdir", None, "Workdir of the training run (its checkpoints are read).", flag_values=flag_values)
+  flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).", flag_values=flag_values)
+  flags.DEFINE_integer("tile", None, "Tile side in pixels (default: the config's data.image_size).", flag_values=flag_values)
+  flags.DEFINE_integer("overlap", None, "Minimum overlap of neighbouring tiles in pixels (default: tile // 8).", flag_values=flag_values)
+  flags.DEFINE_integer("batch", 4, "Tiles per model call.", flag_values=flag_values)
+  flags.DEFINE_enum("merge", "nms", list(merge_lib.MERGE_METHODS), "How detections of overlapping tiles are merged.", flag_values=flag_values)
+  flags.DEFINE_float("merge_iou", 0.5, "IoU above which same-class boxes are merged.", flag_values=flag_values)
+  flags.DEFINE_bool("drop_truncated", True, "Drop boxes cut by a tile border that another tile sees whole.", flag_values=flag_values)
+  flags.DEFINE_float("border_margin", DEFAULT_BORDER_MARGIN, "Pixels from an internal tile border within which a box counts as cut.",
+                     flag_values=flag_values)
+  flags.DEFINE_float("score_threshold", 0.3, "Minimum score of the boxes drawn and counted (the JSON has them all).", flag_values=flag_values)
+  flags.DEFINE_string("out", None, "Output folder (default <workdir>/predictions).", flag_values=flag_values)
+  flags.DEFINE_integer("image_id", 0, "COCO image_id of the first image; the next images count up.", flag_values=flag_values)
+  flags.DEFINE_integer("draw_max_side", 2048, "Longer side of the drawn PNG (larger images are downscaled).", flag_values=flag_values)
+  argv = list(sys.argv if argv is None else argv)
+  saved_argv, sys.argv = sys.argv, argv  # config_flags reads `--config.*` overrides from sys.argv
+  try:
+    images = flag_values(argv)[1:]
+  except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as e:
+    print(f"error: bad command line or config override: {train._unknown_override(argv) or e}", file=sys.stderr)
+    return 2
+  finally:
+    sys.argv = saved_argv
+  if config_flag.value is None or not flag_values.workdir or not images:
+    print("error: --config, --workdir and at least one image are required, e.g. python -m acne_jax.predict "
+          "--config=configs/sadh.py --workdir=workdir/sadh photo.jpg", file=sys.stderr)
+    return 2
+  config = config_flag.value
+  tile = flag_values.tile or default_tile(config)
+  overlap = default_overlap(tile) if flag_values.overlap is None else flag_values.overlap
+  if not 0 <= overlap < tile or flag_values.batch < 1:
+    print(f"error: need 0 <= --overlap < --tile ({overlap}, {tile}) and --batch >= 1.", file=sys.stderr)
+    return 2
+  out_dir = flag_values.out or os.path.join(flag_values.workdir, "predictions")
+  try:
+    variables, step = evaluate.restore_variables(config, flag_values.workdir, flag_values.step)
+    predict_fn = make_predict_fn(config)
+    names = class_names_for(config)
+    print(f"checkpoint step {step} of {flag_values.workdir}; tiles {tile} px, overlap >= {overlap} px, batch {flag_values.batch}, "
+          f"merge {flag_values.merge} at IoU {flag_values.merge_iou:g}", flush=True)
+    for offset, path in enumerate(images):
+      image = read_image(path)
+      detections = predict_image(predict_fn, variables, image, tile, flag_values.batch, overlap, flag_values.merge,
+                                 flag_values.merge_iou, flag_values.drop_truncated, flag_values.border_margin)
+      stem = os.path.splitext(os.path.basename(path))[0]
+      paths = write_outputs(out_dir, stem, image, detections, flag_values.image_id + offset, names,
+                            flag_values.score_threshold, flag_values.draw_max_side)
+      counts = count_classes(detections["classes"], detections["scores"], names, flag_values.score_threshold)
+      listed = ", ".join(f"{name} {n}" for name, n in counts.items() if n) or "none"
+      print(f"{path} ({image.shape[1]}x{image.shape[0]}): {sum(counts.values())} lesions with score >= "
+            f"{flag_values.score_threshold:g} ({len(detections['scores'])} detections in all): {listed}", flush=True)
+      print(f"  wrote {', '.join(paths.values())}", flush=True)
+  except (FileNotFoundError, ValueError, OSError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
