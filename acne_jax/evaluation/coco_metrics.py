@@ -1,30 +1,91 @@
-"""COCO-style detection metrics as the SADH paper reports them.
+"""COCO-style detection metrics, computed by our own vectorised NumPy engine.
 
-AP and AR at a single IoU threshold (0.5) with at most ``max_dets`` detections per image, and
-the same for the COCO size buckets (small < 32^2 <= medium < 96^2 <= large, on the ground
-truth's box area). Ground truth and detections are COCO dictionaries / result lists, so the
-numbers can be checked against any COCO tool.
+What is computed (``evaluate`` returns the raw arrays, the helpers below read them):
 
-The computation is delegated to pycocotools' ``COCOeval`` with ``iouThrs = [iou]`` and
-``maxDets = [max_dets]``, reading precision and recall from its accumulated arrays (its own
-``summarize`` hard-codes maxDets 1/10/100, and the SADH reference's variant silently uses
-1000 for every statistic).
+- AP and AR at any IoU thresholds with any detection caps (the SADH paper: IoU 0.5, 100
+  detections; crowded images need more), overall and for the COCO size buckets (small < 32^2
+  <= medium < 96^2 <= large; both ends inclusive, as pycocotools' ranges are). The ground
+  truth's area is its box area by default (``area_source="box"``, what the SADH reference
+  uses), or the annotation's ``area`` field (the mask area; ``area_source="annotation"``, what
+  pycocotools uses). A detection's area is always its box area.
+- per-class AP, the 12 standard COCO statistics (``coco_stats``), mAP@50 / mAP@75;
+- FROC: sensitivity at 0.5/1/2/4/8 false positives per image, as DeepLesion reports it
+  (``froc``).
+
+The definitions are pycocotools' ``COCOeval`` (bbox) ones, and the numbers equal its numbers
+(``tests/evaluation/test_coco_metrics.py`` checks the whole precision/recall arrays against it
+on random sets): per image and category, detections are taken in descending score order
+(ties keep their order in the results list: a stable sort, as pycocotools' mergesort on
+-score), at most ``max(max_dets)`` of them, and each is greedily matched to the unmatched
+ground truth of highest IoU >= the threshold, preferring regular ground truth over ignored
+ground truth (crowd, or outside the area range); among equal IoUs the later annotation wins.
+Crowd ground truth can be matched repeatedly, its IoU is intersection over the detection's
+area, and it never counts as a positive. A detection matched to ignored ground truth, or
+unmatched and outside the area range, is ignored. Precision is interpolated at 101 recall
+points with the monotone (right-to-left maximum) envelope; recall is the recall at the last
+detection; -1 marks an undefined value (no non-ignored ground truth). Caps apply per image
+and per category, as in pycocotools. Known difference: pycocotools treats a match to an
+annotation whose ``id`` is 0 as no match (it stores ids and tests them for truth); we don't
+use annotation ids.
+
+Vectorisation: the IoUs of all (detection, ground truth) pairs of the same image and
+category are computed in one pass over flat pair arrays; the greedy matching is sequential
+only over a detection's rank within its image and category (at most ``max(max_dets)``
+steps), each step handling every image, category, area range and IoU threshold at once; the
+accumulation is one cumulative sum per category and cap over [areas, thresholds, detections].
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-from typing import Any, Dict, List, Mapping, Sequence
+import dataclasses
+import json
+import math
+import numbers
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 AREA_NAMES = ("all", "small", "medium", "large")
+# pycocotools' ranges (both ends inclusive).
+COCO_AREA_RANGES = {"all": (0.0, 1e5 ** 2), "small": (0.0, 32.0 ** 2), "medium": (32.0 ** 2, 96.0 ** 2), "large": (96.0 ** 2, 1e5 ** 2)}
+# pycocotools' thresholds, built the same way (np.linspace) so that 0.75 is exactly 0.75.
+COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
+RECALL_THRESHOLDS = np.linspace(0.0, 1.0, int(np.round((1.0 - 0.0) / 0.01)) + 1, endpoint=True)
+COCO_MAX_DETS = (1, 10, 100)
+FROC_FPS_PER_IMAGE = (0.5, 1.0, 2.0, 4.0, 8.0)
+COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+
+class CocoFormatError(ValueError):
+  """A malformed ground-truth or results entry; names its kind, index and content."""
+
+  def __init__(self, kind: str, index: Optional[int], reason: str, entry: Any = None):
+    self.kind, self.index, self.reason, self.entry = kind, index, reason, entry
+    where = kind if index is None else f"{kind} {index}"
+    content = "" if entry is None else f": {_short(entry)}"
+    super().__init__(f"{where} {reason}{content}")
+
+
+def _short(entry: Any, limit: int = 300) -> str:
+  try:
+    text = json.dumps(entry, allow_nan=True)
+  except (TypeError, ValueError):
+    text = repr(entry)
+  return text if len(text) <= limit else text[:limit] + "..."
+
+
+# ---------------------------------------------------------------------------------------------
+# Building COCO dictionaries from arrays (used by training and evaluation).
 
 
 def coco_ground_truth(image_ids: Sequence[int], image_sizes: Sequence[Sequence[int]], boxes: Sequence[np.ndarray],
                       labels: Sequence[np.ndarray], class_names: Sequence[str]) -> Dict[str, Any]:
-  """A COCO instances dictionary (category ids ``1..K``; boxes ``[x, y, w, h]``; area = box area)."""
+  """A COCO instances dictionary (category ids ``1..K``; boxes ``[x, y, w, h]``; area = box area).
+
+  Args:
+    image_ids: ``[N]`` ids; image_sizes: ``[N, 2]`` (height, width); boxes: ``N`` arrays
+      ``[G_i, 4]`` x1y1x2y2; labels: ``N`` arrays ``[G_i]`` of class indices ``0..K-1``.
+  """
   images, annotations = [], []
   for image_id, (h, w), image_boxes, image_labels in zip(image_ids, image_sizes, boxes, labels):
     images.append({"id": int(image_id), "height": int(h), "width": int(w)})
@@ -39,7 +100,11 @@ def coco_ground_truth(image_ids: Sequence[int], image_sizes: Sequence[Sequence[i
 
 
 def coco_results(image_ids, boxes, scores, classes, valid) -> List[Dict[str, Any]]:
-  """COCO results list from padded detections ``[N, D, ...]`` (class ids ``0..K-1`` -> ``1..K``)."""
+  """COCO results list from padded detections (class ids ``0..K-1`` -> ``1..K``).
+
+  Args:
+    image_ids: ``[N]``; boxes: ``[N, D, 4]`` x1y1x2y2; scores, classes, valid: ``[N, D]``.
+  """
   results = []
   for image_id, b, s, c, v in zip(image_ids, boxes, scores, classes, valid):
     for box, score, cls in zip(np.asarray(b)[v], np.asarray(s)[v], np.asarray(c)[v]):
@@ -50,38 +115,537 @@ def coco_results(image_ids, boxes, scores, classes, valid) -> List[Dict[str, Any
   return results
 
 
-def evaluate_detections(ground_truth: Mapping[str, Any], results: Sequence[Mapping[str, Any]], iou: float = 0.5,
-                        max_dets: int = 100) -> Dict[str, float]:
-  """AP/AR at ``iou`` with ``max_dets`` per image, overall and per size bucket.
+# ---------------------------------------------------------------------------------------------
+# Parsing and checking COCO input.
 
-  Returns:
-    ``{"AP@0.5", "AR@0.5", "AP_s@0.5", "AP_m@0.5", "AP_l@0.5", "AR_s@0.5", ...}``; a bucket
-    without ground truth reports -1, as COCO does.
+
+@dataclasses.dataclass(frozen=True)
+class CocoIndex:
+  """The images and categories of a ground truth: sorted ids (pycocotools' order) and names."""
+  image_ids: np.ndarray  # [I] int64, sorted, unique
+  category_ids: np.ndarray  # [K] int64, sorted, unique
+  category_names: Tuple[str, ...]  # [K]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Boxes:
+  """Annotations or detections as parallel arrays (entries in input order)."""
+  image: np.ndarray  # [N] int64, index into CocoIndex.image_ids
+  category: np.ndarray  # [N] int64, index into CocoIndex.category_ids
+  box: np.ndarray  # [N, 4] float64, COCO [x, y, w, h]
+  area: np.ndarray  # [N] float64
+  crowd: np.ndarray  # [N] bool (all False for detections)
+  score: np.ndarray  # [N] float64 (ones for ground truth)
+
+
+def _is_int(x) -> bool:
+  return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def _is_number(x) -> bool:
+  return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _entry_problem(entry, image_set, category_set, with_score: bool, with_area: bool) -> Optional[str]:
+  """Why ``entry`` (an annotation or detection) is malformed, or ``None``."""
+  if not isinstance(entry, Mapping):
+    return "is not a JSON object"
+  for key in ("image_id", "category_id", "bbox") + (("score",) if with_score else ()):
+    if key not in entry:
+      return f"has no {key!r}"
+  if not _is_int(entry["image_id"]):
+    return "has a non-integer image_id"
+  if int(entry["image_id"]) not in image_set:
+    return f"has an unknown image_id {entry['image_id']} (not in the ground truth's images)"
+  if not _is_int(entry["category_id"]):
+    return "has a non-integer category_id"
+  if int(entry["category_id"]) not in category_set:
+    return f"has an unknown category_id {entry['category_id']} (not in the ground truth's categories)"
+  bbox = entry["bbox"]
+  if not isinstance(bbox, (list, tuple, np.ndarray)) or len(bbox) != 4:
+    return "has a bbox that is not 4 numbers [x, y, w, h]"
+  if not all(_is_number(v) for v in bbox):
+    return "has a bbox with a non-numeric value"
+  if not all(math.isfinite(float(v)) for v in bbox):
+    return "has a bbox with a NaN or infinite value"
+  if float(bbox[2]) < 0 or float(bbox[3]) < 0:
+    return "has a bbox with a negative width or height"
+  if with_score and not (_is_number(entry["score"]) and math.isfinite(float(entry["score"]))):
+    return "has a score that is not a finite number"
+  if with_area:
+    if "area" not in entry:
+      return "has no 'area' (needed for area_source='annotation')"
+    if not (_is_number(entry["area"]) and math.isfinite(float(entry["area"])) and float(entry["area"]) >= 0):
+      return "has an area that is not a finite number >= 0"
+  crowd = entry.get("iscrowd", 0)
+  if not (isinstance(crowd, (bool, numbers.Integral)) and int(crowd) in (0, 1)):
+    return "has an iscrowd that is not 0 or 1"
+  return None
+
+
+def _raise_first_problem(kind, entries, index: CocoIndex, with_score, with_area, candidates=None):
+  image_set, category_set = set(index.image_ids.tolist()), set(index.category_ids.tolist())
+  order = range(len(entries)) if candidates is None else candidates
+  for i in order:
+    problem = _entry_problem(entries[i], image_set, category_set, with_score, with_area)
+    if problem is not None:
+      raise CocoFormatError(kind, int(i), problem, entries[i])
+  raise CocoFormatError(kind, None, "malformed entries")  # not reached for well-formed checks
+
+
+def _parse_entries(kind: str, entries: Sequence[Any], index: CocoIndex, with_score: bool, area_field: bool) -> _Boxes:
+  """Vectorised parse of annotations / detections; the first malformed entry raises ``CocoFormatError``."""
+  n = len(entries)
+  if n == 0:
+    return _Boxes(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0), np.zeros(0, bool), np.zeros(0))
+  try:
+    image = np.asarray([e["image_id"] for e in entries])
+    category = np.asarray([e["category_id"] for e in entries])
+    box = np.asarray([e["bbox"] for e in entries])
+    score = np.asarray([e["score"] for e in entries]) if with_score else np.ones(n)
+    area = np.asarray([e["area"] for e in entries]) if area_field else np.zeros(0)
+    crowd = np.asarray([e.get("iscrowd", 0) for e in entries]) if not with_score else np.zeros(n, np.int64)
+    # Strings or booleans among the numbers take the entry-by-entry path (which names them).
+    ok = (image.dtype.kind in "iu" and category.dtype.kind in "iu" and box.shape == (n, 4) and box.dtype.kind in "iuf"
+          and score.dtype.kind in "iuf" and area.dtype.kind in "iuf" and crowd.dtype.kind in "iub")
+  except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+    ok = False
+  if not ok:
+    _raise_first_problem(kind, entries, index, with_score, area_field)
+  box, score = box.astype(np.float64), score.astype(np.float64)
+  area = area.astype(np.float64) if area_field else None
+  image_i = np.searchsorted(index.image_ids, image)
+  category_i = np.searchsorted(index.category_ids, category)
+  bad = ((image_i >= len(index.image_ids)) | (index.image_ids[np.minimum(image_i, len(index.image_ids) - 1)] != image)
+         if len(index.image_ids) else np.ones(n, bool))
+  bad |= ((category_i >= len(index.category_ids)) | (index.category_ids[np.minimum(category_i, len(index.category_ids) - 1)] != category)
+          if len(index.category_ids) else np.ones(n, bool))
+  bad |= ~np.isfinite(box).all(axis=1) | (box[:, 2] < 0) | (box[:, 3] < 0) | ~np.isfinite(score)
+  bad |= (crowd != 0) & (crowd != 1)
+  if area is not None:
+    bad |= ~np.isfinite(area) | (area < 0)
+  if bad.any():
+    _raise_first_problem(kind, entries, index, with_score, area_field, candidates=np.flatnonzero(bad))
+  box_area = box[:, 2] * box[:, 3]
+  return _Boxes(image_i.astype(np.int64), category_i.astype(np.int64), box, box_area if area is None else area,
+                crowd.astype(bool), score)
+
+
+def parse_ground_truth(ground_truth: Mapping[str, Any], area_source: str = "box") -> Tuple[CocoIndex, _Boxes]:
+  """``(index, annotations)`` from a COCO instances dictionary; ``CocoFormatError`` if malformed.
+
+  ``area_source``: ``"box"`` (area = bbox w * h) or ``"annotation"`` (the ``area`` field).
   """
-  from pycocotools.coco import COCO
-  from pycocotools.cocoeval import COCOeval
+  if area_source not in ("box", "annotation"):
+    raise ValueError(f"area_source must be 'box' or 'annotation', not {area_source!r}")
+  if not isinstance(ground_truth, Mapping):
+    raise CocoFormatError("ground truth", None, "is not a JSON object with 'images', 'annotations' and 'categories'")
+  for key in ("images", "annotations", "categories"):
+    if not isinstance(ground_truth.get(key), (list, tuple)):
+      raise CocoFormatError("ground truth", None, f"has no {key!r} list")
+  ids = []
+  for kind, entries in (("image", ground_truth["images"]), ("category", ground_truth["categories"])):
+    for i, entry in enumerate(entries):
+      if not isinstance(entry, Mapping) or not _is_int(entry.get("id")):
+        raise CocoFormatError(kind, i, "has no integer 'id'", entry)
+    ids.append(np.asarray([int(e["id"]) for e in entries], dtype=np.int64))
+  category_ids, first = np.unique(ids[1], return_index=True)
+  names = tuple(str(ground_truth["categories"][i].get("name", category_ids[j])) for j, i in enumerate(first))
+  index = CocoIndex(np.unique(ids[0]), category_ids, names)
+  return index, _parse_entries("annotation", ground_truth["annotations"], index, False, area_source == "annotation")
 
-  with contextlib.redirect_stdout(io.StringIO()):
-    gt = COCO()
-    gt.dataset = {k: list(v) for k, v in ground_truth.items()}
-    gt.createIndex()
-    dt = gt.loadRes(list(results)) if len(results) else COCO()
-    if not len(results):
-      dt.dataset = {"images": list(ground_truth["images"]), "annotations": [], "categories": list(ground_truth["categories"])}
-      dt.createIndex()
-    evaluator = COCOeval(gt, dt, iouType="bbox")
-    evaluator.params.iouThrs = np.array([iou])
-    evaluator.params.maxDets = [max_dets]
-    evaluator.evaluate()
-    evaluator.accumulate()
-  precision = evaluator.eval["precision"]  # [T=1, R, K, A, M=1]
-  recall = evaluator.eval["recall"]  # [T=1, K, A, M=1]
+
+def parse_results(results: Sequence[Any], index: CocoIndex) -> _Boxes:
+  """Detections ``[{"image_id", "category_id", "bbox": [x, y, w, h], "score"}, ...]`` as arrays."""
+  if not isinstance(results, (list, tuple)):
+    raise CocoFormatError("detections", None, "are not a JSON list of detections")
+  return _parse_entries("detection", results, index, True, False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Matching and accumulation.
+
+
+def _bbox_iou(det: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
+  """IoU of paired COCO boxes ``det[P, 4]``, ``gt[P, 4]`` -> ``[P]``; intersection over the
+  detection's area where ``crowd[P]``. The same float64 operations as pycocotools' ``bbIou``."""
+  w = np.minimum(det[:, 2] + det[:, 0], gt[:, 2] + gt[:, 0]) - np.maximum(det[:, 0], gt[:, 0])
+  h = np.minimum(det[:, 3] + det[:, 1], gt[:, 3] + gt[:, 1]) - np.maximum(det[:, 1], gt[:, 1])
+  inter = w * h
+  det_area = det[:, 2] * det[:, 3]
+  union = np.where(crowd, det_area, det_area + gt[:, 2] * gt[:, 3] - inter)
+  overlap = (w > 0) & (h > 0)
+  out = np.zeros(len(det))
+  np.divide(inter, union, out=out, where=overlap)
+  return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _Matches:
+  """Greedy matching results, for the detections kept (sorted by image/category group, then rank)."""
+  category: np.ndarray  # [D] category index
+  image: np.ndarray  # [D] image index
+  score: np.ndarray  # [D]
+  rank: np.ndarray  # [D] rank within its (image, category) by descending score
+  tp: np.ndarray  # [A, T, D] bool: matched to regular ground truth
+  fp: np.ndarray  # [A, T, D] bool: unmatched and inside the area range
+  num_positives: np.ndarray  # [K, A] non-ignored ground truth per category and area range
+
+
+def _match(gt: _Boxes, dt: _Boxes, num_categories: int, thresholds: np.ndarray, area_ranges: np.ndarray,
+           max_det: Optional[int]) -> _Matches:
+  """COCO greedy matching of ``dt`` to ``gt`` per image and category (see the module docstring).
+
+  Args:
+    thresholds: ``[T]`` IoU thresholds; area_ranges: ``[A, 2]`` inclusive area ranges;
+    max_det: detections kept per image and category (``None``: all).
+  """
+  T, A, K = len(thresholds), len(area_ranges), num_categories
+  # Ground truth, grouped by (image, category) and in annotation order within a group.
+  gt_group = gt.image * K + gt.category
+  gt_order = np.argsort(gt_group, kind="stable")
+  gt_group, gt_box, gt_crowd, gt_area = gt_group[gt_order], gt.box[gt_order], gt.crowd[gt_order], gt.area[gt_order]
+  lo, hi = area_ranges[:, 0:1], area_ranges[:, 1:2]
+  gt_ignore = gt_crowd[None, :] | (gt_area[None, :] < lo) | (gt_area[None, :] > hi)  # [A, G]
+  gt_category = gt.category[gt_order]
+  num_positives = np.zeros((K, A), np.int64)
+  for a in range(A):
+    num_positives[:, a] = np.bincount(gt_category[~gt_ignore[a]], minlength=K)
+
+  # Detections, by group, then descending score (stable), truncated to max_det per group.
+  dt_group = dt.image * K + dt.category
+  dt_order = np.lexsort((np.arange(len(dt_group)), -dt.score, dt_group))
+  dt_group = dt_group[dt_order]
+  n = len(dt_group)
+  starts = np.flatnonzero(np.r_[True, dt_group[1:] != dt_group[:-1]]) if n else np.zeros(0, np.int64)
+  rank = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+  keep = rank < max_det if max_det is not None else np.ones(n, bool)
+  dt_order, dt_group, rank = dt_order[keep], dt_group[keep], rank[keep]
+  dt_box, dt_score, dt_area = dt.box[dt_order], dt.score[dt_order], dt.area[dt_order]
+  D = len(dt_order)
+
+  # Every (detection, ground truth) pair of the same group.
+  gt_first = np.searchsorted(gt_group, dt_group, side="left")
+  gt_count = np.searchsorted(gt_group, dt_group, side="right") - gt_first
+  pair_det = np.repeat(np.arange(D), gt_count)
+  pair_offset = np.arange(len(pair_det)) - np.repeat(np.cumsum(gt_count) - gt_count, gt_count)
+  pair_gt = np.repeat(gt_first, gt_count) + pair_offset
+  pair_iou = _bbox_iou(dt_box[pair_det], gt_box[pair_gt], gt_crowd[pair_gt])
+  effective = np.minimum(np.asarray(thresholds, np.float64), 1 - 1e-10)  # as pycocotools
+  candidate = pair_iou >= effective.min() if T else np.zeros(len(pair_iou), bool)
+  cand_det, cand_gt, cand_iou = pair_det[candidate], pair_gt[candidate], pair_iou[candidate]
+  # By rank, detection, then preference: higher IoU, then the later annotation.
+  order = np.lexsort((-cand_gt, -cand_iou, cand_det, rank[cand_det]))
+  cand_det, cand_gt, cand_iou = cand_det[order], cand_gt[order], cand_iou[order]
+  seg_start = np.flatnonzero(np.r_[True, cand_det[1:] != cand_det[:-1]]) if len(cand_det) else np.zeros(0, np.int64)
+  seg_len = np.diff(np.r_[seg_start, len(cand_det)])
+  seg_det = cand_det[seg_start]
+  seg_rank = rank[seg_det]
+  # Position from the end within a detection's candidates: larger = more preferred.
+  preference = (np.repeat(seg_start + seg_len, seg_len) - 1 - np.arange(len(cand_det))).astype(np.int64)
+  big = int(seg_len.max()) + 1 if len(seg_len) else 1
+
+  matched_gt = np.zeros((A, T, len(gt_group)), bool)
+  tp = np.zeros((A, T, D), bool)
+  matched = np.zeros((A, T, D), bool)
+  rank_bounds = np.searchsorted(seg_rank, np.arange(int(seg_rank.max()) + 2 if len(seg_rank) else 1))
+  for r in range(len(rank_bounds) - 1):
+    s0, s1 = rank_bounds[r], rank_bounds[r + 1]
+    if s0 == s1:
+      continue
+    c0, c1 = seg_start[s0], (seg_start[s1] if s1 < len(seg_start) else len(cand_det))
+    gts = cand_gt[c0:c1]
+    free = ~matched_gt[:, :, gts] | gt_crowd[gts]  # [A, T, C]
+    ok = free & (cand_iou[c0:c1] >= effective[:, None])[None]
+    priority = ok * (1 + (~gt_ignore[:, gts]))[:, None, :]  # 0 none, 1 ignored, 2 regular
+    key = priority.astype(np.int64) * big + preference[c0:c1]
+    best = np.maximum.reduceat(key, seg_start[s0:s1] - c0, axis=2)  # [A, T, S]
+    hit = best >= big
+    pos = (seg_start[s0:s1] + seg_len[s0:s1] - 1)[None, None, :] - best % big - c0
+    chosen = gts[np.where(hit, pos, 0)]
+    ai, ti, si = np.nonzero(hit)
+    gi = chosen[ai, ti, si]
+    matched_gt[ai, ti, gi] = True
+    det = seg_det[s0:s1][si]
+    matched[ai, ti, det] = True
+    tp[ai, ti, det] = ~gt_ignore[ai, gi]
+  dt_outside = (dt_area[None, :] < lo) | (dt_area[None, :] > hi)  # [A, D]
+  fp = ~matched & ~dt_outside[:, None, :]
+  return _Matches(dt.category[dt_order], dt.image[dt_order], dt_score, rank, tp, fp, num_positives)
+
+
+def _accumulate(m: _Matches, num_categories: int, max_dets: Sequence[int], recall_thresholds: np.ndarray):
+  """``(precision [T, R, K, A, M], recall [T, K, A, M])`` as pycocotools' ``accumulate``."""
+  A, T, _ = m.tp.shape
+  K, M, R = num_categories, len(max_dets), len(recall_thresholds)
+  precision = -np.ones((T, R, K, A, M))
+  recall = -np.ones((T, K, A, M))
+  # Across images: descending score; ties by image, then rank (pycocotools' mergesort over the
+  # per-image lists concatenated in image order).
+  order = np.lexsort((m.rank, m.image, -m.score, m.category))
+  bounds = np.searchsorted(m.category[order], np.arange(K + 1))
+  eps = np.spacing(1)
+  for k in range(K):
+    npig = m.num_positives[k]  # [A]
+    valid_a = np.flatnonzero(npig > 0)
+    if not len(valid_a):
+      continue
+    order_k = order[bounds[k]:bounds[k + 1]]
+    # Number of true positives needed to reach each recall threshold, per area: pycocotools
+    # compares tp / npig (float) with the thresholds; the same division here.
+    needed = np.stack([np.searchsorted(np.arange(npig[a] + 1) / npig[a], recall_thresholds, side="left") for a in valid_a])  # [A', R]
+    for mi, cap in enumerate(max_dets):
+      idx = order_k[m.rank[order_k] < cap]
+      n = len(idx)
+      if n == 0:
+        precision[:, :, k, valid_a, mi] = 0.0
+        recall[:, k, valid_a, mi] = 0.0
+        continue
+      tp, fp = m.tp[:, :, idx], m.fp[:, :, idx]
+      if len(valid_a) < A:
+        tp, fp = tp[valid_a], fp[valid_a]
+      tps = np.cumsum(tp, axis=2, dtype=np.float64)  # [A', T, n]
+      fps = np.cumsum(fp, axis=2, dtype=np.float64)
+      pr = tps / (fps + tps + eps)
+      envelope = np.flip(np.maximum.accumulate(np.flip(pr, axis=2), axis=2), axis=2)
+      recall[:, k, valid_a, mi] = (tps[:, :, -1] / npig[valid_a, None]).T
+      # First detection whose cumulative TP count reaches ``needed``: one searchsorted over all
+      # rows, made globally sorted by a per-row integer offset (exact).
+      rows = tps.reshape(-1, n)  # [A' * T, n]
+      stride = float(n + 2 + npig.max())
+      offsets = np.arange(len(rows))[:, None] * stride
+      targets = offsets + np.repeat(needed, T, axis=0)  # [A' * T, R]
+      first = np.searchsorted((rows + offsets).ravel(), targets.ravel(), side="left").reshape(targets.shape)
+      first -= (np.arange(len(rows)) * n)[:, None]
+      inside = first < n
+      q = np.where(inside, np.take_along_axis(envelope.reshape(-1, n), np.minimum(first, n - 1), axis=1), 0.0)
+      precision[:, :, k, valid_a, mi] = q.reshape(len(valid_a), T, R).transpose(1, 2, 0)
+  return precision, recall
+
+
+# ---------------------------------------------------------------------------------------------
+# The public evaluation API.
+
+
+@dataclasses.dataclass(frozen=True)
+class CocoEvaluation:
+  """Accumulated precision / recall, laid out as pycocotools' ``COCOeval.eval``.
+
+  Attributes:
+    precision: ``[T, R, K, A, M]`` interpolated precision (-1: no ground truth).
+    recall: ``[T, K, A, M]`` recall at the last detection (-1: no ground truth).
+    iou_thresholds: ``[T]``; recall_thresholds: ``[R]``; max_dets: ``M`` sorted caps;
+    area_names: ``A`` names; index: the images and ``K`` categories.
+  """
+  precision: np.ndarray
+  recall: np.ndarray
+  iou_thresholds: np.ndarray
+  recall_thresholds: np.ndarray
+  max_dets: Tuple[int, ...]
+  area_names: Tuple[str, ...]
+  index: CocoIndex
+
+  def _t(self, iou: Optional[float]):
+    if iou is None:
+      return slice(None)
+    found = np.flatnonzero(np.isclose(self.iou_thresholds, iou, rtol=0, atol=1e-12))
+    if not len(found):
+      raise KeyError(f"IoU {iou} was not evaluated (thresholds {self.iou_thresholds.tolist()})")
+    return found[:1]
+
+  def _m(self, max_dets: Optional[int]) -> int:
+    cap = self.max_dets[-1] if max_dets is None else int(max_dets)
+    if cap not in self.max_dets:
+      raise KeyError(f"max_dets {cap} was not evaluated (caps {list(self.max_dets)})")
+    return self.max_dets.index(cap)
+
+  def _k(self, category: Optional[int]):
+    if category is None:
+      return slice(None)
+    found = np.flatnonzero(self.index.category_ids == category)
+    if not len(found):
+      raise KeyError(f"no category id {category}")
+    return found[:1]
+
+  def average_precision(self, iou: Optional[float] = None, area: str = "all", max_dets: Optional[int] = None,
+                        category: Optional[int] = None) -> float:
+    """Mean precision over recall points, classes (or ``category``, an id) and ``iou`` (None: all
+    thresholds), ignoring -1 entries; -1 if none is defined."""
+    p = self.precision[self._t(iou)][:, :, self._k(category), self.area_names.index(area), self._m(max_dets)]
+    return float(np.mean(p[p > -1])) if np.any(p > -1) else -1.0
+
+  def average_recall(self, iou: Optional[float] = None, area: str = "all", max_dets: Optional[int] = None,
+                     category: Optional[int] = None) -> float:
+    """Mean recall over classes (or ``category``) and ``iou`` (None: all thresholds); -1 if undefined."""
+    r = self.recall[self._t(iou)][:, self._k(category), self.area_names.index(area), self._m(max_dets)]
+    return float(np.mean(r[r > -1])) if np.any(r > -1) else -1.0
+
+  def per_class_ap(self, iou: Optional[float] = 0.5, area: str = "all", max_dets: Optional[int] = None) -> Dict[str, float]:
+    """``{category name: AP}`` (-1 for a class without ground truth)."""
+    return {name: self.average_precision(iou, area, max_dets, int(cid))
+            for cid, name in zip(self.index.category_ids, self.index.category_names)}
+
+
+def evaluate(ground_truth: Mapping[str, Any], results: Sequence[Mapping[str, Any]],
+             iou_thresholds: Sequence[float] = COCO_IOU_THRESHOLDS, max_dets: Sequence[int] = COCO_MAX_DETS,
+             area_ranges: Optional[Mapping[str, Tuple[float, float]]] = None, area_source: str = "box",
+             recall_thresholds: np.ndarray = RECALL_THRESHOLDS) -> CocoEvaluation:
+  """COCO bbox evaluation of ``results`` (a COCO results list) against ``ground_truth`` (a COCO
+  instances dictionary). Raises ``CocoFormatError`` naming the first malformed entry (unknown
+  image or category ids, bad bbox, non-finite score).
+
+  Args:
+    iou_thresholds: ``[T]``; max_dets: caps per image and category (sorted, the largest is the
+      matching cap); area_ranges: ``{name: (lo, hi)}`` inclusive (default: COCO's all / small /
+      medium / large); area_source: ``"box"`` or ``"annotation"`` (ground truth area).
+  """
+  area_ranges = COCO_AREA_RANGES if area_ranges is None else area_ranges
+  index, gt = parse_ground_truth(ground_truth, area_source)
+  dt = parse_results(results, index)
+  caps = tuple(sorted(int(m) for m in max_dets))
+  thresholds = np.asarray(iou_thresholds, np.float64).reshape(-1)
+  ranges = np.asarray(list(area_ranges.values()), np.float64).reshape(-1, 2)
+  matches = _match(gt, dt, len(index.category_ids), thresholds, ranges, caps[-1])
+  precision, recall = _accumulate(matches, len(index.category_ids), caps, np.asarray(recall_thresholds, np.float64))
+  return CocoEvaluation(precision, recall, thresholds, np.asarray(recall_thresholds), caps, tuple(area_ranges), index)
+
+
+def coco_stats(evaluation: CocoEvaluation, max_dets: Optional[int] = None) -> Dict[str, float]:
+  """The 12 standard COCO statistics (``COCO_STAT_NAMES``; pycocotools' ``stats`` order).
+
+  Needs thresholds including 0.5 and 0.75 and caps including 1, 10 and ``max_dets`` (default:
+  the largest evaluated). AP and the size-bucket statistics use ``max_dets`` (pycocotools:
+  literally 100, the same with its default caps); "AR100" is named after the cap used.
+  """
+  ev = evaluation
+  cap = ev.max_dets[-1] if max_dets is None else int(max_dets)
+  values = [
+      ev.average_precision(None, "all", cap), ev.average_precision(0.5, "all", cap), ev.average_precision(0.75, "all", cap),
+      ev.average_precision(None, "small", cap), ev.average_precision(None, "medium", cap), ev.average_precision(None, "large", cap),
+      ev.average_recall(None, "all", 1), ev.average_recall(None, "all", 10), ev.average_recall(None, "all", cap),
+      ev.average_recall(None, "small", cap), ev.average_recall(None, "medium", cap), ev.average_recall(None, "large", cap),
+  ]
+  names = list(COCO_STAT_NAMES)
+  names[8] = f"AR{cap}"
+  return dict(zip(names, values))
+
+
+def _headline(ev: CocoEvaluation, iou: float, max_dets: int) -> Dict[str, float]:
   metrics = {}
   tag = f"@{iou:g}"
-  for a, name in enumerate(AREA_NAMES):
+  for name in AREA_NAMES:
     suffix = "" if name == "all" else "_" + name[0]
-    p = precision[0, :, :, a, 0]
-    r = recall[0, :, a, 0]
-    metrics[f"AP{suffix}{tag}"] = float(np.mean(p[p > -1])) if np.any(p > -1) else -1.0
-    metrics[f"AR{suffix}{tag}"] = float(np.mean(r[r > -1])) if np.any(r > -1) else -1.0
+    metrics[f"AP{suffix}{tag}"] = ev.average_precision(iou, name, max_dets)
+    metrics[f"AR{suffix}{tag}"] = ev.average_recall(iou, name, max_dets)
+  return metrics
+
+
+def evaluate_detections(ground_truth: Mapping[str, Any], results: Sequence[Mapping[str, Any]], iou: float = 0.5,
+                        max_dets: int = 100) -> Dict[str, float]:
+  """AP/AR at ``iou`` with ``max_dets`` per image (and category), overall and per size bucket.
+
+  Returns:
+    ``{"AP@0.5", "AR@0.5", "AP_s@0.5", "AR_s@0.5", "AP_m@0.5", ...}``; a bucket without
+    ground truth reports -1, as COCO does.
+  """
+  ev = evaluate(ground_truth, results, iou_thresholds=[iou], max_dets=[max_dets])
+  return _headline(ev, iou, max_dets)
+
+
+# ---------------------------------------------------------------------------------------------
+# FROC (DeepLesion).
+
+
+def froc_curve(ground_truth: Mapping[str, Any], results: Sequence[Mapping[str, Any]], iou: float = 0.5,
+               class_agnostic: bool = False, max_dets: Optional[int] = None, area_source: str = "box"):
+  """FROC operating points ``(fps_per_image [P], sensitivity [P], score_thresholds [P])``.
+
+  A detection is a true positive when the greedy COCO matching (descending score, per image,
+  and per category unless ``class_agnostic``) gives it an unmatched ground truth with IoU >=
+  ``iou``; a false positive when it gets none; a detection matched to crowd ground truth counts
+  as neither, and crowd ground truth is not counted in the sensitivity's denominator. One
+  operating point per distinct score (ties enter together), from the strictest threshold
+  (``+inf``: no detections, point ``(0, 0)``) down; FP per image divides by the number of
+  images in the ground truth. ``max_dets`` caps detections per image and category (``None``:
+  all). Sensitivity is -1 everywhere when there is no (non-crowd) ground truth.
+  """
+  index, gt = parse_ground_truth(ground_truth, area_source)
+  dt = parse_results(results, index)
+  K = len(index.category_ids)
+  if class_agnostic:
+    gt = dataclasses.replace(gt, category=np.zeros_like(gt.category))
+    dt = dataclasses.replace(dt, category=np.zeros_like(dt.category))
+    K = 1
+  m = _match(gt, dt, K, np.array([iou]), np.array([[-np.inf, np.inf]]), max_dets)
+  num_gt = int(m.num_positives.sum())
+  order = np.argsort(-m.score, kind="stable")
+  score = m.score[order]
+  tps = np.cumsum(m.tp[0, 0, order], dtype=np.float64)
+  fps = np.cumsum(m.fp[0, 0, order], dtype=np.float64)
+  last = np.r_[score[1:] != score[:-1], True] if len(score) else np.zeros(0, bool)
+  num_images = max(len(index.image_ids), 1)
+  fps_per_image = np.r_[0.0, fps[last] / num_images]
+  sensitivity = np.r_[0.0, tps[last] / num_gt] if num_gt else -np.ones(1 + int(last.sum()))
+  return fps_per_image, sensitivity, np.r_[np.inf, score[last]]
+
+
+def froc(ground_truth: Mapping[str, Any], results: Sequence[Mapping[str, Any]],
+         fps_per_image: Sequence[float] = FROC_FPS_PER_IMAGE, iou: float = 0.5, class_agnostic: bool = False,
+         interpolation: str = "linear", max_dets: Optional[int] = None, area_source: str = "box") -> Dict[str, float]:
+  """Sensitivity at the given average numbers of false positives per image (DeepLesion's FROC).
+
+  From ``froc_curve``'s operating points, each FP rate keeps its highest sensitivity (the
+  loosest score threshold still at that rate). ``interpolation="linear"`` (default, as the
+  DeepLesion / MULAN evaluation): linear in the FP rate between consecutive reached rates, and
+  the final sensitivity beyond the largest rate reached; ``"step"``: the sensitivity at the
+  largest reached rate <= the requested one (a threshold one can actually pick).
+
+  Returns:
+    ``{"sens@0.5FP": ..., "sens@1FP": ..., ..., "sens_mean": mean of those}`` (-1 without
+    ground truth).
+  """
+  if interpolation not in ("linear", "step"):
+    raise ValueError(f"interpolation must be 'linear' or 'step', not {interpolation!r}")
+  fpi, sens, _ = froc_curve(ground_truth, results, iou, class_agnostic, max_dets, area_source)
+  keep = np.r_[fpi[1:] != fpi[:-1], True]
+  fpi, sens = fpi[keep], sens[keep]
+  targets = np.asarray(fps_per_image, np.float64)
+  if sens[-1] < 0:
+    values = -np.ones(len(targets))
+  elif interpolation == "linear":
+    values = np.interp(targets, fpi, sens)
+  else:
+    values = sens[np.maximum(np.searchsorted(fpi, targets, side="right") - 1, 0)]
+  out = {f"sens@{f:g}FP": float(v) for f, v in zip(targets, values)}
+  out["sens_mean"] = float(np.mean(values)) if len(values) and values[0] >= 0 else -1.0
+  return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Everything at once (the command line's report).
+
+
+def full_metrics(ground_truth: Mapping[str, Any], results: Sequence[Mapping[str, Any]], iou: float = 0.5,
+                 max_dets: int = 100, area_source: str = "box", fps_per_image: Sequence[float] = FROC_FPS_PER_IMAGE,
+                 froc_iou: Optional[float] = None) -> Dict[str, Any]:
+  """Every metric of this module, as a JSON-able dictionary.
+
+  Keys: ``evaluate_detections``' keys at (``iou``, ``max_dets``); ``"per_class_AP@<iou>"``
+  ``{name: AP}``; ``"mAP@50"``, ``"mAP@75"`` (class-mean AP at IoU 0.5 / 0.75 with
+  ``max_dets``); ``"coco"`` (``coco_stats`` with caps 1, 10, ``max_dets``); ``"froc"``
+  (``froc`` at ``froc_iou``, default ``iou``, with every detection).
+  """
+  caps = sorted({1, 10, int(max_dets)})
+  coco = evaluate(ground_truth, results, COCO_IOU_THRESHOLDS, caps, area_source=area_source)
+  if np.any(np.isclose(COCO_IOU_THRESHOLDS, iou, rtol=0, atol=1e-12)):
+    single = coco
+  else:
+    single = evaluate(ground_truth, results, [iou], [max_dets], area_source=area_source)
+  metrics: Dict[str, Any] = dict(_headline(single, iou, max_dets))
+  metrics[f"per_class_AP@{iou:g}"] = single.per_class_ap(iou, "all", max_dets)
+  metrics["mAP@50"] = coco.average_precision(0.5, "all", max_dets)
+  metrics["mAP@75"] = coco.average_precision(0.75, "all", max_dets)
+  metrics["coco"] = coco_stats(coco, max_dets)
+  froc_iou = iou if froc_iou is None else froc_iou
+  metrics["froc"] = {"iou": froc_iou, **froc(ground_truth, results, fps_per_image, froc_iou, area_source=area_source)}
   return metrics
