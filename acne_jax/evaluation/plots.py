@@ -18,7 +18,7 @@ Returns the numbers behind them (curves, Pearson coefficients) as a dictionary.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp

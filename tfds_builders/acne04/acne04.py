@@ -62,6 +62,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
+from tfds_builders import build_summary
+from tfds_builders.build_summary import SUMMARY_FILE, BuildSummary  # noqa: F401  (re-exported)
+
 from acne_jax.data import voc
 
 _LOG = logging.getLogger(__name__)
@@ -71,8 +74,6 @@ CLASS_NAMES: Tuple[str, ...] = ("acne",)
 VOC_CLASS = "fore"
 # Hayashi severity grades (label of the list files).
 GRADE_NAMES: Tuple[str, ...] = ("mild", "moderate", "severe", "very_severe")
-SUMMARY_FILE = "build_summary.json"
-MAX_ISSUES = 1000  # issues listed in the summary (all are counted)
 
 CLASSIFICATION_DIR = "Classification"
 CLASSIFICATION_IMAGES = os.path.join("Classification", "JPEGImages")
@@ -190,74 +191,14 @@ def parse_list_file(path: os.PathLike, bad_lines: Optional[List[Tuple[int, str]]
 # Build summary (same API as ``tfds_builders.deep_lesion``).
 
 
-@dataclasses.dataclass
-class BuildSummary:
-  """What a build kept, skipped, clipped and found inconsistent.
-
-  Attributes:
-    dataset, config, version: which build ("acne04", "fold0", "1.0.0").
-    splits: per split, ``{"examples", "boxes", "grade_0".."grade_3"}`` counts of written records.
-    counts: the ``COUNT_KEYS`` counters (all present, 0 when nothing happened).
-    issues: up to ``MAX_ISSUES`` ``{"file", "problem"}`` entries, in build order.
-    issues_truncated: issues counted but not listed.
-  """
-
-  dataset: str
-  config: str
-  version: str
-  splits: Dict[str, Dict[str, int]] = dataclasses.field(default_factory=dict)
-  counts: Dict[str, int] = dataclasses.field(default_factory=lambda: {k: 0 for k in COUNT_KEYS})
-  issues: List[Dict[str, str]] = dataclasses.field(default_factory=list)
-  issues_truncated: int = 0
-
-  def add(self, key: str, n: int = 1) -> None:
-    self.counts[key] = self.counts.get(key, 0) + n
-
-  def issue(self, file: str, problem: str) -> None:
-    """Logs a warning naming the file and records it."""
-    _LOG.warning("%s: %s: %s", self.dataset, file, problem)
-    if len(self.issues) < MAX_ISSUES:
-      self.issues.append({"file": str(file), "problem": problem})
-    else:
-      self.issues_truncated += 1
-
-  def to_dict(self) -> Dict[str, Any]:
-    return dataclasses.asdict(self)
-
-  @classmethod
-  def from_dict(cls, data: Dict[str, Any]) -> "BuildSummary":
-    return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
-
-  def format(self) -> str:
-    """Human-readable multi-line text (for a CLI)."""
-    lines = [f"{self.dataset}/{self.config}/{self.version}"]
-    for split, counts in self.splits.items():
-      lines.append(f"  {split}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
-    for key, value in self.counts.items():
-      lines.append(f"  {key}: {value}")
-    if self.issues:
-      lines.append(f"  issues ({len(self.issues) + self.issues_truncated}):")
-      lines.extend(f"    {i['file']}: {i['problem']}" for i in self.issues)
-      if self.issues_truncated:
-        lines.append(f"    ... and {self.issues_truncated} more")
-    return "\n".join(lines)
-
-
 def summary_path(data_dir: os.PathLike, config: str = "fold0", version: Optional[str] = None) -> epath.Path:
   """``<data_dir>/acne04/<config>/<version>/build_summary.json`` (version: the builder's)."""
-  return epath.Path(data_dir) / "acne04" / config / str(version or Acne04.VERSION) / SUMMARY_FILE
+  return build_summary.summary_path(data_dir, "acne04", config, version or Acne04.VERSION)
 
 
 def read_build_summary(data_dir: os.PathLike, config: str = "fold0", version: Optional[str] = None) -> BuildSummary:
-  """The summary written by a build of ``config`` into ``data_dir``.
-
-  Raises:
-    FileNotFoundError: that configuration was not built there.
-  """
-  path = summary_path(data_dir, config, version)
-  if not path.exists():
-    raise FileNotFoundError(f"no build summary at {path}: build acne04/{config} into {data_dir} first.")
-  return BuildSummary.from_dict(json.loads(path.read_text()))
+  """The summary written by a build of ``config`` into ``data_dir`` (FileNotFoundError if none)."""
+  return build_summary.read_build_summary(data_dir, "acne04", config, version or Acne04.VERSION)
 
 
 # --------------------------------------------------------------------------------------------
@@ -320,7 +261,8 @@ the classification and detection parts, and pass the folder as manual_dir, laid 
     )
 
   def _download_and_prepare(self, dl_manager, download_config) -> None:  # pytype: disable=signature-mismatch
-    self._summary = BuildSummary(dataset=self.name, config=self.builder_config.name, version=str(self.version))
+    self._summary = BuildSummary(dataset=self.name, config=self.builder_config.name, version=str(self.version),
+                                 counts={k: 0 for k in COUNT_KEYS})
     super()._download_and_prepare(dl_manager=dl_manager, download_config=download_config)
     # self.data_path is the temporary build folder here; TFDS renames it on success.
     (self.data_path / SUMMARY_FILE).write_text(json.dumps(self._summary.to_dict(), indent=1))
