@@ -153,11 +153,7 @@ def main():
   lines += [f"| {name} | {theirs:.2f} | {ours:.3f} | {theirs / ours:.0f}x | {result} |" for name, theirs, ours, result in rows]
   table = "\n".join(lines) + "\n"
   print()
-  print(table)
-  if args.markdown:
-    with open(args.markdown, "a") as f:
-      f.write("\n" + table)
-    print(f"appended to {args.markdown}")
+  report.emit(table, args.markdown)
 
 
 if __name__ == "__main__":

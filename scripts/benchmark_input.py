@@ -25,7 +25,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np
 
 from acne_jax.data import pipeline
 from acne_jax.testing import report
@@ -82,10 +81,7 @@ def main():
   ]
   lines += [f"| {name} | {w} | {rate:.1f} | {rate / max(w, 1):.1f} |" for name, w, rate in rows]
   text = "\n".join(lines) + "\n"
-  print(text)
-  if args.markdown:
-    with open(args.markdown, "a") as f:
-      f.write("\n" + text)
+  report.emit(text, args.markdown)
 
 
 if __name__ == "__main__":

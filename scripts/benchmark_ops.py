@@ -159,10 +159,7 @@ def main():
   ]
   lines += [f"| {name} | {ours * 1e3:.1f} | {theirs * 1e3:.1f} |" for name, ours, theirs in rows]
   text = "\n".join(lines) + "\n"
-  print(text)
-  if args.markdown:
-    with open(args.markdown, "a") as f:
-      f.write("\n" + text)
+  report.emit(text, args.markdown)
 
 
 if __name__ == "__main__":

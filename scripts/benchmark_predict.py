@@ -108,10 +108,7 @@ def main():
   ]
   lines += [f"| {m} | {t:.2f} | {mt:.2f} | {gt:.2f} | {nb} | {na} |" for m, t, mt, gt, nb, na in rows]
   text = "\n".join(lines) + "\n"
-  print(text)
-  if args.markdown:
-    with open(args.markdown, "a") as f:
-      f.write("\n" + text)
+  report.emit(text, args.markdown)
 
 
 if __name__ == "__main__":

@@ -112,10 +112,7 @@ def main():
   for aligned, sampling_ratio, fwd_err, grad_err in roi_rows:
     lines.append(f"| roi_align 7x7, scale 1/4, aligned={aligned}, sampling_ratio={sampling_ratio} | forward / grad w.r.t. features | {fwd_err:.2e} / {grad_err:.2e} |")
   text = "\n".join(lines) + "\n"
-  print(text)
-  if args.markdown:
-    with open(args.markdown, "a") as f:
-      f.write("\n" + text)
+  report.emit(text, args.markdown)
 
 
 if __name__ == "__main__":

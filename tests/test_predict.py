@@ -11,7 +11,7 @@ import pytest
 
 from acne_jax import predict
 from acne_jax.data import synthetic
-from acne_jax.evaluation import merge
+from acne_jax.evaluation import merge, numpy_boxes
 from acne_jax.models.bbox_head import Detections
 from acne_jax.models.detector import Prediction
 
@@ -181,7 +181,7 @@ def nms_reference(boxes, scores, classes, iou, priority):
   order = sorted(range(len(scores)), key=lambda i: (-priority[i], -scores[i], i))
   kept = []
   for i in order:
-    if all(classes[k] != classes[i] or merge.pairwise_iou(boxes[i], boxes[k])[0, 0] <= iou for k in kept):
+    if all(classes[k] != classes[i] or numpy_boxes.pairwise_iou(boxes[i], boxes[k])[0, 0] <= iou for k in kept):
       kept.append(i)
   return kept
 
@@ -223,7 +223,7 @@ def test_merge_nms_small_chunks_and_empty_input():
   i, j = merge.overlapping_pairs(boxes, classes, 0.2, max_chunk=7)
   i2, j2 = merge.overlapping_pairs(boxes, classes, 0.2)
   assert sorted(zip(np.minimum(i, j), np.maximum(i, j))) == sorted(zip(np.minimum(i2, j2), np.maximum(i2, j2)))
-  everything = merge.pairwise_iou(boxes, boxes) > 0.2
+  everything = numpy_boxes.pairwise_iou(boxes, boxes) > 0.2
   assert len(i) == (everything.sum() - np.trace(everything)) // 2
   assert merge.merge_nms(np.zeros((0, 4)), [], [], 0.5).shape == (0,)
   empty = merge.merge(np.zeros((0, 4)), [], [], "wbf")
@@ -269,7 +269,7 @@ def test_weighted_box_fusion_matches_a_full_search():
       if cluster[0] == classes[i]:
         members = cluster[1]
         box = (scores[members, None] * boxes[members]).sum(0) / scores[members].sum()
-        overlap = merge.pairwise_iou(boxes[i], box)[0, 0]
+        overlap = numpy_boxes.pairwise_iou(boxes[i], box)[0, 0]
         if overlap > best_iou:
           best, best_iou = cluster, overlap
     if best is None:

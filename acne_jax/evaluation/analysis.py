@@ -24,6 +24,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from acne_jax.evaluation.numpy_boxes import pairwise_iou
+
 # Ten distinguishable colours (RGB), one per AcneSCU category.
 CLASS_COLOURS = np.array([
     (255, 255, 255), (30, 30, 30), (230, 40, 40), (250, 200, 0), (140, 40, 200),
@@ -33,17 +35,6 @@ CLASS_COLOURS = np.array([
 
 def _sigmoid(x):
   return 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))
-
-
-def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-  area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-  area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-  lt = np.maximum(a[:, None, :2], b[None, :, :2])
-  rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-  wh = np.clip(rb - lt, 0, None)
-  inter = wh[..., 0] * wh[..., 1]
-  union = area_a[:, None] + area_b[None, :] - inter
-  return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 def confidence_gradient(
@@ -83,7 +74,7 @@ def confidence_gradient(
         if not (0 <= row < size[0] and 0 <= col < size[1]):
           continue
         base = (row * size[1] + col) * num_anchors
-        ious = _iou_matrix(box[None], level_anchors[base:base + num_anchors].astype(np.float64))[0]
+        ious = pairwise_iou(box[None], level_anchors[base:base + num_anchors].astype(np.float64))[0]
         a = int(np.argmax(ious))
         if best is None or ious[a] > best[0]:
           best = (ious[a], level, row, col, a)
@@ -133,7 +124,7 @@ def iou_score_pairs(
       s_cls, p = _sigmoid(cls[image]), _sigmoid(nwd[image])
       s_final = np.sqrt(s_cls ** (2 - nwd_weight) * p ** nwd_weight)
       keep = np.argsort(-s_final, kind="stable")[:top_k]
-      iou = _iou_matrix(np.asarray(decoded[image], np.float64)[keep], boxes).max(axis=1)
+      iou = pairwise_iou(np.asarray(decoded[image], np.float64)[keep], boxes).max(axis=1)
       matched = iou > 0
       for name, values in (("iou", iou), ("s_cls", s_cls[keep]), ("nwd", p[keep]), ("s_final", s_final[keep])):
         out[name].append(values[matched])
@@ -170,7 +161,7 @@ def precision_recall(
       total += len(g)
       order = np.argsort(-s, kind="mergesort")
       used = np.zeros(len(g), bool)
-      ious = _iou_matrix(d[order], g) if len(g) and len(d) else np.zeros((len(d), len(g)))
+      ious = pairwise_iou(d[order], g) if len(g) and len(d) else np.zeros((len(d), len(g)))
       for row, k in enumerate(order):
         hit = False
         if len(g):

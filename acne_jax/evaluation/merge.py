@@ -33,6 +33,8 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from acne_jax.evaluation.numpy_boxes import elementwise_iou
+
 MERGE_METHODS = ("nms", "wbf")
 
 
@@ -97,23 +99,6 @@ def rank_order(scores: np.ndarray, priority: Optional[np.ndarray] = None) -> np.
   return np.lexsort((np.arange(len(scores)), -scores, -priority))
 
 
-def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-  """IoU of ``[N, 4]`` and ``[M, 4]`` boxes -> ``[N, M]`` (0 where the union is not positive)."""
-  a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-  return _iou(a[:, None, :], b[None, :, :])
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-  """Element-wise IoU of broadcastable ``[..., 4]`` box arrays."""
-  iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-  ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-  inter = iw * ih
-  area_a = np.clip(a[..., 2] - a[..., 0], 0, None) * np.clip(a[..., 3] - a[..., 1], 0, None)
-  area_b = np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)
-  union = area_a + area_b - inter
-  return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
 def overlapping_pairs(boxes, classes, iou: float, max_chunk: int = 1 << 22) -> Tuple[np.ndarray, np.ndarray]:
   """Every unordered pair of same-class boxes with IoU strictly greater than ``iou`` (>= 0).
 
@@ -156,7 +141,7 @@ def overlapping_pairs(boxes, classes, iou: float, max_chunk: int = 1 << 22) -> T
         k = np.repeat(rows, row_counts)
         offsets = np.arange(total) - np.repeat(np.cumsum(row_counts) - row_counts, row_counts)
         j = k + 1 + offsets
-        hit = _iou(b[k], b[j]) > iou
+        hit = elementwise_iou(b[k], b[j]) > iou
         first.append(members[k[hit]])
         second.append(members[j[hit]])
       start_row = stop_row

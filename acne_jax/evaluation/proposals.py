@@ -13,19 +13,10 @@ from typing import Dict, Sequence
 
 import numpy as np
 
+from acne_jax.evaluation.numpy_boxes import pairwise_iou
+
 COCO_IOUS = np.linspace(0.5, 0.95, 10)
 SIZE_BUCKETS = {"s": (0.0, 32.0**2), "m": (32.0**2, 96.0**2), "l": (96.0**2, np.inf)}
-
-
-def _iou(gt: np.ndarray, proposals: np.ndarray) -> np.ndarray:
-  area_g = np.clip(gt[:, 2] - gt[:, 0], 0, None) * np.clip(gt[:, 3] - gt[:, 1], 0, None)
-  area_p = np.clip(proposals[:, 2] - proposals[:, 0], 0, None) * np.clip(proposals[:, 3] - proposals[:, 1], 0, None)
-  lt = np.maximum(gt[:, None, :2], proposals[None, :, :2])
-  rb = np.minimum(gt[:, None, 2:], proposals[None, :, 2:])
-  wh = np.clip(rb - lt, 0, None)
-  inter = wh[..., 0] * wh[..., 1]
-  union = area_g[:, None] + area_p[None, :] - inter
-  return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 def matched_ious(gt: np.ndarray, proposals: np.ndarray) -> np.ndarray:
@@ -38,7 +29,7 @@ def matched_ious(gt: np.ndarray, proposals: np.ndarray) -> np.ndarray:
   result = np.zeros(len(gt))
   if len(gt) == 0 or len(proposals) == 0:
     return result
-  ious = _iou(np.asarray(gt, np.float64), np.asarray(proposals, np.float64))
+  ious = pairwise_iou(gt, proposals)
   for _ in range(min(len(gt), len(proposals))):
     g, p = np.unravel_index(np.argmax(ious), ious.shape)
     if ious[g, p] < 0:

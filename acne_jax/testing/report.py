@@ -27,3 +27,11 @@ def torchvision_ops():
     return f"torchvision.ops {torchvision.__version__}", ops.box_iou, ops.nms, ops.roi_align
   except Exception:  # ImportError, or the compiled ops failing to load
     return None
+
+
+def emit(text: str, markdown: str | None) -> None:
+  """Prints a results section and, when ``markdown`` names a file, appends it there."""
+  print(text)
+  if markdown:
+    with open(markdown, "a") as f:
+      f.write("\n" + text)

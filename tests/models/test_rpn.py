@@ -52,9 +52,10 @@ def test_sadh_cls_score_depends_on_its_location_only_and_nwd_reads_the_reg_tower
   reg_change = np.abs(np.asarray(out.deltas - base.deltas)).reshape(6, 6, 12).sum(-1)
   assert cls_change[3, 4] < 0.2 * cls_change[3, 3]
   assert reg_change[3, 4] > 0.3 * reg_change[3, 3]
-  # NWD logits are a function of the reg tower: zeroing the reg tower's output conv weights
-  # leaves the deltas at their bias and the NWD head still sees the reg feature.
-  assert out.nwd_logits.shape == out.cls_logits.shape
+  # The NWD logits read the 3x3 reg tower (paper Fig. 3b), so they move at the neighbour too;
+  # read from the 1x1 cls tower they would not.
+  nwd_change = np.abs(np.asarray(out.nwd_logits - base.nwd_logits)).reshape(6, 6, 3).sum(-1)
+  assert nwd_change[3, 4] > 0.3 * nwd_change[3, 3]
 
 
 @pytest.mark.parametrize("weight", [0.0, 0.5, 1.0, 1.5])
