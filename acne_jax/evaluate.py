@@ -6,15 +6,17 @@ Two modes, chosen by the flags given:
   detector. Restores the newest checkpoint in ``DIR`` (or ``--step``), runs the model over the
   evaluation split, prints AP/AR at ``eval.iou`` with ``eval.max_dets`` detections (overall and
   per size bucket) and the proposal recall AR@100/300/1000, and writes
-  ``detections_<split>.json`` (COCO results) and ``eval_<split>.json`` (the metrics) into
-  ``DIR``. Config overrides work as for training, e.g. ``--config.eval.max_dets=300`` or
+  ``ground_truth_<split>.json`` and ``detections_<split>.json`` (COCO instances and results)
+  and ``eval_<split>.json`` (the metrics) into ``DIR``. Config overrides work as for training, e.g. ``--config.eval.max_dets=300`` or
   ``--config.model.test_max_proposals=1000``.
 - ``python -m acne_jax.evaluate --gt GT.json --dets DETS.json [--iou 0.5] [--max-dets 100]
   [--area box|annotation] [--out metrics.json]`` evaluates a COCO results file against a COCO
   instances file: AP/AR at ``--iou`` per size bucket, per-class AP, mAP@50/75, the 12 COCO
   statistics and FROC (``coco_metrics.full_metrics``); prints a table and writes the metrics as
   JSON. Malformed input (bad JSON, unknown image or category ids, a bad bbox or score) is
-  reported with the file and its first bad entry, exit code 1.
+  reported with the file and its first bad entry, exit code 1. Whole photographs: ``--gt``
+  may be LabelMe annotations (a file or a folder) and ``--dets`` ``predict``'s output folder
+  (``acne_jax.evaluation.whole_image``), so sliced whole-image prediction has an AP too.
 """
 
 from __future__ import annotations
@@ -32,13 +34,17 @@ from acne_jax import train
 from acne_jax.data import datasets
 from acne_jax.evaluation import coco_metrics
 from acne_jax.evaluation import proposals as proposal_metrics
+from acne_jax.evaluation import whole_image
 from acne_jax.models.detector import TwoStageDetector, spec_from_config
+from acne_jax.paths import resolve
 from acne_jax.training.checkpoint import Checkpointer
 from acne_jax.training import optim
 
 
-def restore_variables(config: ml_collections.ConfigDict, workdir: str, step=None):
-  """``({"params", "batch_stats"}, step)`` from the checkpoints in ``workdir``."""
+def restore(config: ml_collections.ConfigDict, workdir: str, step=None):
+  """``({"params", "batch_stats"}, step, meta)`` from the checkpoints in ``workdir`` (relative or
+  absolute); ``meta`` is the JSON saved beside the state (``operating_point`` in a final one)."""
+  workdir = resolve(workdir)
   directory = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(directory):  # checked first: the checkpoint manager would create the folder
     raise FileNotFoundError(f"no checkpoint in {directory}; train first with python -m acne_jax.train --workdir={workdir}.")
@@ -55,43 +61,38 @@ def restore_variables(config: ml_collections.ConfigDict, workdir: str, step=None
   template = jax.eval_shape(lambda k: train.create_state(model, tx, k, config.data.image_size, config.data.max_boxes, 1), jax.random.key(0))
   sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   template = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), template)
-  state, _, restored_step = checkpointer.restore(template, step)
-  return {"params": state["params"], "batch_stats": state["batch_stats"]}, restored_step
+  state, meta, restored_step = checkpointer.restore(template, step)
+  return {"params": state["params"], "batch_stats": state["batch_stats"]}, restored_step, meta
+
+
+def restore_variables(config: ml_collections.ConfigDict, workdir: str, step=None):
+  """``({"params", "batch_stats"}, step)``: :func:`restore` without the meta."""
+  variables, restored_step, _ = restore(config, workdir, step)
+  return variables, restored_step
 
 
 def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, step=None, proposal_limits=(100, 300, 1000)):
   """Evaluates the checkpoint; returns the metrics dictionary (also written to the workdir)."""
+  workdir = resolve(workdir)
   variables, step = restore_variables(config, workdir, step)
-  _, eval_data, class_names = datasets.load(config.data)
+  _, eval_source, class_names = datasets.load_sources(config.data)
+  eval_data = datasets.load_split(config.data, eval_source, "eval_split")  # the training split is not decoded
   spec = spec_from_config(config.model)
   predict = jax.jit(train.make_predict(TwoStageDetector(spec, train=False), config.data.mean, config.data.std))
   image_ids, detections, proposals = train.run_model(predict, variables, eval_data, config.eval.batch_size)
   results = coco_metrics.coco_results(image_ids, detections.boxes, detections.scores, detections.classes, detections.valid)
-  metrics = coco_metrics.evaluate_detections(train.ground_truth(eval_data, class_names), results, config.eval.iou, config.eval.max_dets)
+  gt = train.ground_truth(eval_data, class_names)
+  metrics = coco_metrics.evaluate_detections(gt, results, config.eval.iou, config.eval.max_dets)
   gt_boxes = [b[v] for b, v in zip(eval_data.boxes, eval_data.valid)]
   proposal_boxes = [b[v] for b, v in zip(proposals.boxes, proposals.valid)]
   metrics.update(proposal_metrics.average_recall(gt_boxes, proposal_boxes, proposal_limits))
   split = config.data.eval_split
-  with open(os.path.join(workdir, f"detections_{split}.json"), "w") as f:
-    json.dump(results, f)
+  train.write_coco_pair(workdir, split, gt, results)
   with open(os.path.join(workdir, f"eval_{split}.json"), "w") as f:
     json.dump({"step": step, **metrics}, f, indent=2)
   print(f"{config.data.name}/{split}, checkpoint step {step}, {len(eval_data)} images:")
   print(train.format_metrics(metrics))
   return metrics
-
-
-def _load_json(path: str):
-  """The parsed file; ``ValueError`` naming the file on a read or syntax error."""
-  try:
-    with open(path, encoding="utf-8") as f:
-      return json.load(f)
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{path}: not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
-  except UnicodeDecodeError as e:
-    raise ValueError(f"{path}: not valid JSON: not UTF-8 text ({e.reason} at byte {e.start})") from None
-  except OSError as e:
-    raise ValueError(f"{path}: cannot read: {e.strerror or e}") from None
 
 
 def _fmt(value: float) -> str:
@@ -124,10 +125,16 @@ def format_file_metrics(metrics, iou: float, max_dets: int) -> str:
 
 
 def evaluate_files(gt_path: str, dets_path: str, iou: float = 0.5, max_dets: int = 100, area_source: str = "box"):
-  """``coco_metrics.full_metrics`` of two COCO files; ``ValueError`` naming the file and its
-  first bad entry on malformed input."""
-  ground_truth = _load_json(gt_path)
-  detections = _load_json(dets_path)
+  """``coco_metrics.full_metrics`` of detections against ground truth; ``ValueError`` naming the
+  file and its first bad entry on malformed input.
+
+  ``gt_path``: a COCO instances file, a LabelMe file or a folder of LabelMe files;
+  ``dets_path``: a COCO results file, or ``predict``'s output folder (or one of its
+  ``*_detections.json``), matched to the annotated images by file stem
+  (:mod:`acne_jax.evaluation.whole_image`).
+  """
+  ground_truth, notes = whole_image.load_ground_truth(gt_path)
+  detections = whole_image.load_detections(dets_path, ground_truth)
   try:
     index, _ = coco_metrics.parse_ground_truth(ground_truth, area_source)
   except coco_metrics.CocoFormatError as e:
@@ -139,6 +146,8 @@ def evaluate_files(gt_path: str, dets_path: str, iou: float = 0.5, max_dets: int
   metrics = coco_metrics.full_metrics(ground_truth, detections, iou=iou, max_dets=max_dets, area_source=area_source)
   summary = (f"{gt_path}: {len(index.image_ids)} images, {len(ground_truth['annotations'])} annotations, "
              f"{len(index.category_ids)} categories; {dets_path}: {len(detections)} detections")
+  if notes:
+    summary += "\n" + "\n".join(f"  note: {n}" for n in notes)
   return metrics, summary
 
 
@@ -159,8 +168,10 @@ def _positive_int(text: str) -> int:
 def main_files(args) -> int:
   """The ``--gt/--dets`` mode (``args`` without the program name); returns the exit code."""
   parser = argparse.ArgumentParser(prog="python -m acne_jax.evaluate", description="Evaluate COCO-format detections against COCO ground truth.")
-  parser.add_argument("--gt", required=True, help="COCO instances JSON (images, annotations, categories).")
-  parser.add_argument("--dets", required=True, help="COCO results JSON: [{image_id, category_id, bbox: [x, y, w, h], score}, ...].")
+  parser.add_argument("--gt", required=True, help="COCO instances JSON (images, annotations, categories), or LabelMe: one "
+                      "JSON file or a folder of them (whole-image annotations, e.g. AcneSCU's).")
+  parser.add_argument("--dets", required=True, help="COCO results JSON: [{image_id, category_id, bbox: [x, y, w, h], score}, ...], "
+                      "or predict's output folder (its <stem>_detections.json, matched to the annotated images by stem).")
   parser.add_argument("--iou", type=_positive_float, default=0.5, help="IoU threshold of AP/AR, per-class AP and FROC (default 0.5).")
   parser.add_argument("--max-dets", type=_positive_int, default=100, help="Detections kept per image and category (default 100).")
   parser.add_argument("--area", choices=("box", "annotation"), default="box",

@@ -40,9 +40,16 @@ Outputs per image, in ``--out`` (default ``<workdir>/predictions``), named after
 stem: ``<stem>_detections.json`` (COCO results: ``image_id`` from ``--image_id``, incremented
 per image in command-line order, ``category_id`` = class + 1, ``bbox`` ``[x, y, w, h]``;
 every merged detection, whatever its score), ``<stem>_detections.png`` (the photo, its longer
-side downscaled to ``--draw_max_side``, with the boxes scoring ``>= --score_threshold`` drawn
-in per-class colours and a legend with the counts) and ``<stem>_counts.json`` (class name ->
-number of detections scoring ``>= --score_threshold``; also printed).
+side downscaled to ``--draw_max_side``, with the counted boxes drawn in per-class colours and a
+legend with the counts) and ``<stem>_counts.json`` (class name -> number of lesions counted;
+also printed).
+
+Counting. A detection is counted (and drawn) when it scores at least its class's threshold:
+by default the per-class thresholds that maximise F1 on the validation split, chosen at the end
+of training and stored with the final checkpoint (:mod:`acne_jax.evaluation.operating_point`;
+see :func:`counting_thresholds` for checkpoints without them); ``--score_threshold`` (or
+``--score-threshold``) sets one threshold for every class instead. The thresholds and the
+precision and recall they give on the validation split are printed first.
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ import cv2
 import numpy as np
 
 from acne_jax.evaluation import merge as merge_lib
+from acne_jax.paths import resolve
 
 DEFAULT_BORDER_MARGIN = 2.0
 
@@ -253,23 +261,42 @@ def class_colors(num_classes: int) -> Tuple[Tuple[int, int, int], ...]:
   return tuple(colors)
 
 
-def count_classes(classes: np.ndarray, scores: np.ndarray, class_names: Sequence[str], score_threshold: float) -> Dict[str, int]:
-  """``{class name: detections scoring >= score_threshold}`` for every class (zeros included)."""
-  kept = np.asarray(classes)[np.asarray(scores) >= score_threshold]
+def class_thresholds(score_threshold, num_classes: int) -> np.ndarray:
+  """float64 ``[K]``: one threshold per class from a scalar (every class) or a ``[K]`` sequence."""
+  thresholds = np.broadcast_to(np.asarray(score_threshold, np.float64), (num_classes,)).copy()
+  return thresholds
+
+
+def describe_thresholds(score_threshold, class_names: Sequence[str]) -> str:
+  """"score >= 0.5" for one threshold for all classes, else "per-class score thresholds"."""
+  t = class_thresholds(score_threshold, len(class_names))
+  return f"score >= {t[0]:g}" if np.all(t == t[0]) else "score >= the per-class thresholds"
+
+
+def count_classes(classes: np.ndarray, scores: np.ndarray, class_names: Sequence[str], score_threshold) -> Dict[str, int]:
+  """``{class name: detections scoring >= their class's threshold}`` for every class (zeros
+  included); ``score_threshold`` is a scalar for every class or one per class ``[K]``."""
+  from acne_jax.evaluation.operating_point import counted
+
+  classes = np.asarray(classes, np.int64)
+  kept = classes[counted(scores, classes, class_thresholds(score_threshold, len(class_names)))]
   return {name: int(np.sum(kept == i)) for i, name in enumerate(class_names)}
 
 
 def draw_detections(image: np.ndarray, detections: Mapping[str, np.ndarray], class_names: Sequence[str],
-                    score_threshold: float, max_side: int = 2048) -> np.ndarray:
+                    score_threshold, max_side: int = 2048) -> np.ndarray:
   """uint8 RGB figure: ``image`` (longer side downscaled to ``max_side``) with the boxes
-  scoring ``>= score_threshold`` in class colours, and a legend of class names and counts below."""
+  counted at ``score_threshold`` (scalar, or per class ``[K]``) in class colours, and a legend
+  of class names and counts below."""
+  from acne_jax.evaluation.operating_point import counted
+
   height, width = image.shape[:2]
   scale = min(1.0, max_side / max(height, width))
   out = image if scale == 1.0 else cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
   out = np.ascontiguousarray(out, np.uint8).copy()
   colors = class_colors(len(class_names))
   thickness = max(1, round(max(out.shape[:2]) / 1000))
-  keep = np.asarray(detections["scores"]) >= score_threshold
+  keep = counted(detections["scores"], detections["classes"], class_thresholds(score_threshold, len(class_names)))
   boxes = np.asarray(detections["boxes"], np.float64)[keep] * scale
   classes = np.asarray(detections["classes"])[keep]
   # Low scores first so the most confident boxes end on top.
@@ -278,10 +305,11 @@ def draw_detections(image: np.ndarray, detections: Mapping[str, np.ndarray], cla
     x2, y2 = max(int(np.ceil(box[2])) - 1, x1), max(int(np.ceil(box[3])) - 1, y1)
     cv2.rectangle(out, (x1, y1), (x2, y2), colors[int(cls)], thickness)
   counts = count_classes(detections["classes"], detections["scores"], class_names, score_threshold)
-  return np.concatenate([out, _legend(out.shape[1], class_names, colors, counts, score_threshold)], axis=0)
+  return np.concatenate([out, _legend(out.shape[1], class_names, colors, counts, describe_thresholds(score_threshold, class_names))],
+                        axis=0)
 
 
-def _legend(width: int, class_names: Sequence[str], colors, counts: Mapping[str, int], score_threshold: float) -> np.ndarray:
+def _legend(width: int, class_names: Sequence[str], colors, counts: Mapping[str, int], rule: str) -> np.ndarray:
   """uint8 ``[rows * row_height + pad, width, 3]`` white strip: a swatch, name and count per class."""
   s = max(1.0, width / 1200)
   columns = max(1, min(5, int(width // (220 * s))))
@@ -290,7 +318,7 @@ def _legend(width: int, class_names: Sequence[str], colors, counts: Mapping[str,
   out = np.full((rows * row + int(6 * s), width, 3), 255, np.uint8)
   font, font_scale, line = cv2.FONT_HERSHEY_SIMPLEX, 0.45 * s, max(1, int(s))
   total = sum(counts.values())
-  cv2.putText(out, f"{total} detections with score >= {score_threshold:g}", (int(8 * s), int(16 * s)), font, font_scale,
+  cv2.putText(out, f"{total} lesions counted ({rule})", (int(8 * s), int(16 * s)), font, font_scale,
               (0, 0, 0), line, cv2.LINE_AA)
   step = width // columns
   for i, name in enumerate(class_names):
@@ -303,7 +331,7 @@ def _legend(width: int, class_names: Sequence[str], colors, counts: Mapping[str,
 
 
 def write_outputs(out_dir: str, stem: str, image: np.ndarray, detections: Mapping[str, np.ndarray], image_id: int,
-                  class_names: Sequence[str], score_threshold: float, draw_max_side: int = 2048) -> Dict[str, str]:
+                  class_names: Sequence[str], score_threshold, draw_max_side: int = 2048) -> Dict[str, str]:
   """Writes ``<stem>_detections.json``, ``<stem>_detections.png`` and ``<stem>_counts.json``; returns their paths."""
   from acne_jax.evaluation import coco_metrics
 
@@ -341,6 +369,56 @@ def make_predict_fn(config):
   return jax.jit(train.make_predict(model, config.data.mean, config.data.std))
 
 
+FALLBACK_SCORE_THRESHOLD = 0.5
+
+
+def counting_thresholds(config, meta: Mapping[str, Any], predict_fn: Callable, variables: Any, class_names: Sequence[str],
+                        override: Optional[float] = None) -> Tuple[np.ndarray, str]:
+  """The per-class score thresholds ``predict`` counts and draws at, and a report of where they
+  come from and the precision and recall they give on the calibration split.
+
+  In order: ``override`` (``--score_threshold``) for every class; else the operating point
+  stored with the checkpoint (``meta["operating_point"]``, written by training); else, for a
+  checkpoint without one (an intermediate step, an older run), the operating point is
+  calibrated now on ``eval.calibration_split``; else ``FALLBACK_SCORE_THRESHOLD``.
+  """
+  from acne_jax import train
+  from acne_jax.data import datasets
+  from acne_jax.evaluation import operating_point
+
+  num_classes = len(class_names)
+  if override is not None:
+    return class_thresholds(override, num_classes), f"counting at score >= {override:g} (--score_threshold)"
+  stored = (meta or {}).get("operating_point")
+  source = "stored with the checkpoint"
+  if not stored and config.eval.calibration_split:
+    _, _, data_names = datasets.load_sources(config.data)
+    stored = train.calibrate_counting(predict_fn, variables, config, data_names)
+    source = "calibrated now: the checkpoint has none"
+  if not stored:
+    return (class_thresholds(FALLBACK_SCORE_THRESHOLD, num_classes),
+            f"counting at score >= {FALLBACK_SCORE_THRESHOLD:g}: no calibration split (eval.calibration_split is ''); "
+            "pass --score_threshold to choose")
+  thresholds = operating_point.thresholds_by_class(stored, class_names)
+  report = operating_point.describe(stored, stored.get("split", "validation"))
+  return thresholds, f"{report}\n  ({source})"
+
+
+def _underscore_flag_names(argv: Sequence[str], flag_values) -> list:
+  """``--score-threshold=0.4`` -> ``--score_threshold=0.4`` for this command's own flags, so both
+  spellings work (absl knows only the underscored one)."""
+  out = []
+  for arg in argv:
+    name, sep, value = arg.partition("=")
+    if name.startswith("--") and "-" in name[2:] and not name.startswith("--config"):
+      plain = name[2:].replace("-", "_")
+      negated = plain[2:] if plain.startswith("no") else plain
+      if plain in flag_values or negated in flag_values:
+        arg = f"--{plain}{sep}{value}"
+    out.append(arg)
+  return out
+
+
 def default_tile(config) -> int:
   return int(max(config.data.image_size))
 
@@ -367,11 +445,12 @@ def main(argv=None) -> int:
   flags.DEFINE_bool("drop_truncated", True, "Drop boxes cut by a tile border that another tile sees whole.", flag_values=flag_values)
   flags.DEFINE_float("border_margin", DEFAULT_BORDER_MARGIN, "Pixels from an internal tile border within which a box counts as cut.",
                      flag_values=flag_values)
-  flags.DEFINE_float("score_threshold", 0.3, "Minimum score of the boxes drawn and counted (the JSON has them all).", flag_values=flag_values)
+  flags.DEFINE_float("score_threshold", None, "Count and draw the boxes scoring at least this, whatever their class (default: the "
+                     "per-class thresholds calibrated on the validation split; the JSON has every box).", flag_values=flag_values)
   flags.DEFINE_string("out", None, "Output folder (default <workdir>/predictions).", flag_values=flag_values)
   flags.DEFINE_integer("image_id", 0, "COCO image_id of the first image; the next images count up.", flag_values=flag_values)
   flags.DEFINE_integer("draw_max_side", 2048, "Longer side of the drawn PNG (larger images are downscaled).", flag_values=flag_values)
-  argv = list(sys.argv if argv is None else argv)
+  argv = _underscore_flag_names(list(sys.argv if argv is None else argv), flag_values)
   saved_argv, sys.argv = sys.argv, argv  # config_flags reads `--config.*` overrides from sys.argv
   try:
     images = flag_values(argv)[1:]
@@ -390,24 +469,28 @@ def main(argv=None) -> int:
   if not 0 <= overlap < tile or flag_values.batch < 1:
     print(f"error: need 0 <= --overlap < --tile ({overlap}, {tile}) and --batch >= 1.", file=sys.stderr)
     return 2
-  out_dir = flag_values.out or os.path.join(flag_values.workdir, "predictions")
+  workdir = resolve(flag_values.workdir)
+  out_dir = resolve(flag_values.out) if flag_values.out else os.path.join(workdir, "predictions")
   try:
-    variables, step = evaluate.restore_variables(config, flag_values.workdir, flag_values.step)
+    variables, step, meta = evaluate.restore(config, workdir, flag_values.step)
     predict_fn = make_predict_fn(config)
     names = class_names_for(config)
-    print(f"checkpoint step {step} of {flag_values.workdir}; tiles {tile} px, overlap >= {overlap} px, batch {flag_values.batch}, "
+    print(f"checkpoint step {step} of {workdir}; tiles {tile} px, overlap >= {overlap} px, batch {flag_values.batch}, "
           f"merge {flag_values.merge} at IoU {flag_values.merge_iou:g}", flush=True)
+    thresholds, report = counting_thresholds(config, meta, predict_fn, variables, names, flag_values.score_threshold)
+    print(report, flush=True)
+    rule = describe_thresholds(thresholds, names)
     for offset, path in enumerate(images):
       image = read_image(path)
       detections = predict_image(predict_fn, variables, image, tile, flag_values.batch, overlap, flag_values.merge,
                                  flag_values.merge_iou, flag_values.drop_truncated, flag_values.border_margin)
       stem = os.path.splitext(os.path.basename(path))[0]
-      paths = write_outputs(out_dir, stem, image, detections, flag_values.image_id + offset, names,
-                            flag_values.score_threshold, flag_values.draw_max_side)
-      counts = count_classes(detections["classes"], detections["scores"], names, flag_values.score_threshold)
+      paths = write_outputs(out_dir, stem, image, detections, flag_values.image_id + offset, names, thresholds,
+                            flag_values.draw_max_side)
+      counts = count_classes(detections["classes"], detections["scores"], names, thresholds)
       listed = ", ".join(f"{name} {n}" for name, n in counts.items() if n) or "none"
-      print(f"{path} ({image.shape[1]}x{image.shape[0]}): {sum(counts.values())} lesions with score >= "
-            f"{flag_values.score_threshold:g} ({len(detections['scores'])} detections in all): {listed}", flush=True)
+      print(f"{path} ({image.shape[1]}x{image.shape[0]}): {sum(counts.values())} lesions counted ({rule}; "
+            f"{len(detections['scores'])} detections in all): {listed}", flush=True)
       print(f"  wrote {', '.join(paths.values())}", flush=True)
   except (FileNotFoundError, ValueError, OSError) as e:
     print(f"error: {e}", file=sys.stderr)

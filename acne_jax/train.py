@@ -28,7 +28,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from acne_jax.data import datasets
 from acne_jax.data.loader import InMemoryDataset, steps_per_epoch
-from acne_jax.evaluation import coco_metrics
+from acne_jax.evaluation import coco_metrics, operating_point
+from acne_jax.paths import resolve
 from acne_jax.models.detector import TwoStageDetector, spec_from_config
 from acne_jax.training import optim
 from acne_jax.training.checkpoint import Checkpointer
@@ -41,7 +42,7 @@ class WorkdirError(RuntimeError):
 
 def check_workdir(workdir: str) -> str:
   """Creates ``workdir`` and proves it writable before any compute is spent."""
-  workdir = os.path.abspath(os.path.expanduser(workdir))
+  workdir = resolve(workdir)
   try:
     os.makedirs(workdir, exist_ok=True)
     probe = os.path.join(workdir, f".write_test_{os.getpid()}")
@@ -186,6 +187,26 @@ def evaluate(predict_fn, variables, dataset: InMemoryDataset, config: ml_collect
   return metrics, results
 
 
+def calibrate_counting(predict_fn, variables, config: ml_collections.ConfigDict, class_names, batch_sharding=None):
+  """The counting operating point (``operating_point.calibrate``) on ``eval.calibration_split``,
+  or ``None`` when that is ``""``."""
+  split = config.eval.calibration_split
+  if not split:
+    return None
+  dataset = datasets.load_split_by_name(config.data, split)
+  image_ids, detections, _ = run_model(predict_fn, variables, dataset, config.eval.batch_size, batch_sharding)
+  results = coco_metrics.coco_results(image_ids, detections.boxes, detections.scores, detections.classes, detections.valid)
+  return {"split": split, **operating_point.calibrate(ground_truth(dataset, class_names), results, config.eval.iou)}
+
+
+def write_coco_pair(workdir: str, split: str, gt, results) -> None:
+  """``ground_truth_<split>.json`` (COCO instances) and ``detections_<split>.json`` (COCO
+  results) in ``workdir``: the evaluation's inputs, for ``evaluate --gt --dets`` or pycocotools."""
+  for name, obj in ((f"ground_truth_{split}.json", gt), (f"detections_{split}.json", results)):
+    with open(os.path.join(workdir, name), "w") as f:
+      json.dump(obj, f)
+
+
 def format_metrics(metrics: Mapping[str, float]) -> str:
   return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
 
@@ -291,18 +312,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
       metrics_eval, _ = evaluate(predict, _eval_variables(state), eval_data, config, class_names)
       writer.write(step, {f"eval/{k}": v for k, v in metrics_eval.items()})
       _print(progress, f"step {step}: {format_metrics(metrics_eval)}")
-  if start_step < steps:
-    checkpointer.save(steps, state, {"step": steps, "seed": config.train.seed, "data_state": data_state()})
   if progress is not None:
     progress.close()
+  if start_step < steps:
+    # The final checkpoint carries the score thresholds that `predict` counts lesions at.
+    counting = calibrate_counting(predict, _eval_variables(state), config, class_names)
+    if counting is not None:
+      print(operating_point.describe(counting, counting["split"]), flush=True)
+      with open(os.path.join(workdir, "operating_point.json"), "w") as f:
+        json.dump({"step": steps, **counting}, f, indent=2)
+    checkpointer.save(steps, state, {"step": steps, "seed": config.train.seed, "data_state": data_state(),
+                                     "operating_point": counting})
   checkpointer.close()
 
   final_metrics, results = evaluate(predict, _eval_variables(state), eval_data, config, class_names)
   writer.write(steps, {f"eval/{k}": v for k, v in final_metrics.items()})
   writer.close()
   split = config.data.eval_split
-  with open(os.path.join(workdir, f"detections_{split}.json"), "w") as f:
-    json.dump(results, f)
+  write_coco_pair(workdir, split, ground_truth(eval_data, class_names), results)
   with open(os.path.join(workdir, f"metrics_{split}.json"), "w") as f:
     json.dump({"step": steps, **final_metrics}, f, indent=2)
   print(f"evaluation on {config.data.name}/{split} ({len(eval_data)} images) after {steps} steps:", flush=True)

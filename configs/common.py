@@ -58,7 +58,11 @@ def detector_config(data: str, rpn_head: str) -> ml_collections.ConfigDict:
   config.data = _data(data)
   num_classes = {"synthetic": 10, "acne_scu": 10, "acne04": 1, "deep_lesion": 8}[data]
   config.model = dict(rpn_head=rpn_head, with_nwd=rpn_head == "sadh", num_classes=num_classes)
-  config.eval = dict(batch_size=8, iou=0.5, max_dets=100, every_steps=0)
+  # calibration_split: where the final checkpoint's lesion-counting score thresholds are chosen
+  # (max F1 at eval.iou, per class); "" for none (predict then counts at 0.5 unless told): ACNE04's
+  # folds have no validation split, and DeepLesion's typed validation split is what we train on.
+  calibration_split = {"synthetic": "validation", "acne_scu": "validation", "acne04": "", "deep_lesion": ""}[data]
+  config.eval = dict(batch_size=8, iou=0.5, max_dets=100, every_steps=0, calibration_split=calibration_split)
   if data == "synthetic":
     # Sized so training and evaluation finish in ~7 minutes on a 2-core CPU, from scratch (no
     # ImageNet weights can be downloaded): a thin ResNet-18 with GroupNorm, a 64-channel FPN,

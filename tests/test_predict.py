@@ -363,18 +363,20 @@ def _save_initial_checkpoint(workdir):
   checkpointer.close()
 
 
-def test_command_line_writes_detections_figure_and_counts(tmp_path, capsys):
-  workdir, out = str(tmp_path / "work"), str(tmp_path / "out")
+def test_command_line_writes_detections_figure_and_counts(tmp_path, capsys, monkeypatch):
+  # Every path relative to the current directory, as a user types them.
+  monkeypatch.chdir(tmp_path)
+  workdir, out = "work", "out"
   _save_initial_checkpoint(workdir)
   image = synthetic.generate_example(0, image_size=(200, 300))["image"]
-  path = str(tmp_path / "face.png")
+  path = "face.png"
   cv2.imwrite(path, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
 
-  argv = ["predict", f"--config={os.path.join(REPO, 'configs', 'sadh.py')}", *_tiny_overrides(), f"--workdir={workdir}",
-          "--tile=96", "--batch=4", "--score_threshold=0.0", f"--out={out}", "--image_id=7", path]
+  argv = ["predict", f"--config={os.path.relpath(os.path.join(REPO, 'configs', 'sadh.py'))}", *_tiny_overrides(),
+          f"--workdir={workdir}", "--tile=96", "--batch=4", "--score-threshold=0.0", f"--out={out}", "--image_id=7", path]
   assert predict.main(argv) == 0
   printed = capsys.readouterr().out
-  assert "lesions with score >= 0" in printed
+  assert "counting at score >= 0 (--score_threshold)" in printed and "lesions counted (score >= 0;" in printed
 
   with open(os.path.join(out, "face_detections.json")) as f:
     results = json.load(f)
@@ -391,3 +393,59 @@ def test_command_line_writes_detections_figure_and_counts(tmp_path, capsys):
 
   assert predict.main(["predict", f"--config={os.path.join(REPO, 'configs', 'sadh.py')}", f"--workdir={workdir}"]) == 2
   assert predict.main(argv[:-1] + [str(tmp_path / "missing.png")]) == 1
+
+
+# ----------------------------------------------------------------------------------------
+# Counting thresholds.
+
+OPERATING_POINT = {
+    "split": "validation", "iou": 0.5, "images": 48,
+    "global": {"threshold": 0.6, "precision": 0.8, "recall": 0.7, "f1": 0.75, "detections": 10, "true_positives": 8, "positives": 11},
+    "per_class": {name: {"threshold": 0.1 * (i + 1), "precision": 0.9, "recall": 0.8, "f1": 0.85, "detections": 1,
+                         "true_positives": 1, "positives": 1, "source": "calibrated"}
+                  for i, name in enumerate(synthetic.CLASS_NAMES[:9])},  # the last class falls back to the global one
+    "per_class_combined": {"precision": 0.85, "recall": 0.75, "f1": 0.8, "detections": 9, "true_positives": 8, "positives": 11},
+}
+
+
+def test_counting_thresholds_stored_overridden_calibrated_now_or_fallback(monkeypatch):
+  from acne_jax import train
+  from acne_jax.data import datasets
+  from configs import sadh
+
+  config = sadh.get_config()
+  names = synthetic.CLASS_NAMES
+  expected = [0.1 * (i + 1) for i in range(9)] + [0.6]
+  thresholds, report = predict.counting_thresholds(config, {"operating_point": OPERATING_POINT}, None, None, names)
+  np.testing.assert_allclose(thresholds, expected)
+  assert "stored with the checkpoint" in report and "precision 0.850, recall 0.750" in report
+
+  thresholds, report = predict.counting_thresholds(config, {"operating_point": OPERATING_POINT}, None, None, names, override=0.25)
+  np.testing.assert_allclose(thresholds, 0.25)
+
+  calls = []
+  monkeypatch.setattr(datasets, "load_sources", lambda data: (None, None, names))
+  monkeypatch.setattr(train, "calibrate_counting", lambda *args: calls.append(args) or OPERATING_POINT)
+  thresholds, report = predict.counting_thresholds(config, {"step": 100}, "fn", "vars", names)
+  np.testing.assert_allclose(thresholds, expected)
+  assert len(calls) == 1 and calls[0][:2] == ("fn", "vars") and "calibrated now" in report
+
+  with config.unlocked():
+    config.eval.calibration_split = ""
+  thresholds, report = predict.counting_thresholds(config, {}, None, None, names)
+  np.testing.assert_allclose(thresholds, predict.FALLBACK_SCORE_THRESHOLD)
+  assert "--score_threshold" in report
+
+
+def test_counts_and_drawing_use_each_class_threshold():
+  detections = {"boxes": np.array([[10, 10, 30, 30], [40, 40, 60, 60], [70, 10, 90, 30]], np.float32),
+                "scores": np.array([0.5, 0.5, 0.35], np.float32), "classes": np.array([0, 1, 1], np.int32)}
+  names = ("a", "b")
+  assert predict.count_classes(detections["classes"], detections["scores"], names, [0.6, 0.3]) == {"a": 0, "b": 2}
+  assert predict.count_classes(detections["classes"], detections["scores"], names, 0.4) == {"a": 1, "b": 1}
+  image = np.full((100, 100, 3), 200, np.uint8)
+  figure = predict.draw_detections(image, detections, names, [0.6, 0.3])
+  colors = predict.class_colors(2)
+  # Class a's box (score 0.5 < 0.6) is not drawn; class b's two boxes are.
+  assert tuple(figure[10, 20]) == (200, 200, 200)
+  assert tuple(figure[40, 50]) == colors[1] and tuple(figure[10, 80]) == colors[1]

@@ -54,7 +54,7 @@ def read_losses(workdir):
   return {r["step"]: r["loss"] for r in rows if "loss" in r}
 
 
-def test_resume_gives_the_same_losses_as_an_uninterrupted_run(data_dir, tmp_path):
+def test_resume_gives_the_same_losses_as_an_uninterrupted_run(data_dir, tmp_path, monkeypatch):
   straight = str(tmp_path / "straight")
   metrics = train.train_and_evaluate(tiny_config(data_dir), straight, show_progress=False)
   assert set(metrics) >= {"AP@0.5", "AR@0.5", "AP_s@0.5", "AP_m@0.5", "AP_l@0.5"}
@@ -65,11 +65,23 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(data_dir, tmp_path
   # Re-evaluating the final checkpoint reproduces the training run's numbers.
   from acne_jax import evaluate
 
-  again = evaluate.evaluate_workdir(tiny_config(data_dir), straight, proposal_limits=(10, 64))
+  monkeypatch.chdir(tmp_path)  # a relative workdir, as typed on a command line
+  again = evaluate.evaluate_workdir(tiny_config(data_dir), "straight", proposal_limits=(10, 64))
   for name, value in metrics.items():
     assert again[name] == pytest.approx(value, abs=1e-9), name
   assert 0.0 <= again["AR@10"] <= again["AR@64"] <= 1.0
   assert os.path.exists(os.path.join(straight, "eval_test.json"))
+  # The COCO files it writes give the same numbers through the files mode.
+  from_files, _ = evaluate.evaluate_files(os.path.join("straight", "ground_truth_test.json"),
+                                          os.path.join("straight", "detections_test.json"))
+  assert from_files["AP@0.5"] == pytest.approx(metrics["AP@0.5"], abs=1e-12)
+
+  # The final checkpoint carries the counting thresholds calibrated on the validation split.
+  with open(os.path.join(straight, "operating_point.json")) as f:
+    stored = json.load(f)
+  assert stored["step"] == 4 and stored["split"] == "validation" and stored["images"] == 2
+  _, step, meta = evaluate.restore(tiny_config(data_dir), "straight")
+  assert step == 4 and meta["operating_point"]["per_class"] == stored["per_class"]
 
   interrupted = str(tmp_path / "interrupted")
   train.train_and_evaluate(tiny_config(data_dir, steps=2), interrupted, show_progress=False)  # stops after step 2

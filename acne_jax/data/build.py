@@ -18,6 +18,8 @@ import os
 import sys
 from typing import Dict, Optional
 
+from acne_jax.paths import resolve
+
 BUILDER_MODULES = {
     "synthetic_acne": "tfds_builders.synthetic_acne",
     "acne_scu": "tfds_builders.acne_scu",
@@ -37,7 +39,7 @@ def build(dataset: str, config: Optional[str], manual_dir: Optional[str], data_d
   builder = tfds.builder(name, data_dir=data_dir)
   download_config = None
   if manual_dir:
-    manual_dir = os.path.abspath(os.path.expanduser(manual_dir))
+    manual_dir = resolve(manual_dir)
     download_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
   builder.download_and_prepare(file_format="array_record", download_config=download_config)
   return builder
@@ -87,8 +89,8 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   from acne_jax.data.sources import default_data_dir
 
-  data_dir = os.path.abspath(os.path.expanduser(args.data_dir or default_data_dir()))
-  if args.manual_dir and not os.path.isdir(os.path.expanduser(args.manual_dir)):
+  data_dir = resolve(args.data_dir or default_data_dir())
+  if args.manual_dir and not os.path.isdir(resolve(args.manual_dir)):
     print(f"error: --manual_dir {args.manual_dir} does not exist.", file=sys.stderr)
     return 1
   try:

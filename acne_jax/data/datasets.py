@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence, Tuple
 from acne_jax.data import sources
 from acne_jax.data.loader import InMemoryDataset
 from acne_jax.data.synthetic import CLASS_NAMES
+from acne_jax.paths import resolve
 
 # name -> (module that registers the TFDS builder, class names or None to read them from the builder)
 REAL_DATASETS = {
@@ -40,7 +41,7 @@ def _prepared_builder(data: Mapping[str, Any]):
   import tensorflow_datasets as tfds
 
   name, config = data["name"], data["builder_config"]
-  data_dir = data["data_dir"] or sources.default_data_dir()
+  data_dir = resolve(data["data_dir"] or sources.default_data_dir())
   importlib.import_module(REAL_DATASETS[name])  # registers the builder
   builder = tfds.builder(f"{name}/{config}", data_dir=data_dir)
   if not os.path.exists(os.path.join(builder.data_dir, "dataset_info.json")):
@@ -55,7 +56,7 @@ def load_sources(data: Mapping[str, Any]):
   """``(train source, eval source, class names)`` as random-access TFDS data sources."""
   name = data["name"]
   if name == "synthetic_acne":
-    data_dir = data["data_dir"] or sources.default_data_dir()
+    data_dir = resolve(data["data_dir"] or sources.default_data_dir())
     return (sources.load_synthetic_source(data["train_split"], data_dir, data["builder_config"]),
             sources.load_synthetic_source(data["eval_split"], data_dir, data["builder_config"]), CLASS_NAMES)
   if name in REAL_DATASETS:
@@ -63,6 +64,28 @@ def load_sources(data: Mapping[str, Any]):
     names = builder.info.features["objects"]["label"].names
     return builder.as_data_source(split=data["train_split"]), builder.as_data_source(split=data["eval_split"]), tuple(names)
   raise ValueError(f"unknown data.name {name!r}; known: 'synthetic_acne', {', '.join(map(repr, REAL_DATASETS))}.")
+
+
+def load_split_by_name(data: Mapping[str, Any], split: str) -> InMemoryDataset:
+  """Any split of the data set (e.g. ``"validation"`` for calibration) decoded into memory.
+
+  Raises:
+    ValueError: naming the data set and its splits, when it has no such split.
+  """
+  name = data["name"]
+  if name == "synthetic_acne":
+    data_dir = resolve(data["data_dir"] or sources.default_data_dir())
+    source = sources.load_synthetic_source(split, data_dir, data["builder_config"])
+  elif name in REAL_DATASETS:
+    builder = _prepared_builder(data)
+    if split not in builder.info.splits:
+      raise ValueError(f"the {name} data set ({data['builder_config']}) has no {split!r} split (it has "
+                       f"{', '.join(sorted(builder.info.splits))}); set eval.calibration_split to one of them, or '' for none.")
+    source = builder.as_data_source(split=split)
+  else:
+    raise ValueError(f"unknown data.name {name!r}; known: 'synthetic_acne', {', '.join(map(repr, REAL_DATASETS))}.")
+  return InMemoryDataset.from_records(source, image_size=tuple(data["image_size"]), max_boxes=data["max_boxes"],
+                                      drop_labels=tuple(data["drop_labels"]), name=f"{name}/{split}")
 
 
 def load(data: Mapping[str, Any]) -> Tuple[InMemoryDataset, InMemoryDataset, Sequence[str]]:

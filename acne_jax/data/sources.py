@@ -13,20 +13,21 @@ import os
 from typing import Any, Optional, Union
 
 from acne_jax.data.synthetic import decode_record  # noqa: F401  (re-exported)
+from acne_jax.paths import resolve
 
 DATA_DIR_ENV = "ACNE_JAX_DATA_DIR"
 
 
 def default_data_dir() -> str:
   """``$ACNE_JAX_DATA_DIR`` if set, else ``~/tensorflow_datasets``."""
-  return os.environ.get(DATA_DIR_ENV) or os.path.join(os.path.expanduser("~"), "tensorflow_datasets")
+  return resolve(os.environ.get(DATA_DIR_ENV) or os.path.join("~", "tensorflow_datasets"))
 
 
 def synthetic_builder(data_dir: Optional[str] = None, config: Union[str, Any] = "s256"):
   """The ``synthetic_acne`` TFDS builder for ``config`` (a name or a ``SyntheticAcneConfig``)."""
   from tfds_builders.synthetic_acne import SyntheticAcne  # imports tensorflow_datasets
 
-  return SyntheticAcne(config=config, data_dir=data_dir or default_data_dir())
+  return SyntheticAcne(config=config, data_dir=resolve(data_dir or default_data_dir()))
 
 
 def load_synthetic_source(split: str, data_dir: Optional[str] = None, config: Union[str, Any] = "s256"):

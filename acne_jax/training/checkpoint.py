@@ -14,13 +14,16 @@ from typing import Any, Dict, Optional, Tuple
 import jax
 import orbax.checkpoint as ocp
 
+from acne_jax.paths import resolve
+
 
 class Checkpointer:
   """Saves and restores ``(state pytree, meta dict)`` under ``<workdir>/checkpoints``."""
 
   def __init__(self, directory: str, max_to_keep: int = 3):
+    self.directory = resolve(directory)  # orbax refuses relative paths
     self._manager = ocp.CheckpointManager(
-        directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
     )
 
   def latest_step(self) -> Optional[int]:
