@@ -54,6 +54,47 @@ def check_workdir(workdir: str) -> str:
   return workdir
 
 
+def _flatten_json(tree, prefix=""):
+  if isinstance(tree, dict):
+    out = {}
+    for k, v in tree.items():
+      out.update(_flatten_json(v, f"{prefix}{k}."))
+    return out
+  return {prefix[:-1]: tree}
+
+
+def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Refuses a workdir whose checkpoints belong to another model: a run resumes from the newest
+  checkpoint in its workdir, and restoring a different model's weights fails deep inside orbax.
+
+  Raises:
+    WorkdirError: naming the model settings that differ from the saved ``config.json``.
+  """
+  saved = os.path.join(workdir, "config.json")
+  checkpoints = os.path.join(workdir, "checkpoints")
+  if not (os.path.exists(saved) and os.path.isdir(checkpoints) and os.listdir(checkpoints)):
+    return
+  try:
+    with open(saved) as f:
+      old = _flatten_json(json.load(f).get("model", {}))
+  except (OSError, ValueError):
+    return  # unreadable: let the restore speak
+  new = _flatten_json(json.loads(config.to_json_best_effort()).get("model", {}))
+  differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+  if differ:
+    shown = ", ".join(f"model.{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in differ[:5])
+    raise WorkdirError(f"workdir {workdir} holds checkpoints of a different model ({shown}{', ...' if len(differ) > 5 else ''}); "
+                       "pass --workdir=DIR with a new folder to start this run, or the same config to resume that one.")
+
+
+def default_workdir(config_argument: str) -> str:
+  """``workdir/<config file stem>[_<argument>]``: ``configs/sadh.py`` -> ``workdir/sadh``,
+  ``configs/sadh.py:acne_scu`` -> ``workdir/sadh_acne_scu`` (so data sets do not share one)."""
+  path, _, arg = config_argument.partition(":")
+  stem = os.path.splitext(os.path.basename(path))[0]
+  return os.path.join("workdir", f"{stem}_{arg}" if arg and arg != "synthetic" else stem)
+
+
 def make_mesh() -> Mesh:
   return Mesh(np.asarray(jax.devices()), ("data",))
 
@@ -214,6 +255,7 @@ def format_metrics(metrics: Mapping[str, float]) -> str:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_progress: bool = True) -> Dict[str, float]:
   """Trains (resuming from ``workdir`` if it holds checkpoints), evaluates, returns the metrics."""
   workdir = check_workdir(workdir)
+  check_resumable(workdir, config)
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=2))
 
@@ -394,7 +436,8 @@ def main(argv=None) -> int:
 
   flag_values = flags.FlagValues()
   config_flag = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/sadh.py or configs/sadh.py:acne_scu.", flag_values=flag_values, lock_config=True)
-  flags.DEFINE_string("workdir", None, "Checkpoints, metrics and detections go here (default ./workdir/<config name>).", flag_values=flag_values)
+  flags.DEFINE_string("workdir", None, "Checkpoints, metrics and detections go here (default ./workdir/<config name>[_<data set>]).",
+                      flag_values=flag_values)
   argv = list(sys.argv if argv is None else argv)
   saved_argv = sys.argv
   sys.argv = argv  # config_flags finds `--config.*` overrides in sys.argv, whatever argv is parsed
@@ -409,7 +452,7 @@ def main(argv=None) -> int:
   if config_flag.value is None:
     print("error: --config is required, e.g. --config=configs/sadh.py", file=sys.stderr)
     return 2
-  workdir = flag_values.workdir or os.path.join("workdir", os.path.splitext(os.path.basename(flag_values["config"].config_filename))[0])
+  workdir = flag_values.workdir or default_workdir(flag_values["config"].config_filename)
   try:
     train_and_evaluate(config_flag.value, workdir)
   except (WorkdirError, datasets.DatasetNotFoundError, ValueError, FloatingPointError) as e:

@@ -1,13 +1,17 @@
 """Shared pieces of the detector configs: one table of data-set settings, one builder.
 
 ``detector_config(data, rpn_head)`` returns a locked ConfigDict with sections ``data``,
-``model`` (every field of ``acne_jax.models.detector.DetectorSpec`` that differs from the
-paper default), ``optimizer``, ``train`` and ``eval``. Training length is ``train.steps`` or, when that is 0,
+``model`` (every field of ``acne_jax.models.detector.DetectorSpec``: the paper's defaults, then
+this data set's and head's values), ``optimizer``, ``train`` and ``eval``. Training length is ``train.steps`` or, when that is 0,
 ``train.epochs`` over the training split; learning-rate decays are at ``optimizer.decay_steps``
 or ``optimizer.decay_epochs`` (converted with the same steps per epoch).
 """
 
+import dataclasses
+
 import ml_collections
+
+from acne_jax.models.detector import DetectorSpec
 
 # AcneSCU normalisation of the reference (skin_config.py), RGB.
 SKIN_MEAN = (144.578, 107.304, 90.519)
@@ -57,7 +61,10 @@ def detector_config(data: str, rpn_head: str) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.data = _data(data)
   num_classes = {"synthetic": 10, "acne_scu": 10, "acne04": 1, "deep_lesion": 8}[data]
-  config.model = dict(rpn_head=rpn_head, with_nwd=rpn_head == "sadh", num_classes=num_classes)
+  # Every model field, so every one can be overridden on the command line and config.json shows
+  # the whole model; the paper's defaults first, then this data set's and head's.
+  config.model = dataclasses.asdict(DetectorSpec())
+  config.model.update(rpn_head=rpn_head, with_nwd=rpn_head == "sadh", num_classes=num_classes)
   # calibration_split: where the final checkpoint's lesion-counting score thresholds are chosen
   # (max F1 at eval.iou, per class); "" for none (predict then counts at 0.5 unless told): ACNE04's
   # folds have no validation split, and DeepLesion's typed validation split is what we train on.

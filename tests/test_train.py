@@ -189,3 +189,21 @@ def test_acne_scu_without_data_says_where_and_how(tmp_path, capsys):
   assert code == 1
   err = capsys.readouterr().err
   assert "acne_scu" in err and "--manual_dir" in err and str(tmp_path) in err and "pingguokiller/acnedetection" in err
+
+
+def test_default_workdirs_differ_per_data_set():
+  assert train.default_workdir("configs/sadh.py") == os.path.join("workdir", "sadh")
+  assert train.default_workdir("configs/sadh.py:synthetic") == os.path.join("workdir", "sadh")
+  assert train.default_workdir("configs/faster_rcnn.py:acne_scu") == os.path.join("workdir", "faster_rcnn_acne_scu")
+
+
+def test_a_workdir_of_another_model_is_refused_before_training(tmp_path, data_dir):
+  workdir = tmp_path / "run"
+  (workdir / "checkpoints" / "2").mkdir(parents=True)
+  config = tiny_config(data_dir)
+  (workdir / "config.json").write_text(config.to_json_best_effort())
+  train.check_resumable(str(workdir), config)  # the same model: resumable
+  with config.unlocked():
+    config.model.fpn_channels = 32
+  with pytest.raises(train.WorkdirError, match=r"different model \(model.fpn_channels: 16 there, 32 now\).*--workdir"):
+    train.check_resumable(str(workdir), config)

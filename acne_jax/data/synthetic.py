@@ -801,6 +801,33 @@ def decode_record(record: Mapping[str, Any]) -> Dict[str, Any]:
   }
 
 
+def _release_split_counts(num_images: int) -> Dict[str, int]:
+  """Images per split of :func:`write_labelme_release`: the AcneSCU builder's default shares
+  (10 % test, 5 % validation, rounded), at least one each while there are images, the rest train."""
+  from acne_jax.data import labelme  # imports this module
+
+  test = min(num_images, max(1, round(labelme.DEFAULT_TEST_FRACTION * num_images)))
+  validation = min(num_images - test, max(1, round(labelme.DEFAULT_VALIDATION_FRACTION * num_images)))
+  return {"train": num_images - test - validation, "validation": validation, "test": test}
+
+
+def _patient_name_in_split(patient_id: str, split: str) -> str:
+  """``patient_id`` plus the shortest suffix ``a``, ``b``, ..., ``z``, ``aa``, ... (or none) that
+  ``labelme.split_of`` assigns to ``split``."""
+  from acne_jax.data import labelme  # imports this module
+
+  for n in range(100000):
+    suffix = ""
+    k = n
+    while k:
+      k -= 1
+      suffix = chr(ord("a") + k % 26) + suffix
+      k //= 26
+    if labelme.split_of(patient_id + suffix) == split:
+      return patient_id + suffix
+  raise RuntimeError(f"no patient name for split {split!r}")  # unreachable: each split has a non-zero share
+
+
 def write_labelme_release(
     root: str,
     num_images: int = 12,
@@ -817,27 +844,24 @@ def write_labelme_release(
     write_labelme_release("/tmp/fake_scu", num_images=20, image_size=(2048, 3072))
     python -m acne_jax.data.build --dataset=acne_scu --config=crops_1024 --manual_dir=/tmp/fake_scu
 
-  Files are named like AcneSCU's, ``S__p<patient>_<timestamp>_<view>.jpg``, so
+  Files are named like AcneSCU's, ``S__p<patient><suffix>_<timestamp>_<view>.jpg``, so
   ``acne_jax.data.labelme.patient_of`` recovers the generated patient. Images of all three
-  generated splits are written; the builder re-splits them by patient.
+  generated splits are written (``num_images`` shared as the builder's default split shares them,
+  at least one image per split) and
+  each patient's name gets the shortest letter suffix that makes the builder's default patient
+  split (``labelme.split_of``) put it in its generated split: the builder then finds every
+  split non-empty, even for three images.
 
   Returns:
     The JSON paths written.
   """
   os.makedirs(root, exist_ok=True)
   written = []
-  counts = {s: 0 for s in ("train", "validation", "test")}
-  total = 0
-  while total < num_images:
-    for split in counts:
-      if total >= num_images:
-        break
-      counts[split] += 1
-      total += 1
+  counts = _release_split_counts(num_images)
   for split, count in counts.items():
     for record in generate_split(split, count, seed=seed, image_size=image_size, **example_kwargs):
       view = record["image_id"] % 4
-      stem = f"S__{record['patient_id']}_2026010{view}120000000_view{view}"
+      stem = f"S__{_patient_name_in_split(record['patient_id'], split)}_2026010{view}120000000_view{view}"
       image_path = os.path.join(root, stem + ".jpg")
       bgr = cv2.cvtColor(record["image"], cv2.COLOR_RGB2BGR)
       if not cv2.imwrite(image_path, bgr, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]):

@@ -219,3 +219,15 @@ def test_tfds_builder_round_trip(tmp_path):
   import sys
 
   assert "tensorflow" not in sys.modules  # built and read back without TensorFlow
+
+
+def test_labelme_release_fills_every_split_of_the_acne_scu_builder(tmp_path):
+  """Patients are named so that the builder's default patient split keeps the generated split:
+  even three images give a train, a validation and a test image."""
+  import collections
+
+  from acne_jax.data import labelme
+
+  for n, expected in ((3, {"train": 1, "validation": 1, "test": 1}), (20, {"train": 17, "validation": 1, "test": 2})):
+    paths = S.write_labelme_release(str(tmp_path / str(n)), n, image_size=(48, 64), num_lesions=(1, 2))
+    assert dict(collections.Counter(labelme.split_of(labelme.patient_of(p)) for p in paths)) == expected
