@@ -1,3 +1,3 @@
-"""acne_jax: JAX/Flax two-stage lesion detectors (SADH + NWD, Faster/Mask R-CNN, CPM R-CNN)."""
+"""acne_jax: JAX/Flax two-stage lesion detectors (SADH + NWD, Faster R-CNN, Mask R-CNN; CPM R-CNN is planned)."""
 
 __version__ = "0.1.0"

@@ -8,7 +8,7 @@ Two modes, chosen by the flags given:
   per size bucket) and the proposal recall AR@100/300/1000, and writes
   ``ground_truth_<split>.json`` and ``detections_<split>.json`` (COCO instances and results)
   and ``eval_<split>.json`` (the metrics) into ``DIR``. Config overrides work as for training, e.g. ``--config.eval.max_dets=300`` or
-  ``--config.model.test_max_proposals=1000``.
+  ``--config.model.rpn.test_max_proposals=1000``.
 - ``python -m acne_jax.evaluate --gt GT.json --dets DETS.json [--iou 0.5] [--max-dets 100]
   [--area box|annotation] [--out metrics.json]`` evaluates a COCO results file against a COCO
   instances file: AP/AR at ``--iou`` per size bucket, per-class AP, mAP@50/75, the 12 COCO
@@ -56,7 +56,7 @@ def restore(config: ml_collections.ConfigDict, workdir: str, step=None):
   # The optimiser's state has the same structure whatever its hyper-parameters.
   opt = train.optimizer_config(config, per_epoch=1)
   abstract_params = jax.eval_shape(lambda k: train.create_state(model, optax.identity(), k, config.data.image_size, config.data.max_boxes, 1), jax.random.key(0))["params"]
-  frozen = optim.frozen_backbone_predicate(spec.frozen_stages) if spec.frozen_stages >= 0 else None
+  frozen = optim.frozen_backbone_predicate(spec.backbone.frozen_stages) if spec.backbone.frozen_stages >= 0 else None
   tx, _ = optim.make_optimizer(opt, abstract_params, frozen)
   template = jax.eval_shape(lambda k: train.create_state(model, tx, k, config.data.image_size, config.data.max_boxes, 1), jax.random.key(0))
   sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
@@ -79,12 +79,10 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, step=None,
   eval_data = datasets.load_split(config.data, eval_source, "eval_split")  # the training split is not decoded
   spec = spec_from_config(config.model)
   predict = jax.jit(train.make_predict(TwoStageDetector(spec, train=False), config.data.mean, config.data.std))
-  image_ids, detections, proposals = train.run_model(predict, variables, eval_data, config.eval.batch_size)
-  results = coco_metrics.coco_results(image_ids, detections.boxes, detections.scores, detections.classes, detections.valid)
-  gt = train.ground_truth(eval_data, class_names)
-  metrics = coco_metrics.evaluate_detections(gt, results, config.eval.iou, config.eval.max_dets)
+  outputs = train.run_model(predict, variables, eval_data, config.eval.batch_size)
+  metrics, gt, results = train.coco_evaluation(outputs, eval_data, config, class_names)
   gt_boxes = [b[v] for b, v in zip(eval_data.boxes, eval_data.valid)]
-  proposal_boxes = [b[v] for b, v in zip(proposals.boxes, proposals.valid)]
+  proposal_boxes = [b[v] for b, v in zip(outputs.proposals.boxes, outputs.proposals.valid)]
   metrics.update(proposal_metrics.average_recall(gt_boxes, proposal_boxes, proposal_limits))
   split = config.data.eval_split
   train.write_coco_pair(workdir, split, gt, results)
@@ -116,7 +114,9 @@ def format_file_metrics(metrics, iou: float, max_dets: int) -> str:
   per_class = metrics[f"per_class_AP{tag}"]
   width = max([len(n) for n in per_class] + [5])
   lines += [f"  {name:{width}s}  {_fmt(value)}" for name, value in per_class.items()]
-  froc = metrics["froc"]
+  froc = metrics.get("froc")
+  if froc is None:
+    return "\n".join(lines)
   points = [k for k in froc if k.startswith("sens@")]
   lines += ["", f"FROC (IoU {froc['iou']:g}), sensitivity at average false positives per image:",
             "  " + "".join(f"{k[5:-2] + ' FP':>8s}" for k in points) + f"{'mean':>8s}",
@@ -124,7 +124,8 @@ def format_file_metrics(metrics, iou: float, max_dets: int) -> str:
   return "\n".join(lines)
 
 
-def evaluate_files(gt_path: str, dets_path: str, iou: float = 0.5, max_dets: int = 100, area_source: str = "box"):
+def evaluate_files(gt_path: str, dets_path: str, iou: float = 0.5, max_dets: int = 100, area_source: str = "box",
+                   iou_type: str = "bbox"):
   """``coco_metrics.full_metrics`` of detections against ground truth; ``ValueError`` naming the
   file and its first bad entry on malformed input.
 
@@ -136,14 +137,16 @@ def evaluate_files(gt_path: str, dets_path: str, iou: float = 0.5, max_dets: int
   ground_truth, notes = whole_image.load_ground_truth(gt_path)
   detections = whole_image.load_detections(dets_path, ground_truth)
   try:
-    index, _ = coco_metrics.parse_ground_truth(ground_truth, area_source)
+    index, _ = coco_metrics.parse_ground_truth(ground_truth, area_source, iou_type)
   except coco_metrics.CocoFormatError as e:
     raise ValueError(f"{gt_path}: {e}") from None
   try:
-    coco_metrics.parse_results(detections, index)
+    sizes = coco_metrics._image_sizes(ground_truth) if iou_type == "segm" else None
+    coco_metrics.parse_results(detections, index, iou_type, sizes)
   except coco_metrics.CocoFormatError as e:
     raise ValueError(f"{dets_path}: {e}") from None
-  metrics = coco_metrics.full_metrics(ground_truth, detections, iou=iou, max_dets=max_dets, area_source=area_source)
+  metrics = coco_metrics.full_metrics(ground_truth, detections, iou=iou, max_dets=max_dets, area_source=area_source,
+                                      iou_type=iou_type)
   summary = (f"{gt_path}: {len(index.image_ids)} images, {len(ground_truth['annotations'])} annotations, "
              f"{len(index.category_ids)} categories; {dets_path}: {len(detections)} detections")
   if notes:
@@ -174,22 +177,28 @@ def main_files(args) -> int:
                       "or predict's output folder (its <stem>_detections.json, matched to the annotated images by stem).")
   parser.add_argument("--iou", type=_positive_float, default=0.5, help="IoU threshold of AP/AR, per-class AP and FROC (default 0.5).")
   parser.add_argument("--max-dets", type=_positive_int, default=100, help="Detections kept per image and category (default 100).")
-  parser.add_argument("--area", choices=("box", "annotation"), default="box",
-                      help="Ground-truth area for the size buckets: box w*h (default) or the annotation's 'area'.")
+  parser.add_argument("--iou-type", choices=("bbox", "segm"), default="bbox",
+                      help="Box IoU (default) or mask IoU on the 'segmentation' fields (COCO RLE or polygons), as "
+                      "pycocotools' COCOeval(iouType=...).")
+  parser.add_argument("--area", choices=("box", "annotation"), default=None,
+                      help="Ground-truth area for the size buckets: box w*h or the annotation's 'area' (default: box "
+                      "for bbox, annotation for segm, as pycocotools).")
   parser.add_argument("--out", default=None, help="Write the metrics as JSON to this file.")
   try:
     parsed = parser.parse_args(args)
   except SystemExit as e:  # argparse has printed the usage error
     return int(e.code or 0)
   try:
-    metrics, summary = evaluate_files(parsed.gt, parsed.dets, parsed.iou, parsed.max_dets, parsed.area)
+    area = parsed.area or ("annotation" if parsed.iou_type == "segm" else "box")
+    metrics, summary = evaluate_files(parsed.gt, parsed.dets, parsed.iou, parsed.max_dets, area, parsed.iou_type)
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   print(summary)
   print(format_file_metrics(metrics, parsed.iou, parsed.max_dets))
   if parsed.out:
-    settings = {"gt": parsed.gt, "dets": parsed.dets, "iou": parsed.iou, "max_dets": parsed.max_dets, "area_source": parsed.area}
+    settings = {"gt": parsed.gt, "dets": parsed.dets, "iou": parsed.iou, "max_dets": parsed.max_dets, "area_source": area,
+                "iou_type": parsed.iou_type}
     try:
       with open(parsed.out, "w") as f:
         json.dump({**metrics, "settings": settings}, f, indent=2)

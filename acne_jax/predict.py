@@ -83,6 +83,14 @@ def _detections(output) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
   return np.asarray(boxes), np.asarray(scores), np.asarray(classes), np.asarray(valid)
 
 
+def _masks(output) -> Optional[np.ndarray]:
+  """``[B, D, m, m]`` mask probabilities of a mask model's ``Prediction``, else ``None``."""
+  import jax
+
+  masks = getattr(output, "masks", None)
+  return None if masks is None else np.asarray(jax.device_get(masks), np.float16)
+
+
 def tile_batches(image: np.ndarray, origins: np.ndarray, tile: int, batch: int):
   """Yields ``(first tile index, number of real tiles, uint8 [batch, tile, tile, 3])``.
 
@@ -118,7 +126,9 @@ def tile_detections(predict_fn: Callable, variables: Any, image: np.ndarray, ori
   Returns:
     ``{"boxes": float32 [N, 4] image pixels clipped to the image, "scores": float32 [N],
     "classes": int32 [N], "tile": int32 [N] index into origins}``; boxes that are empty after
-    clipping (wholly in a tile's zero padding) are dropped.
+    clipping (wholly in a tile's zero padding) are dropped. For a mask model also ``"masks"``
+    float16 ``[N, m, m]`` (probabilities over each box) and ``"mask_boxes"`` ``[N, 4]`` (the
+    unclipped boxes they lie over).
   """
   height, width = image.shape[:2]
   origins = np.asarray(origins, np.int64).reshape(-1, 2)
@@ -126,14 +136,20 @@ def tile_detections(predict_fn: Callable, variables: Any, image: np.ndarray, ori
 
   def collect(start, count, output):
     boxes, scores, classes, valid = _detections(output)
+    masks = _masks(output)
     for k in range(count):
       v = np.asarray(valid[k], bool)
       x0, y0 = origins[start + k]
       b = boxes[k][v].astype(np.float32) + np.asarray([x0, y0, x0, y0], np.float32)
+      # A mask is relative to its unclipped box: keep that box beside the clipped one.
+      unclipped = b.copy()
       b = np.clip(b, 0.0, np.asarray([width, height, width, height], np.float32))
       nonempty = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
-      parts.append((b[nonempty], scores[k][v][nonempty].astype(np.float32), classes[k][v][nonempty].astype(np.int32),
-                    np.full(int(nonempty.sum()), start + k, np.int32)))
+      part = (b[nonempty], scores[k][v][nonempty].astype(np.float32), classes[k][v][nonempty].astype(np.int32),
+              np.full(int(nonempty.sum()), start + k, np.int32))
+      if masks is not None:
+        part += (masks[k][v][nonempty], unclipped[nonempty])
+      parts.append(part)
 
   pending = None
   for start, count, tiles in tile_batches(image, origins, tile, batch):
@@ -146,7 +162,8 @@ def tile_detections(predict_fn: Callable, variables: Any, image: np.ndarray, ori
   if not parts:
     return {"boxes": np.zeros((0, 4), np.float32), "scores": np.zeros([0], np.float32),
             "classes": np.zeros([0], np.int32), "tile": np.zeros([0], np.int32)}
-  return {name: np.concatenate([p[i] for p in parts]) for i, name in enumerate(("boxes", "scores", "classes", "tile"))}
+  names = ("boxes", "scores", "classes", "tile", "masks", "mask_boxes")
+  return {name: np.concatenate([p[i] for p in parts]) for i, name in enumerate(names[:len(parts[0])])}
 
 
 def _safe_bounds(origins: np.ndarray, tile: int, height: int, width: int, margin: float) -> np.ndarray:
@@ -214,7 +231,8 @@ def predict_image(predict_fn: Callable, variables: Any, image: np.ndarray, tile:
 
   Returns:
     ``{"boxes": float32 [K, 4] x1y1x2y2 image pixels, "scores": float32 [K], "classes":
-    int32 [K] in 0..num_classes-1}``, by descending score.
+    int32 [K] in 0..num_classes-1}``, by descending score; for a mask model also ``"masks"``
+    ``[K, m, m]`` and ``"mask_boxes"`` ``[K, 4]`` (see :func:`tile_detections`).
   """
   image = np.asarray(image)
   if image.ndim != 3 or image.shape[2] != 3:
@@ -223,7 +241,25 @@ def predict_image(predict_fn: Callable, variables: Any, image: np.ndarray, tile:
   min_overlap = default_overlap(tile) if min_overlap is None else int(min_overlap)
   origins = merge_lib.tile_origins(height, width, tile, min_overlap)
   raw = tile_detections(predict_fn, variables, image, origins, tile, batch)
-  return merge_tile_detections(raw, origins, tile, height, width, merge, merge_iou, drop_truncated, border_margin)
+  merged = merge_tile_detections(raw, origins, tile, height, width, merge, merge_iou, drop_truncated, border_margin)
+  if "masks" in raw:
+    merged.update(_masks_of_merged(raw, merged))
+  return merged
+
+
+def _masks_of_merged(raw: Mapping[str, np.ndarray], merged: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+  """Each merged detection's mask: that of the tile detection of its class that overlaps it
+  most, higher score first among equals (for NMS, the detection it kept)."""
+  from acne_jax.evaluation import numpy_boxes
+
+  n, m = len(merged["scores"]), raw["masks"].shape[-1]
+  masks, boxes = np.zeros((n, m, m), np.float16), np.zeros((n, 4), np.float32)
+  if n and len(raw["scores"]):
+    iou = numpy_boxes.pairwise_iou(np.asarray(merged["boxes"], np.float64), np.asarray(raw["boxes"], np.float64))
+    iou = np.where(merged["classes"][:, None] == raw["classes"][None, :], iou, -1.0)
+    best = np.argmax(iou + 1e-6 * raw["scores"][None, :], axis=1)
+    masks, boxes = raw["masks"][best], raw["mask_boxes"][best]
+  return {"masks": masks, "mask_boxes": boxes}
 
 
 # ----------------------------------------------------------------------------------------
@@ -232,7 +268,7 @@ def predict_image(predict_fn: Callable, variables: Any, image: np.ndarray, tile:
 
 def class_names_for(config) -> Tuple[str, ...]:
   """Class names of the config's data set, without loading the data set."""
-  num_classes = int(config.model.num_classes)
+  num_classes = int(config.model.roi_head.num_classes)
   name = config.data.name
   names: Sequence[str] = ()
   if name in ("synthetic_acne", "acne_scu"):
@@ -299,6 +335,16 @@ def draw_detections(image: np.ndarray, detections: Mapping[str, np.ndarray], cla
   keep = counted(detections["scores"], detections["classes"], class_thresholds(score_threshold, len(class_names)))
   boxes = np.asarray(detections["boxes"], np.float64)[keep] * scale
   classes = np.asarray(detections["classes"])[keep]
+  if "masks" in detections:  # a translucent fill of each counted lesion's mask
+    from acne_jax.models.mask_head import paste_mask_window
+
+    overlay = out.copy()
+    mask_boxes = np.asarray(detections["mask_boxes"], np.float64)[keep] * scale
+    for probs, mask_box, cls in zip(np.asarray(detections["masks"])[keep], mask_boxes, classes):
+      window, top, left = paste_mask_window(probs.astype(np.float32), mask_box, out.shape[0], out.shape[1])
+      region = overlay[top:top + window.shape[0], left:left + window.shape[1]]
+      region[window.astype(bool)] = colors[int(cls)]
+    out = cv2.addWeighted(overlay, 0.45, out, 0.55, 0.0)
   # Low scores first so the most confident boxes end on top.
   for box, cls in list(zip(boxes, classes))[::-1]:
     x1, y1 = int(np.floor(box[0])), int(np.floor(box[1]))
@@ -340,6 +386,14 @@ def write_outputs(out_dir: str, stem: str, image: np.ndarray, detections: Mappin
   n = len(detections["scores"])
   results = coco_metrics.coco_results([image_id], [detections["boxes"]], [detections["scores"]], [detections["classes"]],
                                       [np.ones(n, bool)])
+  if "masks" in detections:  # COCO RLE of each mask over the whole photo
+    from acne_jax.evaluation import rle
+    from acne_jax.models.mask_head import paste_mask_window
+
+    height, width = image.shape[:2]
+    for result, probs, box in zip(results, detections["masks"], detections["mask_boxes"]):
+      window, top, left = paste_mask_window(np.asarray(probs, np.float32), box, height, width)
+      result["segmentation"] = rle.encode_window(window, top, left, height, width)
   with open(paths["detections.json"], "w") as f:
     json.dump(results, f)
   figure = draw_detections(image, detections, class_names, score_threshold, draw_max_side)

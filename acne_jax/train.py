@@ -17,7 +17,7 @@ import math
 import os
 import sys
 import time
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -124,13 +124,21 @@ def _gt_args(batch):
   return batch["boxes"], jnp.maximum(batch["labels"], 0), batch["valid"]
 
 
+def _mask_kwargs(batch):
+  return {"gt_masks": batch["masks"], "gt_mask_frames": batch["mask_frames"]} if "masks" in batch else {}
+
+
 def create_state(model: TwoStageDetector, tx, key, image_size, max_boxes: int, batch_size: int):
   """Initialises ``{"step", "params", "batch_stats", "opt_state"}``."""
   images = jnp.zeros((batch_size, *image_size, 3), jnp.float32)
   boxes = jnp.tile(jnp.asarray([[0.0, 0.0, 16.0, 16.0]]), (batch_size, max_boxes, 1))
   labels = jnp.zeros((batch_size, max_boxes), jnp.int32)
   valid = jnp.zeros((batch_size, max_boxes), bool)
-  variables = model.init(key, images, boxes, labels, valid, key, method="losses")
+  masks = {}
+  if model.spec.roi_head.type == "mask":  # no parameter depends on the bitmap size: 8 x 8 will do
+    masks = {"gt_masks": jnp.zeros((batch_size, max_boxes, 8, 8), jnp.uint8),
+             "gt_mask_frames": jnp.tile(jnp.asarray([0.0, 0.0, 1.0]), (batch_size, max_boxes, 1))}
+  variables = model.init(key, images, boxes, labels, valid, key, method="losses", **masks)
   params = variables["params"]
   return {
       "step": jnp.asarray(0, jnp.int32),
@@ -147,11 +155,11 @@ def make_streaming_loader(config: ml_collections.ConfigDict, source, per_process
   d = config.data
   transform = pipeline.ExampleTransform(
       image_size=tuple(d.image_size), max_boxes=d.max_boxes, drop_labels=tuple(d.drop_labels), crop_size=d.crop_size,
-      crop_min_size=d.crop_min_size,
+      crop_min_size=d.crop_min_size, mask_size=datasets.mask_size(d),
       augmentation=pipeline.Augmentation(hflip=d.hflip, vflip=d.vflip, rotate90=d.rotate90, brightness=d.brightness))
   balanced = None
   if d.class_balanced:
-    balanced = (pipeline.record_classes(source, tuple(d.drop_labels)), config.model.num_classes)
+    balanced = (pipeline.record_classes(source, tuple(d.drop_labels)), config.model.roi_head.num_classes)
   return pipeline.StreamingLoader(source, per_process_batch, transform, seed=config.train.seed, worker_count=d.worker_count,
                                   class_balanced=balanced)
 
@@ -166,10 +174,11 @@ def make_train_step(model: TwoStageDetector, tx, schedule, mean, std, update_bat
     def loss_fn(params):
       variables = {"params": params, "batch_stats": state["batch_stats"]}
       if update_batch_stats:
-        losses, updates = model.apply(variables, images, *_gt_args(batch), step_key, method="losses", mutable=["batch_stats"])
+        losses, updates = model.apply(variables, images, *_gt_args(batch), step_key, method="losses", mutable=["batch_stats"],
+                                      **_mask_kwargs(batch))
         batch_stats = updates["batch_stats"]
       else:
-        losses = model.apply(variables, images, *_gt_args(batch), step_key, method="losses")
+        losses = model.apply(variables, images, *_gt_args(batch), step_key, method="losses", **_mask_kwargs(batch))
         batch_stats = state["batch_stats"]
       return sum(losses.values()), (losses, batch_stats)
 
@@ -194,14 +203,18 @@ def make_predict(model: TwoStageDetector, mean, std):
   return predict
 
 
-def run_model(predict_fn, variables, dataset: InMemoryDataset, batch_size: int, batch_sharding=None):
-  """Predictions for every image of ``dataset``, in order.
+class ModelOutputs(NamedTuple):
+  """Predictions for a whole data set, in order, as NumPy arrays with a leading ``[N]`` axis."""
 
-  Returns:
-    ``(image_ids [N], detections, proposals)`` where ``detections`` and ``proposals`` are the
-    model's NamedTuples with a leading ``[N]`` axis, as NumPy arrays.
-  """
-  ids, detections, proposals = [], [], []
+  image_ids: np.ndarray  # [N]
+  detections: Any  # bbox_head.Detections
+  proposals: Any  # proposals.Proposals
+  masks: Optional[np.ndarray]  # [N, D, m, m] float16 mask probabilities, or None
+
+
+def run_model(predict_fn, variables, dataset: InMemoryDataset, batch_size: int, batch_sharding=None) -> ModelOutputs:
+  """Predictions for every image of ``dataset``, in order (masks too when the model makes them)."""
+  ids, detections, proposals, masks = [], [], [], []
   for batch in dataset.eval_batches(batch_size):
     images = batch["image"] if batch_sharding is None else jax.device_put(batch["image"], batch_sharding)
     prediction = jax.device_get(predict_fn(variables, images))
@@ -209,8 +222,11 @@ def run_model(predict_fn, variables, dataset: InMemoryDataset, batch_size: int, 
     ids.append(batch["image_id"][keep])
     detections.append(jax.tree_util.tree_map(lambda x: x[keep], prediction.detections))
     proposals.append(jax.tree_util.tree_map(lambda x: x[keep], prediction.proposals))
+    if getattr(prediction, "masks", None) is not None:
+      masks.append(np.asarray(prediction.masks[keep], np.float16))
   concat = lambda *xs: np.concatenate(xs)
-  return np.concatenate(ids), jax.tree_util.tree_map(concat, *detections), jax.tree_util.tree_map(concat, *proposals)
+  return ModelOutputs(np.concatenate(ids), jax.tree_util.tree_map(concat, *detections), jax.tree_util.tree_map(concat, *proposals),
+                      np.concatenate(masks) if masks else None)
 
 
 def ground_truth(dataset: InMemoryDataset, class_names):
@@ -220,12 +236,29 @@ def ground_truth(dataset: InMemoryDataset, class_names):
       [l[v] for l, v in zip(dataset.labels, dataset.valid)], class_names)
 
 
+def coco_evaluation(outputs: ModelOutputs, dataset: InMemoryDataset, config: ml_collections.ConfigDict, class_names):
+  """``(metrics, ground truth, results)`` of a model's outputs on ``dataset``: box AP/AR at
+  ``eval.iou`` and, when the model made masks and the data set has them, mask AP/AR
+  (``mask_*``); ground truth and results are COCO dictionaries, with ``segmentation`` then."""
+  d = outputs.detections
+  results = coco_metrics.coco_results(outputs.image_ids, d.boxes, d.scores, d.classes, d.valid)
+  gt = ground_truth(dataset, class_names)
+  metrics = coco_metrics.evaluate_detections(gt, results, iou=config.eval.iou, max_dets=config.eval.max_dets)
+  if outputs.masks is not None and dataset.masks is not None:
+    from acne_jax.evaluation import masks as mask_eval
+
+    gt = mask_eval.ground_truth_with_masks(gt, dataset.masks, dataset.mask_frames, dataset.valid, dataset.image_sizes)
+    probabilities = [mask.astype(np.float32) for image_masks, valid in zip(outputs.masks, d.valid) for mask in image_masks[valid]]
+    sizes = {int(i): s for i, s in zip(dataset.image_ids, dataset.image_sizes)}
+    results = mask_eval.results_with_masks(results, probabilities, sizes, config.model.roi_head.mask.threshold)
+    metrics.update(mask_eval.segm_metrics(gt, results, config.eval.iou, config.eval.max_dets))
+  return metrics, gt, results
+
+
 def evaluate(predict_fn, variables, dataset: InMemoryDataset, config: ml_collections.ConfigDict, class_names, batch_sharding=None):
-  """Runs the model over ``dataset``; returns ``(metrics, COCO results list)``."""
-  image_ids, detections, _ = run_model(predict_fn, variables, dataset, config.eval.batch_size, batch_sharding)
-  results = coco_metrics.coco_results(image_ids, detections.boxes, detections.scores, detections.classes, detections.valid)
-  metrics = coco_metrics.evaluate_detections(ground_truth(dataset, class_names), results, iou=config.eval.iou, max_dets=config.eval.max_dets)
-  return metrics, results
+  """Runs the model over ``dataset``; returns ``(metrics, COCO ground truth, COCO results)``."""
+  outputs = run_model(predict_fn, variables, dataset, config.eval.batch_size, batch_sharding)
+  return coco_evaluation(outputs, dataset, config, class_names)
 
 
 def calibrate_counting(predict_fn, variables, config: ml_collections.ConfigDict, class_names, batch_sharding=None):
@@ -235,8 +268,9 @@ def calibrate_counting(predict_fn, variables, config: ml_collections.ConfigDict,
   if not split:
     return None
   dataset = datasets.load_split_by_name(config.data, split)
-  image_ids, detections, _ = run_model(predict_fn, variables, dataset, config.eval.batch_size, batch_sharding)
-  results = coco_metrics.coco_results(image_ids, detections.boxes, detections.scores, detections.classes, detections.valid)
+  outputs = run_model(predict_fn, variables, dataset, config.eval.batch_size, batch_sharding)
+  d = outputs.detections
+  results = coco_metrics.coco_results(outputs.image_ids, d.boxes, d.scores, d.classes, d.valid)
   return {"split": split, **operating_point.calibrate(ground_truth(dataset, class_names), results, config.eval.iou)}
 
 
@@ -284,7 +318,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
   # The optimiser mask needs the parameter tree; eval_shape gives it without computing anything.
   abstract_params = jax.eval_shape(
       lambda k: create_state(model, optax.identity(), k, config.data.image_size, config.data.max_boxes, num_devices), init_key)["params"]
-  frozen = optim.frozen_backbone_predicate(spec.frozen_stages) if spec.frozen_stages >= 0 else None
+  frozen = optim.frozen_backbone_predicate(spec.backbone.frozen_stages) if spec.backbone.frozen_stages >= 0 else None
   tx, schedule = optim.make_optimizer(optimizer_config(config, per_epoch), abstract_params, frozen)
   state = jax.jit(lambda k: create_state(model, tx, k, config.data.image_size, config.data.max_boxes, num_devices),
                   out_shardings=replicated)(init_key)
@@ -299,7 +333,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
   # No buffer donation: the state before a step is kept until that step's loss, computed on it,
   # proves it finite; only then is it checkpointed (see the loop).
   train_step = jax.jit(
-      make_train_step(model, tx, schedule, config.data.mean, config.data.std, spec.norm == "bn"),
+      make_train_step(model, tx, schedule, config.data.mean, config.data.std, spec.backbone.norm == "bn"),
       in_shardings=(replicated, batch_sharding, replicated), out_shardings=(replicated, replicated))
   predict = jax.jit(make_predict(eval_model, config.data.mean, config.data.std))
 
@@ -319,7 +353,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
 
   def global_batch(step):
     local = local_batch(step)
-    return {k: jax.make_array_from_process_local_data(batch_sharding, local[k]) for k in ("image", "boxes", "labels", "valid")}
+    keys = ("image", "boxes", "labels", "valid") + (("masks", "mask_frames") if "masks" in local else ())
+    return {k: jax.make_array_from_process_local_data(batch_sharding, local[k]) for k in keys}
 
   last_saved = checkpointer.latest_step()
   progress = _progress(start_step, steps, show_progress)
@@ -351,7 +386,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
     if step % config.train.log_every == 0 or step == steps:
       writer.write(step, {**{k: float(v) for k, v in metrics.items()}, "step_time": step_time})
     if config.eval.every_steps and step % config.eval.every_steps == 0 and step != steps:
-      metrics_eval, _ = evaluate(predict, _eval_variables(state), eval_data, config, class_names)
+      metrics_eval, _, _ = evaluate(predict, _eval_variables(state), eval_data, config, class_names)
       writer.write(step, {f"eval/{k}": v for k, v in metrics_eval.items()})
       _print(progress, f"step {step}: {format_metrics(metrics_eval)}")
   if progress is not None:
@@ -367,11 +402,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
                                      "operating_point": counting})
   checkpointer.close()
 
-  final_metrics, results = evaluate(predict, _eval_variables(state), eval_data, config, class_names)
+  final_metrics, gt, results = evaluate(predict, _eval_variables(state), eval_data, config, class_names)
   writer.write(steps, {f"eval/{k}": v for k, v in final_metrics.items()})
   writer.close()
   split = config.data.eval_split
-  write_coco_pair(workdir, split, ground_truth(eval_data, class_names), results)
+  write_coco_pair(workdir, split, gt, results)
   with open(os.path.join(workdir, f"metrics_{split}.json"), "w") as f:
     json.dump({"step": steps, **final_metrics}, f, indent=2)
   print(f"evaluation on {config.data.name}/{split} ({len(eval_data)} images) after {steps} steps:", flush=True)

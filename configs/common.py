@@ -1,17 +1,16 @@
 """Shared pieces of the detector configs: one table of data-set settings, one builder.
 
-``detector_config(data, rpn_head)`` returns a locked ConfigDict with sections ``data``,
-``model`` (every field of ``acne_jax.models.detector.DetectorSpec``: the paper's defaults, then
-this data set's and head's values), ``optimizer``, ``train`` and ``eval``. Training length is ``train.steps`` or, when that is 0,
+``detector_config(data, rpn_head, roi_head)`` returns a locked ConfigDict with sections ``data``,
+``model`` (sub-sections ``backbone``, ``neck``, ``rpn``, ``roi_head``: every field of
+``acne_jax.models.specs``, the paper's defaults, then this data set's and heads' values),
+``optimizer``, ``train`` and ``eval``. Training length is ``train.steps`` or, when that is 0,
 ``train.epochs`` over the training split; learning-rate decays are at ``optimizer.decay_steps``
 or ``optimizer.decay_epochs`` (converted with the same steps per epoch).
 """
 
-import dataclasses
-
 import ml_collections
 
-from acne_jax.models.detector import DetectorSpec
+from acne_jax.models import specs
 
 # AcneSCU normalisation of the reference (skin_config.py), RGB.
 SKIN_MEAN = (144.578, 107.304, 90.519)
@@ -22,8 +21,10 @@ IMAGENET_STD = (58.395, 57.12, 57.375)
 
 # Input-pipeline settings every data set has (``data.pipeline``: "in_memory" decodes the training
 # split once and serves batches from memory; "grain" streams it through worker processes).
+# with_masks: the batches carry each lesion's mask (from its polygon) as a mask_size x mask_size
+# bitmap over its own box (acne_jax/ops/mask_targets.py); set by the mask configs.
 _PIPELINE = dict(pipeline="grain", worker_count=8, crop_size=0, crop_min_size=10.0, hflip=True, vflip=False,
-                 rotate90=False, brightness=0.0, class_balanced=False)
+                 rotate90=False, brightness=0.0, class_balanced=False, with_masks=False, mask_size=56)
 
 
 def _data(name):
@@ -57,37 +58,58 @@ def _data(name):
   raise ValueError(f"unknown data set {name!r} after ':' in --config; choose 'synthetic', 'acne_scu', 'acne04' or 'deep_lesion'.")
 
 
-def detector_config(data: str, rpn_head: str) -> ml_collections.ConfigDict:
+def _model(data: str, rpn_head: str, roi_head: str) -> dict:
+  """The ``model`` section: every field of every component (``acne_jax.models.specs``), so each
+  can be overridden on the command line and ``config.json`` shows the whole model; the paper's
+  defaults first, then this data set's and heads' values."""
+  model = specs.default_model_config()
+  model["rpn"].update(head=rpn_head, with_nwd=rpn_head == "sadh")
+  model["roi_head"].update(type=roi_head, num_classes={"synthetic": 10, "acne_scu": 10, "acne04": 1, "deep_lesion": 8}[data])
+  if data == "synthetic":
+    # Sized so training and evaluation finish in ~7 minutes on a 2-core CPU, from scratch (no
+    # ImageNet weights can be downloaded): a thin ResNet-18 with GroupNorm, a 64-channel FPN,
+    # lighter heads, and anchors of scale 4 (16-px base on P2) because the synthetic lesions are
+    # 8-40 px (see docs/decisions.md).
+    model["backbone"].update(depth=18, width=32, norm="gn", zero_init_residual=True)
+    model["neck"].update(channels=64)
+    model["rpn"].update(anchor_scales=(4.0,), train_nms_pre=1000, train_max_proposals=300, test_nms_pre=1000,
+                        test_max_proposals=300, test_min_size=0.0)
+    model["roi_head"].update(max_sampling_ratio=2)
+    model["roi_head"]["box"].update(fc_dim=256, num_samples=128, pre_nms_top_k=2000)
+    model["roi_head"]["mask"].update(channels=32)  # 256 would cost more than the whole backbone here
+  else:
+    # The paper (section 4.2): ResNet-50 (ImageNet weights from a local file are planned: issue 9).
+    model["backbone"].update(depth=50, width=64, norm="frozen_bn", frozen_stages=-1)
+  return model
+
+
+# Data sets whose lesions are outlined by polygons; the others (ACNE04's VOC boxes, DeepLesion's
+# RECIST boxes) store each box as a rectangle, which would teach a mask head rectangles.
+WITH_POLYGONS = ("synthetic", "acne_scu")
+
+
+def detector_config(data: str, rpn_head: str, roi_head: str = "box") -> ml_collections.ConfigDict:
+  if roi_head == "mask" and data not in WITH_POLYGONS:
+    raise ValueError(f"the {data} data set has box annotations only (no lesion outlines), so a mask head cannot learn "
+                     f"from it; use a box config (configs/sadh.py or configs/faster_rcnn.py) or a data set with polygons: "
+                     f"{', '.join(WITH_POLYGONS)}.")
   config = ml_collections.ConfigDict()
   config.data = _data(data)
-  num_classes = {"synthetic": 10, "acne_scu": 10, "acne04": 1, "deep_lesion": 8}[data]
-  # Every model field, so every one can be overridden on the command line and config.json shows
-  # the whole model; the paper's defaults first, then this data set's and head's.
-  config.model = dataclasses.asdict(DetectorSpec())
-  config.model.update(rpn_head=rpn_head, with_nwd=rpn_head == "sadh", num_classes=num_classes)
+  config.data.with_masks = roi_head == "mask"  # the mask head needs mask targets
+  config.model = _model(data, rpn_head, roi_head)
   # calibration_split: where the final checkpoint's lesion-counting score thresholds are chosen
   # (max F1 at eval.iou, per class); "" for none (predict then counts at 0.5 unless told): ACNE04's
   # folds have no validation split, and DeepLesion's typed validation split is what we train on.
   calibration_split = {"synthetic": "validation", "acne_scu": "validation", "acne04": "", "deep_lesion": ""}[data]
   config.eval = dict(batch_size=8, iou=0.5, max_dets=100, every_steps=0, calibration_split=calibration_split)
   if data == "synthetic":
-    # Sized so training and evaluation finish in ~7 minutes on a 2-core CPU, from scratch (no
-    # ImageNet weights can be downloaded): a thin ResNet-18 with GroupNorm, a 64-channel FPN,
-    # lighter heads, and anchors of scale 4 (16-px base on P2) because the synthetic lesions are
-    # 8-40 px (see docs/decisions.md).
-    config.model.update(
-        depth=18, width=32, norm="gn", zero_init_residual=True, fpn_channels=64, gn_groups=32, fc_dim=256,
-        anchor_scales=(4.0,), train_nms_pre=1000, train_max_proposals=300, test_nms_pre=1000,
-        test_max_proposals=300, test_proposal_min_size=0.0, rcnn_num_samples=128, detection_pre_nms_top_k=2000, roi_max_sampling_ratio=2,
-    )
     config.optimizer = dict(lr=0.02, momentum=0.9, weight_decay=1e-4, warmup_steps=100, warmup_ratio=0.001,
                             decay_steps=(350, 450), decay_epochs=(), decay_factor=0.1, grad_clip_norm=10.0)
     config.train = dict(batch_size=4, steps=500, epochs=0, seed=0, log_every=20, checkpoint_every=100, keep_checkpoints=2)
   else:
-    # The paper (section 4.2) and the reference's skin_config: ResNet-50 (ImageNet weights when a
-    # local file is given), batch 2, SGD 0.002, 15 epochs with decay at 8 and 11. ACNE04 and
-    # DeepLesion use the same schedule (the SADH paper's ACNE04 experiment does).
-    config.model.update(depth=50, width=64, norm="frozen_bn", frozen_stages=-1)
+    # The paper (section 4.2) and the reference's skin_config: batch 2, SGD 0.002, 15 epochs with
+    # decay at 8 and 11. ACNE04 and DeepLesion use the same schedule (the SADH paper's ACNE04
+    # experiment does).
     config.optimizer = dict(lr=0.002, momentum=0.9, weight_decay=1e-4, warmup_steps=50, warmup_ratio=0.001,
                             decay_steps=(), decay_epochs=(8, 11), decay_factor=0.1, grad_clip_norm=0.0)
     config.train = dict(batch_size=2, steps=0, epochs=15, seed=0, log_every=50, checkpoint_every=2000, keep_checkpoints=3)

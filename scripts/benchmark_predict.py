@@ -100,7 +100,7 @@ def main():
       f"Command: `python scripts/benchmark_predict.py {' '.join(sys.argv[1:])}`. "
       f"One {args.height}x{args.width} image, {len(origins)} tiles of {args.tile} px (overlap >= {overlap} px), batch "
       f"{args.batch}, default synthetic model (configs/sadh.py) freshly initialised: {per_tile:.0f} detections per tile "
-      f"(of at most {spec_from_config(config.model).max_detections}), a merge-time upper bound. Median of {args.repeats} runs after a warm-up run "
+      f"(of at most {spec_from_config(config.model).roi_head.box.max_detections}), a merge-time upper bound. Median of {args.repeats} runs after a warm-up run "
       f"(first run, compile included: {first_run:.1f} s). Load average at the end: {load}.",
       "",
       "| merge | end to end (s) | tiles + model (s) | border rule + merge (s) | detections before merge | after |",

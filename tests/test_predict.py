@@ -317,13 +317,10 @@ def test_acne_scu_default_grid_is_the_masked_crop_grid():
 # ----------------------------------------------------------------------------------------
 # The command line, on a freshly initialised tiny model.
 
-TINY_MODEL = dict(depth=18, width=8, fpn_channels=16, gn_groups=8, fc_dim=32, train_nms_pre=200, train_max_proposals=64,
-                  test_nms_pre=200, test_max_proposals=64, rcnn_num_samples=32, detection_pre_nms_top_k=256)
-
-
 def _tiny_overrides():
-  flags = ["--config.data.image_size=(96, 96)", "--config.data.max_boxes=8"]
-  return flags + [f"--config.model.{k}={v}" for k, v in TINY_MODEL.items()]
+  from acne_jax.testing import tiny
+
+  return ["--config.data.image_size=(96, 96)", "--config.data.max_boxes=8"] + tiny.flags()
 
 
 def _save_initial_checkpoint(workdir):
@@ -336,11 +333,12 @@ def _save_initial_checkpoint(workdir):
   from acne_jax.training.checkpoint import Checkpointer
   from configs import sadh
 
-  config = sadh.get_config()
+  from acne_jax.testing import tiny
+
+  config = tiny.apply(sadh.get_config())
   with config.unlocked():
     config.data.image_size = (96, 96)
     config.data.max_boxes = 8
-    config.model.update(TINY_MODEL)
   model = TwoStageDetector(spec_from_config(config.model), train=True)
   # The state's structure from create_state (as evaluate.restore_variables builds its template);
   # its values drawn here like a fan-in initialiser, because running the model's initialisation
@@ -449,3 +447,32 @@ def test_counts_and_drawing_use_each_class_threshold():
   # Class a's box (score 0.5 < 0.6) is not drawn; class b's two boxes are.
   assert tuple(figure[10, 20]) == (200, 200, 200)
   assert tuple(figure[40, 50]) == colors[1] and tuple(figure[10, 80]) == colors[1]
+
+
+def test_a_mask_model_gets_masks_through_tiling_merging_drawing_and_the_json(synthetic_photo, tmp_path):
+  from acne_jax.evaluation import rle
+
+  image, gt_boxes, gt_labels = synthetic_photo
+  height, width = image.shape[:2]
+  box_fn, origins, _ = perfect_detector(image, gt_boxes, gt_labels, 256, 4, 96)
+
+  def predict_fn(variables, tiles):  # the perfect boxes, each with a mask filling its box
+    prediction = box_fn(variables, tiles)
+    masks = np.ones((*prediction.detections.scores.shape, 28, 28), np.float32)
+    return Prediction(prediction.detections, None, masks)
+
+  result = predict.predict_image(predict_fn, "vars", image, 256, 4, 96)
+  assert result["masks"].shape == (len(gt_boxes), 28, 28) and result["mask_boxes"].shape == (len(gt_boxes), 4)
+  # Every merged lesion kept the mask of a tile detection lying over its own full box.
+  np.testing.assert_allclose(result["mask_boxes"], result["boxes"], atol=1e-3)
+  paths = predict.write_outputs(str(tmp_path), "face", image, result, 1, synthetic.CLASS_NAMES, 0.5)
+  with open(paths["detections.json"]) as f:
+    written = json.load(f)
+  for entry in written:
+    mask = rle.decode(entry["segmentation"])
+    x, y, w, h = entry["bbox"]
+    assert mask.shape == (height, width)
+    assert mask[int(np.ceil(y)):int(y + h), int(np.ceil(x)):int(x + w)].all()  # the box's pixels are all in the mask
+    assert mask.sum() <= (w + 1) * (h + 1)
+  figure = cv2.imread(paths["detections.png"])
+  assert figure is not None and figure.shape[1] == width

@@ -9,10 +9,11 @@ temporary folder (so commands that use an earlier one's output, such as ``evalua
   builder tests' fixtures), and TFDS data goes to ``~/tensorflow_datasets`` there;
 - ``configs/`` and ``scripts/`` linked into the folder, as in a checkout;
 - the small overrides of :func:`adapt`, appended to the command (a later ``--config.x=v`` wins
-  over an earlier one): the tiny model of ``TINY_MODEL``; two training steps; for the embedded
-  data set the ``tiny`` builder configuration (96 x 96 patches); for the real data sets
-  ``data.worker_count=0`` (and 256 x 256 input for ACNE04's 40 x 30 fixture photos); and the text substitutions of ``SUBSTITUTIONS`` (fewer, smaller
-  generated photos);
+  over an earlier one): the tiny model of ``acne_jax.testing.tiny``; two training steps; for the
+  embedded data set the ``tiny`` builder configuration (96 x 96 patches); for the real data sets
+  ``data.worker_count=0``, with 256 x 256 input for ACNE04's 40 x 30 fixture photos and for
+  AcneSCU's crops; and the text substitutions of ``SUBSTITUTIONS`` (fewer, smaller generated
+  photos; the ``crops_256`` build instead of ``crops_1024``, the same builder and crop code);
 - not run: the install command (checked to be the one ``.ci/run`` runs before this suite) and
   the test command (this suite; ``test_repo.py`` checks ``.ci/run`` runs exactly it).
 
@@ -34,6 +35,8 @@ import sys
 
 import pytest
 
+from acne_jax.testing import tiny
+
 pytestmark = pytest.mark.readme
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -41,14 +44,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 INSTALL = 'python -m pip install -e ".[test]"'
 TEST_COMMAND = "python -m pytest -q tests"
 
-TINY_MODEL = dict(depth=18, width=8, fpn_channels=16, gn_groups=8, fc_dim=32, train_nms_pre=200, train_max_proposals=64,
-                  test_nms_pre=200, test_max_proposals=64, rcnn_num_samples=32, detection_pre_nms_top_k=256)
 TINY_SYNTHETIC = {"data.builder_config": "tiny", "data.image_size": "(96, 96)", "data.max_boxes": "8"}
 SUBSTITUTIONS = {
     "write_labelme_release('faces', 5, seed=2026, image_size=(1728, 2592))":
         "write_labelme_release('faces', 2, seed=2026, image_size=(150, 200), num_lesions=(2, 4))",
     "write_labelme_release('fake_scu', 20, image_size=(2048, 3072))":
-        "write_labelme_release('fake_scu', 3, image_size=(1024, 1024), num_lesions=(4, 8))",
+        "write_labelme_release('fake_scu', 3, image_size=(512, 512), num_lesions=(4, 8))",
+    # 256 px masked crops instead of 1024 px ones: the same builder and crop code, a quarter of the
+    # side, so the AcneSCU trainings below compile and run at 256 x 256.
+    "--dataset=acne_scu --config=crops_1024": "--dataset=acne_scu --config=crops_256",
 }
 MODEL_COMMANDS = ("python -m acne_jax.train ", "python -m acne_jax.evaluate --config", "python -m acne_jax.predict ")
 
@@ -72,11 +76,13 @@ def adapt(command: str) -> str:
   if not command.startswith(MODEL_COMMANDS):
     return command
   config = re.search(r"--config=(\S+)", command).group(1)
-  overrides = {f"model.{k}": v for k, v in TINY_MODEL.items()}
+  overrides = {f"model.{k}": v for k, v in tiny.TINY_MODEL.items()}
   if ":" in config:
     overrides.update({"data.worker_count": 0, "eval.batch_size": 2})
     if config.endswith(":acne04"):
       overrides["data.image_size"] = "(256, 256)"  # the fixture photos are 40 x 30
+    if config.endswith(":acne_scu"):  # the crops_256 build (SUBSTITUTIONS)
+      overrides.update({"data.builder_config": "crops_256", "data.image_size": "(256, 256)", "data.max_boxes": 64})
   else:
     overrides.update(TINY_SYNTHETIC)
   if command.startswith("python -m acne_jax.train "):
@@ -91,7 +97,7 @@ def _write_fixture_releases(home: pathlib.Path):
   """Small releases where the README's real-data commands look (``~/AcneSCU`` etc.)."""
   from acne_jax.data import synthetic
 
-  synthetic.write_labelme_release(str(home / "AcneSCU"), 3, image_size=(1024, 1024), num_lesions=(4, 8))
+  synthetic.write_labelme_release(str(home / "AcneSCU"), 3, image_size=(512, 512), num_lesions=(4, 8))
   for name, folder in (("test_acne04", "ACNE04"), ("test_deep_lesion", "DeepLesion")):
     spec = importlib.util.spec_from_file_location(f"readme_fixture_{name}", ROOT / "tests" / "data" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
@@ -119,7 +125,7 @@ def test_the_readme_has_the_commands_this_test_expects():
   assert INSTALL in [line.strip() for line in ci], "the README's install command must be what CI installs with"
   for old in SUBSTITUTIONS:
     assert any(old in c for c in COMMANDS), f"SUBSTITUTIONS names text the README no longer has: {old}"
-  assert sum(c.startswith(MODEL_COMMANDS) for c in COMMANDS) >= 8
+  assert sum(c.startswith(MODEL_COMMANDS) for c in COMMANDS) >= 9
 
 
 def _check_main_run(home):
@@ -149,6 +155,12 @@ def _check_predict(home):
   assert len([n for n in written if n.endswith("_counts.json")]) == 2, written
 
 
+def _check_mask_run(home):
+  with open(home / "workdir" / "mask_rcnn_sadh" / "metrics_test.json") as f:
+    metrics = json.load(f)
+  assert "AP@0.5" in metrics and "mask_AP@0.5" in metrics
+
+
 def _check_figures(home):
   assert (home / "docs" / "figures" / "detections.png").exists()
 
@@ -160,6 +172,7 @@ CHECKS = (
     ("--out metrics.json", _check_files_mode),
     ("python -m acne_jax.predict ", _check_predict),
     ("scripts/plot_analysis.py", _check_figures),
+    ("python -m acne_jax.train --config=configs/mask_rcnn_sadh.py", _check_mask_run),
 )
 RUNNABLE = [c for c in COMMANDS if c not in (INSTALL, TEST_COMMAND)]
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from acne_jax import train
+from acne_jax.testing import tiny
 from configs import sadh
 
 
@@ -38,9 +39,9 @@ def tiny_config(data_dir, **train_overrides):
     config.data.data_dir = data_dir
     config.data.image_size = (96, 96)
     config.data.max_boxes = 8
-    config.model.update(depth=18, width=8, fpn_channels=16, gn_groups=8, fc_dim=32, train_nms_pre=200,
-                        train_max_proposals=64, test_nms_pre=200, test_max_proposals=64, rcnn_num_samples=32,
-                        detection_pre_nms_top_k=256, max_detections=50)
+    config.model.roi_head.box.max_detections = 50
+  tiny.apply(config)
+  with config.unlocked():
     config.train.update(batch_size=2, steps=4, log_every=1, checkpoint_every=2, keep_checkpoints=5)
     config.optimizer.update(warmup_steps=0, decay_steps=())
     config.eval.batch_size = 2
@@ -180,8 +181,18 @@ def test_cli_reports_mistyped_config_key(capsys, tmp_path):
 def test_unknown_model_key_is_named():
   from acne_jax.models.detector import spec_from_config
 
-  with pytest.raises(ValueError, match=r"unknown model config key\(s\) \['rpn_haed'\]"):
-    spec_from_config({"rpn_haed": "sadh"})
+  with pytest.raises(ValueError, match=r"unknown config key\(s\) 'model.rpn.haed' \(did you mean 'model.rpn.head'\?\); "
+                                       r"section 'model.rpn' has"):
+    spec_from_config({"rpn": {"haed": "sadh"}})
+  with pytest.raises(ValueError, match=r"'model.rpn_head'"):  # the old flat layout names the section it is not in
+    spec_from_config({"rpn_head": "sadh"})
+
+
+def test_cli_names_a_mistyped_nested_key_with_its_section(capsys, tmp_path):
+  code = train.main(["train", "--config=configs/sadh.py", "--config.model.roi_head.box.fc_dimm=3", f"--workdir={tmp_path}"])
+  assert code == 2
+  err = capsys.readouterr().err
+  assert "unknown config key 'model.roi_head.box.fc_dimm'" in err and "did you mean 'model.roi_head.box.fc_dim'" in err
 
 
 def test_acne_scu_without_data_says_where_and_how(tmp_path, capsys):
@@ -204,6 +215,6 @@ def test_a_workdir_of_another_model_is_refused_before_training(tmp_path, data_di
   (workdir / "config.json").write_text(config.to_json_best_effort())
   train.check_resumable(str(workdir), config)  # the same model: resumable
   with config.unlocked():
-    config.model.fpn_channels = 32
-  with pytest.raises(train.WorkdirError, match=r"different model \(model.fpn_channels: 16 there, 32 now\).*--workdir"):
+    config.model.neck.channels = 32
+  with pytest.raises(train.WorkdirError, match=r"different model \(model.neck.channels: 16 there, 32 now\).*--workdir"):
     train.check_resumable(str(workdir), config)

@@ -85,7 +85,7 @@ def load_split_by_name(data: Mapping[str, Any], split: str) -> InMemoryDataset:
   else:
     raise ValueError(f"unknown data.name {name!r}; known: 'synthetic_acne', {', '.join(map(repr, REAL_DATASETS))}.")
   return InMemoryDataset.from_records(source, image_size=tuple(data["image_size"]), max_boxes=data["max_boxes"],
-                                      drop_labels=tuple(data["drop_labels"]), name=f"{name}/{split}")
+                                      drop_labels=tuple(data["drop_labels"]), name=f"{name}/{split}", mask_size=mask_size(data))
 
 
 def load(data: Mapping[str, Any]) -> Tuple[InMemoryDataset, InMemoryDataset, Sequence[str]]:
@@ -94,7 +94,12 @@ def load(data: Mapping[str, Any]) -> Tuple[InMemoryDataset, InMemoryDataset, Seq
   return load_split(data, train, "train_split"), load_split(data, test, "eval_split"), class_names
 
 
+def mask_size(data: Mapping[str, Any]) -> int:
+  """Side of the lesion mask bitmaps the batches carry (``data.mask_size``), 0 without masks."""
+  return int(data["mask_size"]) if data.get("with_masks") else 0
+
+
 def load_split(data: Mapping[str, Any], source, split_key: str) -> InMemoryDataset:
   return InMemoryDataset.from_records(
       source, image_size=tuple(data["image_size"]), max_boxes=data["max_boxes"], drop_labels=tuple(data["drop_labels"]),
-      name=f"{data['name']}/{data[split_key]}")
+      name=f"{data['name']}/{data[split_key]}", mask_size=mask_size(data))

@@ -12,13 +12,15 @@ Batch layout (shared with the streaming pipeline of ``acne_jax.data.pipeline``):
 - ``labels``: ``[B, G]`` int32 class ids, -1 for padding;
 - ``valid``: ``[B, G]`` bool;
 - ``image_id``: ``[B]`` int64; ``image_valid``: ``[B]`` bool (False for the padding images that
-  complete the last evaluation batch).
+  complete the last evaluation batch);
+- with masks: ``masks`` ``[B, G, M, M]`` uint8 and ``mask_frames`` ``[B, G, 3]`` float32
+  (``acne_jax.ops.mask_targets``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Iterator, Sequence, Tuple
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -35,6 +37,8 @@ class InMemoryDataset:
     image_ids: ``[N]`` int64.
     image_sizes: ``[N, 2]`` int32 original ``(height, width)``.
     name: what the data is, for messages.
+    masks: ``[N, G, M, M]`` uint8 lesion mask bitmaps and mask_frames ``[N, G, 3]`` float32
+      (``acne_jax.ops.mask_targets``), or ``None`` when loaded without ``mask_size``.
   """
 
   images: np.ndarray
@@ -44,6 +48,8 @@ class InMemoryDataset:
   image_ids: np.ndarray
   image_sizes: np.ndarray
   name: str = "dataset"
+  masks: Optional[np.ndarray] = None
+  mask_frames: Optional[np.ndarray] = None
 
   def __len__(self) -> int:
     return self.images.shape[0]
@@ -56,8 +62,10 @@ class InMemoryDataset:
       max_boxes: int,
       drop_labels: Sequence[int] = (),
       name: str = "dataset",
+      mask_size: int = 0,
   ) -> "InMemoryDataset":
-    """Decodes records (TFDS source items or generator dicts) into padded arrays.
+    """Decodes records (TFDS source items or generator dicts) into padded arrays (and, with
+    ``mask_size > 0``, each lesion's mask bitmap from its polygon).
 
     Raises:
       ValueError: naming the record when an image is larger than ``image_size`` or has more
@@ -70,6 +78,8 @@ class InMemoryDataset:
     labels = np.full((n, max_boxes), -1, np.int32)
     image_ids = np.zeros((n,), np.int64)
     sizes = np.zeros((n, 2), np.int32)
+    masks = np.zeros((n, max_boxes, mask_size, mask_size), np.uint8) if mask_size else None
+    frames = np.tile(np.asarray([0.0, 0.0, 1.0], np.float32), (n, max_boxes, 1)) if mask_size else None
     for i in range(n):
       record = decode_record(records[i])
       image = record["image"]
@@ -91,7 +101,13 @@ class InMemoryDataset:
       labels[i, :k] = record["labels"][keep]
       image_ids[i] = record["image_id"]
       sizes[i] = (h, w)
-    return cls(images, boxes, labels, labels >= 0, image_ids, sizes, name)
+      if mask_size:
+        from acne_jax.data.pipeline import lesion_masks
+
+        polygons = [p for p, kept in zip(record["polygons"], keep) if kept] if len(record["polygons"]) == len(keep) else []
+        masks[i, :k], frames[i, :k] = lesion_masks(polygons, record["boxes"][keep], mask_size,
+                                                   f"{name}: {record['file_name'] or i}")
+    return cls(images, boxes, labels, labels >= 0, image_ids, sizes, name, masks, frames)
 
   def train_batch(self, step: int, batch_size: int, seed: int, hflip: bool = True) -> Dict[str, np.ndarray]:
     """The batch of global step ``step``: epoch-wise shuffling, optional horizontal flips.
@@ -120,7 +136,7 @@ class InMemoryDataset:
       yield batch
 
   def _gather(self, index: np.ndarray) -> Dict[str, np.ndarray]:
-    return {
+    batch = {
         "image": self.images[index],
         "boxes": self.boxes[index],
         "labels": self.labels[index],
@@ -128,6 +144,10 @@ class InMemoryDataset:
         "image_id": self.image_ids[index],
         "image_valid": np.ones(len(index), bool),
     }
+    if self.masks is not None:
+      batch["masks"] = self.masks[index]
+      batch["mask_frames"] = self.mask_frames[index]
+    return batch
 
 
 def steps_per_epoch(num_images: int, batch_size: int) -> int:
@@ -157,4 +177,13 @@ def _flip_horizontal(batch: Dict[str, np.ndarray], flip: np.ndarray, widths: np.
     x1 = boxes[i, :, 0].copy()
     boxes[i, :, 0] = np.where(batch["valid"][i], w - boxes[i, :, 2], 0.0)
     boxes[i, :, 2] = np.where(batch["valid"][i], w - x1, 0.0)
-  return {**batch, "image": images, "boxes": boxes}
+  out = {**batch, "image": images, "boxes": boxes}
+  if "masks" in batch:
+    # A bitmap over [x0, x0 + M s] mirrors to one over [w - x0 - M s, w - x0], columns reversed.
+    masks, frames = batch["masks"].copy(), batch["mask_frames"].copy()
+    for i in np.flatnonzero(flip):
+      w, size = int(widths[i]), masks.shape[-1]
+      masks[i] = masks[i][..., ::-1]
+      frames[i, :, 0] = w - frames[i, :, 0] - size * frames[i, :, 2]
+    out.update(masks=masks, mask_frames=frames)
+  return out

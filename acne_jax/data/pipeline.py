@@ -19,7 +19,9 @@ deterministic for a given worker count and resumes exactly from :meth:`Streaming
 
 The batch layout is the one of :mod:`acne_jax.data.loader` (``image`` uint8 ``[B, H, W, 3]``,
 ``boxes`` float32 ``[B, G, 4]`` x1y1x2y2, ``labels`` int32 ``[B, G]`` with -1 padding, ``valid``
-bool ``[B, G]``, ``image_id`` int64 ``[B]``).
+bool ``[B, G]``, ``image_id`` int64 ``[B]``; with ``mask_size`` also ``masks`` uint8
+``[B, G, M, M]`` and ``mask_frames`` float32 ``[B, G, 3]``, rasterised from the polygons after
+cropping and augmenting them with the image).
 
 Class-balanced batches (DeepLesion benchmark: each lesion type gets an equal share of every
 batch): :class:`ClassBalancedSampler` makes position ``i`` of the stream draw a record that
@@ -38,6 +40,7 @@ import numpy as np
 from acne_jax.data.synthetic import decode_record
 
 BATCH_KEYS = ("image", "boxes", "labels", "valid", "image_id")
+MASK_KEYS = ("masks", "mask_frames")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,28 +66,68 @@ def _rotate90_boxes(boxes: np.ndarray, width: int) -> np.ndarray:
   return np.stack([boxes[:, 1], width - boxes[:, 2], boxes[:, 3], width - boxes[:, 0]], axis=1)
 
 
-def augment(image: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, settings: Augmentation) -> Tuple[np.ndarray, np.ndarray]:
-  """Applies the random augmentations to ``image [H, W, 3] uint8`` and ``boxes [K, 4] x1y1x2y2``."""
+def augment(image: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, settings: Augmentation,
+            polygons: Optional[Sequence[np.ndarray]] = None):
+  """Applies the random augmentations to ``image [H, W, 3] uint8`` and ``boxes [K, 4] x1y1x2y2``
+  (and, when given, the lesions' ``polygons``, K float ``[V_k, 2]`` (x, y), moved the same way).
+
+  Returns:
+    ``(image, boxes)``, or ``(image, boxes, polygons)`` when ``polygons`` is given.
+  """
   boxes = boxes.astype(np.float32)
+  shapes = None if polygons is None else [np.asarray(p, np.float32).reshape(-1, 2) for p in polygons]
+
+  def move(fn):
+    return None if shapes is None else [fn(p) for p in shapes]
+
   if settings.hflip and rng.uniform() < 0.5:
+    width = image.shape[1]
     image = image[:, ::-1]
-    boxes = _flip_boxes_x(boxes, image.shape[1])
+    boxes = _flip_boxes_x(boxes, width)
+    shapes = move(lambda p: np.stack([width - p[:, 0], p[:, 1]], axis=1))
   if settings.vflip and rng.uniform() < 0.5:
+    height = image.shape[0]
     image = image[::-1]
-    boxes = _flip_boxes_y(boxes, image.shape[0])
+    boxes = _flip_boxes_y(boxes, height)
+    shapes = move(lambda p: np.stack([p[:, 0], height - p[:, 1]], axis=1))
   if settings.rotate90:
     for _ in range(int(rng.integers(0, 4))):
-      boxes = _rotate90_boxes(boxes, image.shape[1])
+      width = image.shape[1]
+      boxes = _rotate90_boxes(boxes, width)
+      shapes = move(lambda p: np.stack([p[:, 1], width - p[:, 0]], axis=1))
       image = np.rot90(image)
   if settings.brightness > 0:
     factor = rng.uniform(1.0 - settings.brightness, 1.0 + settings.brightness)
     image = np.clip(image.astype(np.float32) * factor, 0, 255).astype(np.uint8)
-  return np.ascontiguousarray(image), boxes.astype(np.float32)
+  if polygons is None:
+    return np.ascontiguousarray(image), boxes.astype(np.float32)
+  return np.ascontiguousarray(image), boxes.astype(np.float32), shapes
+
+
+def lesion_masks(polygons: Sequence[np.ndarray], boxes: np.ndarray, mask_size: int, name: str = "") -> Tuple[np.ndarray, np.ndarray]:
+  """``(masks uint8 [K, M, M], frames float32 [K, 3])`` of a record's lesions
+  (``acne_jax.ops.mask_targets.rasterize_box_masks``).
+
+  Raises:
+    ValueError: naming the record, when it has no polygon per box (a data set annotated with
+      boxes only cannot train a mask head) or a polygon has fewer than 3 vertices.
+  """
+  from acne_jax.ops.mask_targets import rasterize_box_masks
+
+  if len(polygons) != len(boxes):
+    raise ValueError(f"record {name}: {len(boxes)} boxes but {len(polygons)} polygons; a mask head needs a polygon per "
+                     "lesion (AcneSCU and the synthetic set have them), so use a box-only config for this data set.")
+  try:
+    return rasterize_box_masks([np.asarray(p, np.float64).reshape(-1, 2) for p in polygons], boxes, mask_size)
+  except ValueError as e:
+    raise ValueError(f"record {name}: {e}") from None
 
 
 def pad_example(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, image_id: int,
-                image_size: Tuple[int, int], max_boxes: int, name: str = "") -> Dict[str, np.ndarray]:
-  """Pads one example to static shapes.
+                image_size: Tuple[int, int], max_boxes: int, name: str = "", masks: Optional[np.ndarray] = None,
+                mask_frames: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
+  """Pads one example to static shapes (with ``masks [K, M, M]`` and ``mask_frames [K, 3]``
+  when given: ``masks [max_boxes, M, M]``, ``mask_frames [max_boxes, 3]`` in the output).
 
   Raises:
     ValueError: naming the record when the image is larger than ``image_size`` or it has more
@@ -103,7 +146,14 @@ def pad_example(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, image_
   out_labels = np.full((max_boxes,), -1, np.int32)
   out_boxes[:len(boxes)] = boxes
   out_labels[:len(labels)] = labels
-  return {"image": padded, "boxes": out_boxes, "labels": out_labels, "valid": out_labels >= 0, "image_id": np.int64(image_id)}
+  out = {"image": padded, "boxes": out_boxes, "labels": out_labels, "valid": out_labels >= 0, "image_id": np.int64(image_id)}
+  if masks is not None:
+    out["masks"] = np.zeros((max_boxes, *masks.shape[1:]), np.uint8)
+    out["masks"][:len(masks)] = masks
+    out["mask_frames"] = np.zeros((max_boxes, 3), np.float32)
+    out["mask_frames"][:, 2] = 1.0
+    out["mask_frames"][:len(mask_frames)] = mask_frames
+  return out
 
 
 @dataclasses.dataclass
@@ -116,6 +166,7 @@ class ExampleTransform:
   drop_labels: Tuple[int, ...] = ()
   crop_size: int = 0
   crop_min_size: float = 10.0
+  mask_size: int = 0  # > 0: also "masks" [G, M, M] and "mask_frames" [G, 3] from the polygons
 
   def __call__(self, record: Any, rng: np.random.Generator) -> Dict[str, np.ndarray]:
     example = decode_record(record)
@@ -130,9 +181,14 @@ class ExampleTransform:
       if len(shapes) != len(labels):  # no polygons stored: the boxes are the shapes
         shapes = [np.array([[b[0], b[1]], [b[2], b[1]], [b[2], b[3]], [b[0], b[3]]], np.float32) for b in boxes]
       crop = masked_crop.random_masked_crop(rng, image, shapes, labels, crop_size=self.crop_size, min_size=self.crop_min_size)
-      image, boxes, labels = crop.image, crop.boxes, crop.labels
-    image, boxes = augment(image, boxes, rng, self.augmentation)
-    return pad_example(image, boxes, labels, example["image_id"], self.image_size, self.max_boxes, example["file_name"])
+      image, boxes, labels, polygons = crop.image, crop.boxes, crop.labels, crop.polygons
+    if not self.mask_size:
+      image, boxes = augment(image, boxes, rng, self.augmentation)
+      return pad_example(image, boxes, labels, example["image_id"], self.image_size, self.max_boxes, example["file_name"])
+    image, boxes, polygons = augment(image, boxes, rng, self.augmentation, polygons)
+    masks, frames = lesion_masks(polygons, boxes, self.mask_size, example["file_name"] or str(example["image_id"]))
+    return pad_example(image, boxes, labels, example["image_id"], self.image_size, self.max_boxes, example["file_name"],
+                       masks, frames)
 
 
 class ClassBalancedSampler:
@@ -235,7 +291,7 @@ class StreamingLoader:
 
   def __next__(self) -> Dict[str, np.ndarray]:
     batch = next(self._iterator)
-    return {k: np.asarray(batch[k]) for k in BATCH_KEYS}
+    return {k: np.asarray(batch[k]) for k in BATCH_KEYS + MASK_KEYS if k in batch}
 
   def get_state(self) -> str:
     """JSON text of the iterator position (store it beside a checkpoint)."""

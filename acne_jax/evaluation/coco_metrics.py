@@ -136,6 +136,7 @@ class _Boxes:
   area: np.ndarray  # [N] float64
   crowd: np.ndarray  # [N] bool (all False for detections)
   score: np.ndarray  # [N] float64 (ones for ground truth)
+  masks: Optional[List[Tuple[np.ndarray, np.ndarray]]] = None  # segm: N runs of ones (rle.intervals)
 
 
 def _is_int(x) -> bool:
@@ -231,10 +232,12 @@ def _parse_entries(kind: str, entries: Sequence[Any], index: CocoIndex, with_sco
                 crowd.astype(bool), score)
 
 
-def parse_ground_truth(ground_truth: Mapping[str, Any], area_source: str = "box") -> Tuple[CocoIndex, _Boxes]:
+def parse_ground_truth(ground_truth: Mapping[str, Any], area_source: str = "box", iou_type: str = "bbox") -> Tuple[CocoIndex, _Boxes]:
   """``(index, annotations)`` from a COCO instances dictionary; ``CocoFormatError`` if malformed.
 
   ``area_source``: ``"box"`` (area = bbox w * h) or ``"annotation"`` (the ``area`` field).
+  ``iou_type="segm"``: every annotation's ``segmentation`` (polygons, or RLE over its image's
+  ``height`` x ``width``) is read as a mask.
   """
   if area_source not in ("box", "annotation"):
     raise ValueError(f"area_source must be 'box' or 'annotation', not {area_source!r}")
@@ -252,14 +255,77 @@ def parse_ground_truth(ground_truth: Mapping[str, Any], area_source: str = "box"
   category_ids, first = np.unique(ids[1], return_index=True)
   names = tuple(str(ground_truth["categories"][i].get("name", category_ids[j])) for j, i in enumerate(first))
   index = CocoIndex(np.unique(ids[0]), category_ids, names)
-  return index, _parse_entries("annotation", ground_truth["annotations"], index, False, area_source == "annotation")
+  boxes = _parse_entries("annotation", ground_truth["annotations"], index, False, area_source == "annotation")
+  if iou_type == "segm":
+    sizes = _image_sizes(ground_truth)
+    boxes = dataclasses.replace(boxes, masks=_parse_masks("annotation", ground_truth["annotations"], sizes))
+  elif iou_type != "bbox":
+    raise ValueError(f"iou_type must be 'bbox' or 'segm', not {iou_type!r}")
+  return index, boxes
 
 
-def parse_results(results: Sequence[Any], index: CocoIndex) -> _Boxes:
-  """Detections ``[{"image_id", "category_id", "bbox": [x, y, w, h], "score"}, ...]`` as arrays."""
+def parse_results(results: Sequence[Any], index: CocoIndex, iou_type: str = "bbox",
+                  image_sizes: Optional[Mapping[int, Tuple[int, int]]] = None) -> _Boxes:
+  """Detections ``[{"image_id", "category_id", "bbox": [x, y, w, h], "score"}, ...]`` as arrays.
+
+  For ``iou_type="segm"`` each also has a ``segmentation`` (RLE over its image's size in
+  ``image_sizes`` ``{id: (h, w)}``). A detection's area (for the size buckets) is then what
+  pycocotools' ``loadRes`` makes it: the box area when the results carry boxes (decided by the
+  first entry, as ``loadRes`` does), else the mask area, with the box from the mask.
+  """
   if not isinstance(results, (list, tuple)):
     raise CocoFormatError("detections", None, "are not a JSON list of detections")
-  return _parse_entries("detection", results, index, True, False)
+  if iou_type != "segm":
+    return _parse_entries("detection", results, index, True, False)
+  masks = _parse_masks("detection", results, image_sizes or {})
+  if results and isinstance(results[0], Mapping) and "bbox" not in results[0]:
+    from acne_jax.evaluation import rle
+
+    with_boxes = [dict(r, bbox=rle.bbox_of(rle.intervals(r["segmentation"]), int(r["segmentation"]["size"][0])))
+                  for r in results]
+    boxes = _parse_entries("detection", with_boxes, index, True, False)
+    boxes = dataclasses.replace(boxes, area=np.asarray([float(np.sum(e - s)) for s, e in masks], np.float64))
+  else:
+    boxes = _parse_entries("detection", results, index, True, False)
+  return dataclasses.replace(boxes, masks=masks)
+
+
+def _image_sizes(ground_truth: Mapping[str, Any]) -> Dict[int, Tuple[int, int]]:
+  sizes = {}
+  for i, image in enumerate(ground_truth["images"]):
+    if not (_is_int(image.get("height")) and _is_int(image.get("width"))):
+      raise CocoFormatError("image", i, "has no integer 'height' and 'width' (needed to read masks)", image)
+    sizes[int(image["id"])] = (int(image["height"]), int(image["width"]))
+  return sizes
+
+
+def _parse_masks(kind: str, entries: Sequence[Mapping[str, Any]], sizes: Mapping[int, Tuple[int, int]]):
+  """Per entry, the runs of ones of its ``segmentation`` (compressed or uncompressed RLE, or
+  polygons, which are rasterised with pycocotools' own polygon rasteriser so that masks agree
+  with COCO's to the pixel)."""
+  from acne_jax.evaluation import rle
+
+  out = []
+  for i, entry in enumerate(entries):
+    seg = entry.get("segmentation")
+    size = sizes.get(int(entry["image_id"]))
+    if seg is None:
+      raise CocoFormatError(kind, i, "has no 'segmentation' (needed for iou_type='segm')", entry)
+    try:
+      if isinstance(seg, Mapping):
+        if size is not None and [int(v) for v in seg.get("size", ())] != list(size):
+          raise ValueError(f"its RLE size {seg.get('size')} is not its image's {list(size)}")
+        out.append(rle.intervals(seg))
+      elif isinstance(seg, list) and size is not None:
+        from pycocotools import mask as coco_mask  # polygon rasterisation: COCO's own, for identical masks
+
+        merged = coco_mask.merge(coco_mask.frPyObjects(seg, *size)) if seg else rle.encode(np.zeros(size, np.uint8))
+        out.append(rle.intervals(merged))
+      else:
+        raise ValueError("its segmentation is neither RLE nor polygons over a known image size")
+    except (ValueError, TypeError, KeyError) as e:
+      raise CocoFormatError(kind, i, f"has a bad segmentation: {e}", entry) from None
+  return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,6 +356,20 @@ class _Matches:
   tp: np.ndarray  # [A, T, D] bool: matched to regular ground truth
   fp: np.ndarray  # [A, T, D] bool: unmatched and inside the area range
   num_positives: np.ndarray  # [K, A] non-ignored ground truth per category and area range
+
+
+def _mask_pair_iou(det_masks, gt_masks, det_index: np.ndarray, gt_index: np.ndarray, crowd: np.ndarray) -> np.ndarray:
+  """Mask IoU of (detection, ground truth) pairs given by index; over the detection's area
+  where the ground truth is a crowd region (pycocotools' ``maskUtils.iou``)."""
+  from acne_jax.evaluation import rle
+
+  out = np.zeros(len(det_index))
+  for p, (d, g) in enumerate(zip(det_index.tolist(), gt_index.tolist())):
+    inter = rle._overlap(det_masks[d], gt_masks[g])
+    det_area = float(np.sum(det_masks[d][1] - det_masks[d][0]))
+    union = det_area if crowd[p] else det_area + float(np.sum(gt_masks[g][1] - gt_masks[g][0])) - inter
+    out[p] = inter / union if union > 0 else 0.0
+  return out
 
 
 def _match(gt: _Boxes, dt: _Boxes, num_categories: int, thresholds: np.ndarray, area_ranges: np.ndarray,
@@ -330,7 +410,10 @@ def _match(gt: _Boxes, dt: _Boxes, num_categories: int, thresholds: np.ndarray, 
   pair_det = np.repeat(np.arange(D), gt_count)
   pair_offset = np.arange(len(pair_det)) - np.repeat(np.cumsum(gt_count) - gt_count, gt_count)
   pair_gt = np.repeat(gt_first, gt_count) + pair_offset
-  pair_iou = _bbox_iou(dt_box[pair_det], gt_box[pair_gt], gt_crowd[pair_gt])
+  if gt.masks is not None and dt.masks is not None:  # segm
+    pair_iou = _mask_pair_iou(dt.masks, gt.masks, dt_order[pair_det], gt_order[pair_gt], gt_crowd[pair_gt])
+  else:
+    pair_iou = _bbox_iou(dt_box[pair_det], gt_box[pair_gt], gt_crowd[pair_gt])
   effective = np.minimum(np.asarray(thresholds, np.float64), 1 - 1e-10)  # as pycocotools
   candidate = pair_iou >= effective.min() if T else np.zeros(len(pair_iou), bool)
   cand_det, cand_gt, cand_iou = pair_det[candidate], pair_gt[candidate], pair_iou[candidate]
@@ -489,19 +572,22 @@ class CocoEvaluation:
 def evaluate(ground_truth: Mapping[str, Any], results: Sequence[Mapping[str, Any]],
              iou_thresholds: Sequence[float] = COCO_IOU_THRESHOLDS, max_dets: Sequence[int] = COCO_MAX_DETS,
              area_ranges: Optional[Mapping[str, Tuple[float, float]]] = None, area_source: str = "box",
-             recall_thresholds: np.ndarray = RECALL_THRESHOLDS) -> CocoEvaluation:
-  """COCO bbox evaluation of ``results`` (a COCO results list) against ``ground_truth`` (a COCO
+             recall_thresholds: np.ndarray = RECALL_THRESHOLDS, iou_type: str = "bbox") -> CocoEvaluation:
+  """COCO evaluation of ``results`` (a COCO results list) against ``ground_truth`` (a COCO
   instances dictionary). Raises ``CocoFormatError`` naming the first malformed entry (unknown
-  image or category ids, bad bbox, non-finite score).
+  image or category ids, bad bbox or segmentation, non-finite score).
 
   Args:
     iou_thresholds: ``[T]``; max_dets: caps per image and category (sorted, the largest is the
       matching cap); area_ranges: ``{name: (lo, hi)}`` inclusive (default: COCO's all / small /
-      medium / large); area_source: ``"box"`` or ``"annotation"`` (ground truth area).
+      medium / large); area_source: ``"box"`` or ``"annotation"`` (ground truth area);
+      iou_type: ``"bbox"`` (box IoU) or ``"segm"`` (mask IoU on RLE, pycocotools'
+      ``iouType="segm"``: a detection's area is its mask's; use ``area_source="annotation"``
+      for pycocotools' ground-truth areas).
   """
   area_ranges = COCO_AREA_RANGES if area_ranges is None else area_ranges
-  index, gt = parse_ground_truth(ground_truth, area_source)
-  dt = parse_results(results, index)
+  index, gt = parse_ground_truth(ground_truth, area_source, iou_type)
+  dt = parse_results(results, index, iou_type, _image_sizes(ground_truth) if iou_type == "segm" else None)
   caps = tuple(sorted(int(m) for m in max_dets))
   thresholds = np.asarray(iou_thresholds, np.float64).reshape(-1)
   ranges = np.asarray(list(area_ranges.values()), np.float64).reshape(-1, 2)
@@ -627,25 +713,27 @@ def froc(ground_truth: Mapping[str, Any], results: Sequence[Mapping[str, Any]],
 
 def full_metrics(ground_truth: Mapping[str, Any], results: Sequence[Mapping[str, Any]], iou: float = 0.5,
                  max_dets: int = 100, area_source: str = "box", fps_per_image: Sequence[float] = FROC_FPS_PER_IMAGE,
-                 froc_iou: Optional[float] = None) -> Dict[str, Any]:
+                 froc_iou: Optional[float] = None, iou_type: str = "bbox") -> Dict[str, Any]:
   """Every metric of this module, as a JSON-able dictionary.
 
   Keys: ``evaluate_detections``' keys at (``iou``, ``max_dets``); ``"per_class_AP@<iou>"``
   ``{name: AP}``; ``"mAP@50"``, ``"mAP@75"`` (class-mean AP at IoU 0.5 / 0.75 with
   ``max_dets``); ``"coco"`` (``coco_stats`` with caps 1, 10, ``max_dets``); ``"froc"``
-  (``froc`` at ``froc_iou``, default ``iou``, with every detection).
+  (``froc`` at ``froc_iou``, default ``iou``, with every detection; boxes only: not for
+  ``iou_type="segm"``).
   """
   caps = sorted({1, 10, int(max_dets)})
-  coco = evaluate(ground_truth, results, COCO_IOU_THRESHOLDS, caps, area_source=area_source)
+  coco = evaluate(ground_truth, results, COCO_IOU_THRESHOLDS, caps, area_source=area_source, iou_type=iou_type)
   if np.any(np.isclose(COCO_IOU_THRESHOLDS, iou, rtol=0, atol=1e-12)):
     single = coco
   else:
-    single = evaluate(ground_truth, results, [iou], [max_dets], area_source=area_source)
+    single = evaluate(ground_truth, results, [iou], [max_dets], area_source=area_source, iou_type=iou_type)
   metrics: Dict[str, Any] = dict(_headline(single, iou, max_dets))
   metrics[f"per_class_AP@{iou:g}"] = single.per_class_ap(iou, "all", max_dets)
   metrics["mAP@50"] = coco.average_precision(0.5, "all", max_dets)
   metrics["mAP@75"] = coco.average_precision(0.75, "all", max_dets)
   metrics["coco"] = coco_stats(coco, max_dets)
-  froc_iou = iou if froc_iou is None else froc_iou
-  metrics["froc"] = {"iou": froc_iou, **froc(ground_truth, results, fps_per_image, froc_iou, area_source=area_source)}
+  if iou_type == "bbox":
+    froc_iou = iou if froc_iou is None else froc_iou
+    metrics["froc"] = {"iou": froc_iou, **froc(ground_truth, results, fps_per_image, froc_iou, area_source=area_source)}
   return metrics

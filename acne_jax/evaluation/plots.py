@@ -67,7 +67,7 @@ def _model_outputs(config, workdir, eval_data, num_images: int, batch_size: int)
       "decoded": stack(decoded),
       "feature_sizes": sizes,
       "anchors": [np.asarray(a) for a in anchors],
-      "strides": spec.anchor_strides,
+      "strides": spec.rpn.anchor_strides,
       "detections": jax.tree_util.tree_map(lambda *x: np.concatenate(x), *dets),
   }
 

@@ -36,6 +36,34 @@ def encode(mask: np.ndarray) -> Dict[str, Any]:
   return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts_to_string(counts)}
 
 
+def encode_window(window: np.ndarray, top: int, left: int, height: int, width: int) -> Dict[str, Any]:
+  """Compressed COCO RLE of an ``[height, width]`` mask that is zero outside ``window`` (placed
+  with its top-left pixel at ``(top, left)``), without materialising the whole mask: a
+  whole-face photo has 18 M pixels, a lesion's window a few hundred."""
+  window = np.asarray(window) != 0
+  rows, cols = window.shape
+  if rows == 0 or cols == 0 or not window.any():
+    return {"size": [int(height), int(width)], "counts": counts_to_string([int(height) * int(width)])}
+  if top < 0 or left < 0 or top + rows > height or left + cols > width:
+    raise ValueError(f"rle.encode_window: a {rows} x {cols} window at ({top}, {left}) is not inside {height} x {width}.")
+  padded = np.zeros((rows + 2, cols), np.int8)
+  padded[1:-1] = window
+  change = np.diff(padded, axis=0)  # [rows + 1, cols]: +1 where a run of ones starts, -1 past its end
+  start_row, start_col = np.nonzero(change.T == 1)[::-1]
+  end_row, end_col = np.nonzero(change.T == -1)[::-1]
+  # np.nonzero on the transpose walks column by column: runs come out in column-major order.
+  starts = (start_col + left) * height + start_row + top
+  ends = (end_col + left) * height + end_row + top
+  # Runs ending at the bottom row and starting again at the top of the next column are one run.
+  joined = np.r_[False, ends[:-1] == starts[1:]] if len(starts) else np.zeros(0, bool)
+  starts, ends = starts[~joined], ends[np.r_[~joined[1:], True]] if len(ends) else ends
+  bounds = np.ravel(np.column_stack([starts, ends]))
+  counts = np.diff(np.r_[0, bounds, int(height) * int(width)]).tolist()
+  if counts[-1] == 0:  # the mask ends with a one: no trailing run of zeros
+    counts.pop()
+  return {"size": [int(height), int(width)], "counts": counts_to_string(counts)}
+
+
 def counts_to_string(counts: Sequence[int]) -> str:
   """COCO's compressed form of uncompressed run lengths (see the module docstring)."""
   out = []
@@ -101,6 +129,21 @@ def intervals(rle: Mapping[str, Any]) -> Tuple[np.ndarray, np.ndarray]:
   starts, ends = bounds[1:-1:2], bounds[2::2]
   keep = ends > starts
   return starts[keep], ends[keep]
+
+
+def bbox_of(runs: Tuple[np.ndarray, np.ndarray], height: int) -> List[float]:
+  """COCO ``[x, y, w, h]`` of a mask from its runs of ones (pycocotools' ``toBbox``: whole pixels,
+  ``w = x_max - x_min + 1``; ``[0, 0, 0, 0]`` for an empty mask)."""
+  starts, ends = runs
+  if not len(starts):
+    return [0.0, 0.0, 0.0, 0.0]
+  last = ends - 1
+  first_col, last_col = starts // height, last // height
+  one_column = first_col == last_col
+  y_min = np.where(one_column, starts % height, 0).min()
+  y_max = np.where(one_column, last % height, height - 1).max()
+  x_min, x_max = first_col.min(), last_col.max()
+  return [float(x_min), float(y_min), float(x_max - x_min + 1), float(y_max - y_min + 1)]
 
 
 def area(rle: Mapping[str, Any]) -> int:

@@ -68,6 +68,7 @@ class SampledRois(NamedTuple):
     labels: ``[B, S]`` int32 class in ``0..K-1`` for positives, ``K`` (background) otherwise.
     positive: ``[B, S]`` bool.
     target_boxes: ``[B, S, 4]`` matched ground truth (the RoI itself where not positive).
+    gt_index: ``[B, S]`` int32 index of the matched ground truth (meaningful for positives).
   """
 
   boxes: jnp.ndarray
@@ -75,6 +76,7 @@ class SampledRois(NamedTuple):
   labels: jnp.ndarray
   positive: jnp.ndarray
   target_boxes: jnp.ndarray
+  gt_index: jnp.ndarray
 
 
 def sample_rois(
@@ -116,7 +118,7 @@ def sample_rois(
     matched = assignment.gt_index[sample.indices]
     labels = jnp.where(sample.positive, labels[matched], num_classes).astype(jnp.int32)
     targets = jnp.where(sample.positive[:, None], gts[matched], rois)
-    return SampledRois(rois, sample.valid, labels, sample.positive, targets)
+    return SampledRois(rois, sample.valid, labels, sample.positive, targets, matched.astype(jnp.int32))
 
   keys = jax.random.split(key, proposal_boxes.shape[0])
   return jax.vmap(one_image)(keys, proposal_boxes, proposal_valid, gt_boxes, gt_labels, gt_valid)

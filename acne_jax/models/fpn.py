@@ -2,8 +2,10 @@
 
 1x1 lateral convolutions bring C2-C5 to ``channels``; each coarser map is upsampled
 (nearest, x2) and added to the next finer lateral; a 3x3 output convolution smooths every sum.
-P6, when asked for, is a stride-2 max-pool of P5 (Detectron/MMDetection ``add_extra_convs=False``).
-The SADH reference keeps P2-P5 only (``num_outs=4``) because acne lesions are small.
+P6, the extra top level, is made by ``extra_level``: ``"max_pool"``, a stride-2 1x1 max-pool of
+P5 (torchvision's ``LastLevelMaxPool``, MMDetection ``add_extra_convs=False``), or ``"conv"``, a
+3x3 stride-2 convolution on P5 (MMDetection ``add_extra_convs="on_output"``); ``"none"``, the
+SADH reference's choice (``num_outs=4``), keeps P2-P5 only because acne lesions are small.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ def _upsample_to(x: jnp.ndarray, size) -> jnp.ndarray:
 class FPN(nn.Module):
   """Attributes:
     channels: output channels of every level (256 in the papers).
-    add_p6: also return P6 = max-pool(P5, 1, stride 2).
+    extra_level: how P6 is made: ``"none"``, ``"max_pool"`` or ``"conv"`` (module docstring).
   """
 
   channels: int = 256
-  add_p6: bool = False
+  extra_level: str = "none"
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -55,6 +57,11 @@ class FPN(nn.Module):
         f"P{i + 2}": nn.Conv(self.channels, (3, 3), padding=((1, 1), (1, 1)), kernel_init=fpn_init, name=f"output_P{i + 2}", dtype=self.dtype)(lateral)
         for i, lateral in enumerate(laterals)
     }
-    if self.add_p6:
+    if self.extra_level == "max_pool":
       outputs["P6"] = outputs["P5"][:, ::2, ::2, :]
+    elif self.extra_level == "conv":
+      outputs["P6"] = nn.Conv(self.channels, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), kernel_init=fpn_init,
+                              name="extra_P6", dtype=self.dtype)(outputs["P5"])
+    elif self.extra_level != "none":
+      raise ValueError(f"FPN: extra_level must be 'none', 'max_pool' or 'conv'; got {self.extra_level!r}.")
     return outputs

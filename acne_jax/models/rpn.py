@@ -57,10 +57,18 @@ def _flatten(x: jnp.ndarray, last: int) -> jnp.ndarray:
 
 
 class RPNHead(nn.Module):
-  """Vanilla RPN head. Attributes: ``num_anchors`` per location, ``channels`` of the conv."""
+  """Vanilla RPN head.
+
+  Attributes:
+    num_anchors: anchors per location.
+    channels: width of the shared 3x3 conv.
+    with_nwd: add the NWD branch, a 1x1 conv on the shared feature (the SADH paper's Table 4
+      groups 2 and 3 put the branch on the vanilla head: "we use the origin RPN").
+  """
 
   num_anchors: int = 3
   channels: int = 256
+  with_nwd: bool = False
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -69,10 +77,12 @@ class RPNHead(nn.Module):
     tower = _conv(self.channels, 3, "rpn_conv", self.dtype)
     cls = _conv(self.num_anchors, 1, "rpn_cls", self.dtype)
     reg = _conv(self.num_anchors * 4, 1, "rpn_reg", self.dtype)
+    nwd_out = _conv(self.num_anchors, 1, "rpn_nwd", self.dtype) if self.with_nwd else None
     outputs = []
     for x in features:
       y = nn.relu(tower(x))
-      outputs.append(LevelPredictions(_flatten(cls(y), 1), _flatten(reg(y), 4), None))
+      nwd = _flatten(nwd_out(y), 1) if nwd_out is not None else None
+      outputs.append(LevelPredictions(_flatten(cls(y), 1), _flatten(reg(y), 4), nwd))
     return outputs
 
 

@@ -11,6 +11,11 @@ Per image: anchors of all levels are assigned to the padded ground truth by max 
   decode(anchor, target deltas))``, C = 32. The prediction inside ``y`` is *not* detached, as
   in the reference, so this loss also pulls the regressor towards its target.
 
+  Table 4's ablations are options: ``branch_target`` ``"iou"``, ``"giou"`` or ``"diou"``
+  replaces the NWD in ``y`` (GIoU and DIoU lie in [-1, 1] and are mapped to ``(m + 1) / 2`` so
+  the sigmoid can reach them; the paper does not say how it did this), and ``branch_loss="l1"``
+  replaces SBCE by ``|y - p|``.
+
 All three are summed over the batch and divided by the same ``avg_factor``: the number of
 sampled anchors, counting at least one positive and one negative per image (MMDetection's
 ``num_total_pos + num_total_neg``).
@@ -30,6 +35,21 @@ from acne_jax.ops import losses
 from acne_jax.ops import sample as sample_ops
 
 
+def branch_target_function(name: str, nwd_constant: float = 32.0):
+  """``(predicted [N, 4], target [N, 4]) -> [N]`` in [0, 1]: the NWD branch's learning target.
+
+  ``"nwd"``: NWD with constant C; ``"iou"``: IoU; ``"giou"``, ``"diou"``: ``(m + 1) / 2`` of the
+  generalised / distance IoU, which lie in [-1, 1].
+  """
+  if name == "nwd":
+    return lambda a, b: box_ops.normalized_wasserstein_distance(a, b, nwd_constant)
+  pairwise = {"iou": box_ops.box_iou, "giou": box_ops.generalized_box_iou, "diou": box_ops.distance_box_iou}.get(name)
+  if pairwise is not None:
+    elementwise = jax.vmap(lambda a, b: pairwise(a[None], b[None])[0, 0])
+    return elementwise if name == "iou" else (lambda a, b: 0.5 * (elementwise(a, b) + 1.0))
+  raise ValueError(f"rpn_losses: branch_target must be 'nwd', 'iou', 'giou' or 'diou'; got {name!r}.")
+
+
 def rpn_losses(
     key: jax.Array,
     predictions: Sequence[LevelPredictions],
@@ -43,6 +63,8 @@ def rpn_losses(
     positive_fraction: float = 0.5,
     nwd_constant: float = 32.0,
     nwd_loss_weight: float = 1.0,
+    branch_target: str = "nwd",
+    branch_loss: str = "sbce",
 ) -> Dict[str, jnp.ndarray]:
   """RPN losses for a batch.
 
@@ -56,11 +78,16 @@ def rpn_losses(
     num_samples, positive_fraction: sampler settings.
     nwd_constant: ``C`` of the NWD target.
     nwd_loss_weight: ``lambda_nwd`` (eq. 4).
+    branch_target: what the NWD branch learns: ``"nwd"``, ``"iou"``, ``"giou"`` or ``"diou"``.
+    branch_loss: ``"sbce"`` or ``"l1"``.
 
   Returns:
     ``{"rpn_cls": scalar, "rpn_bbox": scalar}`` plus ``"rpn_nwd"`` when the head has the NWD
     branch.
   """
+  if branch_loss not in ("sbce", "l1"):
+    raise ValueError(f"rpn_losses: branch_loss must be 'sbce' or 'l1'; got {branch_loss!r}.")
+  branch_target_fn = branch_target_function(branch_target, nwd_constant)
   all_anchors = jnp.concatenate([jnp.asarray(a) for a in anchors])
   cls_logits = jnp.concatenate([p.cls_logits for p in predictions], axis=1)
   deltas = jnp.concatenate([p.deltas for p in predictions], axis=1)
@@ -85,8 +112,11 @@ def rpn_losses(
     bbox_loss = losses.l1_loss(pred_deltas[idx], target_deltas, pos_weight[:, None], reduction="sum")
     predicted_boxes = box_ops.decode_deltas(sampled_anchors, pred_deltas[idx])
     decoded_targets = box_ops.decode_deltas(sampled_anchors, target_deltas)
-    nwd_target = box_ops.normalized_wasserstein_distance(predicted_boxes, decoded_targets, nwd_constant)
-    nwd_loss = losses.soft_binary_cross_entropy_with_logits(nwd[idx], nwd_target, pos_weight, reduction="sum")
+    nwd_target = branch_target_fn(predicted_boxes, decoded_targets)
+    if branch_loss == "sbce":
+      nwd_loss = losses.soft_binary_cross_entropy_with_logits(nwd[idx], nwd_target, pos_weight, reduction="sum")
+    else:
+      nwd_loss = losses.l1_loss(jax.nn.sigmoid(nwd[idx]), nwd_target, pos_weight, reduction="sum")
     num_pos = jnp.sum(positive)
     num_neg = jnp.sum(sample.valid & ~positive)
     count = jnp.maximum(num_pos, 1) + jnp.maximum(num_neg, 1)

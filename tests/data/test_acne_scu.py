@@ -456,17 +456,18 @@ def test_training_streams_the_built_crops(labelme_dir, tmp_path):
   import json
 
   from acne_jax import train
+  from acne_jax.testing import tiny
   from configs import sadh
 
   data_dir = tmp_path / "tfds"
   _build("crops_256", data_dir, labelme_dir)
-  config = sadh.get_config("acne_scu")
+  config = tiny.apply(sadh.get_config("acne_scu"))
   with config.unlocked():
     config.data.update(builder_config="crops_256", data_dir=str(data_dir), image_size=(256, 256), max_boxes=16,
                        worker_count=0, eval_split="test")
-    config.model.update(depth=18, width=8, norm="gn", fpn_channels=16, gn_groups=8, fc_dim=32, anchor_scales=(4.0,),
-                        train_nms_pre=100, train_max_proposals=32, test_nms_pre=100, test_max_proposals=32,
-                        rcnn_num_samples=16, max_detections=20, detection_pre_nms_top_k=64)
+    config.model.backbone.norm = "gn"
+    config.model.rpn.update(anchor_scales=(4.0,), train_nms_pre=100, train_max_proposals=32, test_nms_pre=100, test_max_proposals=32)
+    config.model.roi_head.box.update(num_samples=16, max_detections=20, pre_nms_top_k=64)
     config.train.update(batch_size=2, steps=2, epochs=0, log_every=1, checkpoint_every=2)
     config.optimizer.update(warmup_steps=0, decay_epochs=())
     config.eval.batch_size = 2

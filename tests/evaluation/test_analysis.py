@@ -72,7 +72,8 @@ def test_figures_render_from_trained_models(tmp_path):
   rpn_config = faster_rcnn.get_config()
   with rpn_config.unlocked():
     rpn_config.data = sadh_config.data
-    rpn_config.model.update({k: v for k, v in sadh_config.model.items() if k not in ("rpn_head", "with_nwd")})
+    rpn_config.model = sadh_config.model.to_dict()  # the same tiny model ...
+    rpn_config.model.rpn.update(head="rpn", with_nwd=False)  # ... with the vanilla RPN head
     rpn_config.train, rpn_config.optimizer, rpn_config.eval = sadh_config.train, sadh_config.optimizer, sadh_config.eval
   train.train_and_evaluate(sadh_config, str(tmp_path / "sadh"), show_progress=False)
   train.train_and_evaluate(rpn_config, str(tmp_path / "rpn"), show_progress=False)

@@ -61,7 +61,8 @@ def test_files_mode_prints_a_table_and_writes_json(files, tmp_path, capsys, iou,
   for key, value in expected.items():
     assert written[key] == pytest.approx(value, abs=1e-12), key
     assert f"{key.split('_')[0].split('@')[0]}@{iou:g}" in printed
-  assert written["settings"] == {"gt": gt_path, "dets": dets_path, "iou": iou, "max_dets": max_dets, "area_source": "box"}
+  assert written["settings"] == {"gt": gt_path, "dets": dets_path, "iou": iou, "max_dets": max_dets, "area_source": "box",
+                                 "iou_type": "bbox"}
   assert set(written[f"per_class_AP@{iou:g}"]) == {"papule", "pustule"}
   assert written["coco"]["AP50"] == pytest.approx(written["mAP@50"])
   for text in ("3 images, 6 annotations, 2 categories", "10 detections", "papule", "pustule", "mAP@50", "AP75", "FROC", "8 FP"):

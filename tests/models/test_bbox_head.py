@@ -35,7 +35,8 @@ def test_rcnn_losses_match_numpy():
   labels = np.array([[0, 2, 3, 3, 1, 3]], np.int32)  # 3 = background
   valid = np.array([[True, True, True, True, True, False]])
   positive = (labels < k) & valid
-  rois = bbox_head.SampledRois(jnp.asarray(boxes), jnp.asarray(valid), jnp.asarray(labels), jnp.asarray(positive), jnp.asarray(targets))
+  rois = bbox_head.SampledRois(jnp.asarray(boxes), jnp.asarray(valid), jnp.asarray(labels), jnp.asarray(positive), jnp.asarray(targets),
+                               jnp.zeros(labels.shape, jnp.int32))
   logits = rng.normal(0, 1, (s, k + 1)).astype(np.float32)
   deltas = rng.normal(0, 1, (s, k, 4)).astype(np.float32)
   out = bbox_head.rcnn_losses(jnp.asarray(logits), jnp.asarray(deltas), rois)

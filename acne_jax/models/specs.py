@@ -1,0 +1,221 @@
+"""Every setting of a two-stage detector, one frozen dataclass per component.
+
+The ``model`` section of a config has one sub-section per component, and each component reads
+only its own (habit 8 of ``DESIGN.md``: a component gets one sub-config, its fields are never
+copied onto the parent)::
+
+  model.backbone   BackboneSpec   ResNet depth, width, normalisation, frozen stages
+  model.neck       NeckSpec       FPN channels and how an extra top level is made
+  model.rpn        RPNSpec        head type, anchors, assigner, sampler, NWD branch, proposals
+  model.roi_head   RoIHeadSpec    head type, classes, RoIAlign, and the box / mask settings
+
+Defaults are the SADH paper's AcneSCU setting (section 4.2 and the reference's
+``skin_config.py``). :func:`spec_from_config` builds the whole tree from a config section,
+rejecting an unknown key with the section it is in and the closest known keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any, Mapping, Tuple
+
+RPN_HEADS = ("rpn", "sadh")
+ROI_HEADS = ("box", "mask")
+EXTRA_LEVELS = ("none", "max_pool", "conv")
+NWD_TARGETS = ("nwd", "iou", "giou", "diou")
+NWD_LOSSES = ("sbce", "l1")
+NORMS = ("frozen_bn", "bn", "gn")
+
+
+def _choice(name: str, value: Any, choices: Tuple[str, ...]) -> None:
+  if value not in choices:
+    raise ValueError(f"model.{name} must be one of {choices}; got {value!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneSpec:
+  """ResNet (``acne_jax.models.resnet``)."""
+
+  depth: int = 50  # 18, 34, 50 or 101
+  width: int = 64  # channels of the first stage; smaller gives the thin CPU variants
+  norm: str = "frozen_bn"  # "frozen_bn", "bn" or "gn" (32 groups)
+  frozen_stages: int = -1  # stem and stages 1..k get no gradient (-1: train everything)
+  zero_init_residual: bool = False
+
+  def __post_init__(self):
+    _choice("backbone.norm", self.norm, NORMS)
+
+
+@dataclasses.dataclass(frozen=True)
+class NeckSpec:
+  """FPN (``acne_jax.models.fpn``): P2-P5, plus P6 when ``extra_level`` is not ``"none"``."""
+
+  channels: int = 256
+  extra_level: str = "none"  # "none" (the SADH reference), "max_pool" (torchvision, Detectron2) or "conv" (3x3/2 on P5)
+
+  def __post_init__(self):
+    _choice("neck.extra_level", self.extra_level, EXTRA_LEVELS)
+
+
+@dataclasses.dataclass(frozen=True)
+class RPNSpec:
+  """RPN or SADH head, its targets and losses, and proposal generation (``models/rpn*.py``,
+  ``models/proposals.py``). The NWD-branch options are the SADH paper's Table 4 ablations."""
+
+  head: str = "sadh"  # "rpn" (vanilla 3x3 tower) or "sadh" (spatial-aware double head)
+  # Anchors (one level per stride: 4..32 are P2-P5, 64 needs neck.extra_level).
+  anchor_strides: Tuple[int, ...] = (4, 8, 16, 32)
+  anchor_scales: Tuple[float, ...] = (8.0,)
+  anchor_ratios: Tuple[float, ...] = (0.5, 1.0, 2.0)
+  # Max-IoU assigner and random sampler.
+  pos_iou: float = 0.5
+  neg_iou: float = 0.3
+  min_pos_iou: float = 0.3
+  num_samples: int = 256
+  positive_fraction: float = 0.5
+  # SADH towers.
+  gn_groups: int = 32
+  cls_kernel: int = 1  # 1 is SADH; 3 the Table 4 ablation
+  reg_kernel: int = 3
+  # NWD prediction branch (SADH section 3.3), on either head.
+  with_nwd: bool = True
+  nwd_target: str = "nwd"  # what the branch learns: "nwd", "iou", "giou" or "diou" (Table 4, group 3)
+  nwd_loss: str = "sbce"  # "sbce" or "l1" (Table 4, group 2)
+  nwd_constant: float = 32.0  # C of the NWD
+  nwd_loss_weight: float = 1.0
+  nwd_score_weight: float = 1.0  # w of the rectified score, eq. 5
+  # Proposals.
+  train_nms_pre: int = 2000
+  train_max_proposals: int = 1000
+  test_nms_pre: int = 2000
+  test_max_proposals: int = 1000
+  nms_iou: float = 0.7
+  train_min_size: float = 0.0
+  test_min_size: float = 10.0
+
+  def __post_init__(self):
+    _choice("rpn.head", self.head, RPN_HEADS)
+    _choice("rpn.nwd_target", self.nwd_target, NWD_TARGETS)
+    _choice("rpn.nwd_loss", self.nwd_loss, NWD_LOSSES)
+    for name in ("cls_kernel", "reg_kernel"):
+      if getattr(self, name) not in (1, 3):
+        raise ValueError(f"model.rpn.{name} must be 1 or 3; got {getattr(self, name)!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class BoxHeadSpec:
+  """Shared2FC box head, its RoI sampling and inference (``models/bbox_head.py``)."""
+
+  fc_dim: int = 1024
+  pos_iou: float = 0.5
+  neg_iou: float = 0.5
+  min_pos_iou: float = 0.5
+  num_samples: int = 512
+  positive_fraction: float = 0.25
+  score_threshold: float = 0.05
+  nms_iou: float = 0.5
+  max_detections: int = 200
+  pre_nms_top_k: int = 4000
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskHeadSpec:
+  """FCN mask head (``models/mask_head.py``), MMDetection 2 ``FCNMaskHead``."""
+
+  roi_size: int = 14  # RoIAlign output; the head predicts 2 * roi_size masks
+  channels: int = 256
+  num_convs: int = 4
+  loss_weight: float = 1.0
+  threshold: float = 0.5  # binarises pasted masks at inference
+
+
+@dataclasses.dataclass(frozen=True)
+class RoIHeadSpec:
+  """The stage after the proposals (``models/roi_heads.py``): ``type`` picks the head."""
+
+  type: str = "box"  # "box" (Faster R-CNN) or "mask" (Mask R-CNN)
+  num_classes: int = 10
+  # RoIAlign of the box branch.
+  roi_size: int = 7
+  sampling_ratio: int = 0
+  aligned: bool = True
+  max_sampling_ratio: int = 4  # static cap of the adaptive grid; exact up to this (ops/roi_align.py)
+  box: BoxHeadSpec = BoxHeadSpec()
+  mask: MaskHeadSpec = MaskHeadSpec()
+
+  def __post_init__(self):
+    _choice("roi_head.type", self.type, ROI_HEADS)
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectorSpec:
+  """The whole detector."""
+
+  backbone: BackboneSpec = BackboneSpec()
+  neck: NeckSpec = NeckSpec()
+  rpn: RPNSpec = RPNSpec()
+  roi_head: RoIHeadSpec = RoIHeadSpec()
+
+  def __post_init__(self):
+    if self.rpn.head == "sadh" and self.neck.channels % self.rpn.gn_groups:
+      raise ValueError(f"model.neck.channels ({self.neck.channels}) must be divisible by model.rpn.gn_groups "
+                       f"({self.rpn.gn_groups}) for the SADH head.")
+    levels = len(self.rpn.anchor_strides)
+    if tuple(self.rpn.anchor_strides) != tuple(4 * 2**i for i in range(levels)):
+      raise ValueError(f"model.rpn.anchor_strides must be the FPN strides in order, (4, 8, 16, 32[, 64]); got {self.rpn.anchor_strides}.")
+    if levels > 4 and self.neck.extra_level == "none":
+      raise ValueError(f"model.rpn.anchor_strides has {levels} levels but the neck makes P2-P5 only; set "
+                       "model.neck.extra_level to 'max_pool' or 'conv' for P6.")
+    if levels > 5:
+      raise ValueError(f"model.rpn.anchor_strides: at most 5 levels (P2-P6); got {self.rpn.anchor_strides}.")
+
+  @property
+  def num_classes(self) -> int:
+    return self.roi_head.num_classes
+
+
+def _build(cls, values: Mapping[str, Any], section: str):
+  """``cls`` from a mapping, recursing into nested specs; unknown keys name ``section``."""
+  fields = {f.name: f for f in dataclasses.fields(cls)}
+  unknown = sorted(set(values) - set(fields))
+  if unknown:
+    hints = []
+    for key in unknown:
+      close = difflib.get_close_matches(key, list(fields), n=2)
+      hints.append(f"'{section}.{key}'" + (f" (did you mean {' or '.join(repr(f'{section}.{c}') for c in close)}?)" if close else ""))
+    raise ValueError(f"unknown config key(s) {', '.join(hints)}; section '{section}' has {sorted(fields)}.")
+  kwargs = {}
+  for name, value in values.items():
+    default = fields[name].default
+    if dataclasses.is_dataclass(default):
+      if not isinstance(value, Mapping):
+        raise ValueError(f"config key '{section}.{name}' is a section; got {value!r}.")
+      kwargs[name] = _build(type(default), value, f"{section}.{name}")
+    elif isinstance(default, tuple):
+      kwargs[name] = tuple(value)
+    else:
+      kwargs[name] = value
+  return cls(**kwargs)
+
+
+def spec_from_config(model_config: Mapping[str, Any]) -> DetectorSpec:
+  """:class:`DetectorSpec` from the ``model`` section of a config (a ConfigDict or dict tree).
+
+  Raises:
+    ValueError: for an unknown key (naming its section and the closest keys) or a bad value.
+  """
+  return _build(DetectorSpec, _to_dict(model_config), "model")
+
+
+def _to_dict(tree: Any) -> Any:
+  if hasattr(tree, "to_dict"):
+    tree = tree.to_dict()
+  if isinstance(tree, Mapping):
+    return {k: _to_dict(v) for k, v in tree.items()}
+  return tree
+
+
+def default_model_config() -> dict:
+  """The ``model`` section with every field at its default, as a nested dict."""
+  return dataclasses.asdict(DetectorSpec())

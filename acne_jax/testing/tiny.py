@@ -1,0 +1,40 @@
+"""A tiny model for tests and smoke runs: the same detector, a few thousand parameters wide.
+
+``TINY_MODEL`` maps ``model`` config keys (dotted, below ``model.``) to values; :func:`apply`
+sets them on a config, :func:`flags` spells them as command-line overrides. One table serves
+every test that trains or restores a model, so the tests agree on what "tiny" is.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Mapping
+
+import ml_collections
+
+TINY_MODEL: Dict[str, object] = {
+    "backbone.depth": 18, "backbone.width": 8,
+    "neck.channels": 16,
+    "rpn.gn_groups": 8, "rpn.train_nms_pre": 200, "rpn.train_max_proposals": 64, "rpn.test_nms_pre": 200,
+    "rpn.test_max_proposals": 64,
+    "roi_head.box.fc_dim": 32, "roi_head.box.num_samples": 32, "roi_head.box.pre_nms_top_k": 256,
+    "roi_head.mask.channels": 16, "roi_head.mask.num_convs": 2,
+}
+
+
+def apply(config: ml_collections.ConfigDict, overrides: Mapping[str, object] = TINY_MODEL) -> ml_collections.ConfigDict:
+  """Sets ``config.model.<key> = value`` for every override (the config is unlocked for it)."""
+  with config.unlocked():
+    for key, value in overrides.items():
+      *parents, leaf = key.split(".")
+      node = config.model
+      for name in parents:
+        node = node[name]
+      if leaf not in node:
+        raise KeyError(f"tiny.apply: model.{key} is not a config key")
+      node[leaf] = value
+  return config
+
+
+def flags(overrides: Mapping[str, object] = TINY_MODEL) -> List[str]:
+  """``["--config.model.backbone.depth=18", ...]``."""
+  return [f"--config.model.{key}={value}" for key, value in overrides.items()]
