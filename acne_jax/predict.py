@@ -320,7 +320,7 @@ def count_classes(classes: np.ndarray, scores: np.ndarray, class_names: Sequence
 
 
 def draw_detections(image: np.ndarray, detections: Mapping[str, np.ndarray], class_names: Sequence[str],
-                    score_threshold, max_side: int = 2048) -> np.ndarray:
+                    score_threshold, max_side: int = 2048, mask_threshold: float = 0.5) -> np.ndarray:
   """uint8 RGB figure: ``image`` (longer side downscaled to ``max_side``) with the boxes
   counted at ``score_threshold`` (scalar, or per class ``[K]``) in class colours, and a legend
   of class names and counts below."""
@@ -341,7 +341,7 @@ def draw_detections(image: np.ndarray, detections: Mapping[str, np.ndarray], cla
     overlay = out.copy()
     mask_boxes = np.asarray(detections["mask_boxes"], np.float64)[keep] * scale
     for probs, mask_box, cls in zip(np.asarray(detections["masks"])[keep], mask_boxes, classes):
-      window, top, left = paste_mask_window(probs.astype(np.float32), mask_box, out.shape[0], out.shape[1])
+      window, top, left = paste_mask_window(probs.astype(np.float32), mask_box, out.shape[0], out.shape[1], mask_threshold)
       region = overlay[top:top + window.shape[0], left:left + window.shape[1]]
       region[window.astype(bool)] = colors[int(cls)]
     out = cv2.addWeighted(overlay, 0.45, out, 0.55, 0.0)
@@ -377,7 +377,7 @@ def _legend(width: int, class_names: Sequence[str], colors, counts: Mapping[str,
 
 
 def write_outputs(out_dir: str, stem: str, image: np.ndarray, detections: Mapping[str, np.ndarray], image_id: int,
-                  class_names: Sequence[str], score_threshold, draw_max_side: int = 2048) -> Dict[str, str]:
+                  class_names: Sequence[str], score_threshold, draw_max_side: int = 2048, mask_threshold: float = 0.5) -> Dict[str, str]:
   """Writes ``<stem>_detections.json``, ``<stem>_detections.png`` and ``<stem>_counts.json``; returns their paths."""
   from acne_jax.evaluation import coco_metrics
 
@@ -392,11 +392,11 @@ def write_outputs(out_dir: str, stem: str, image: np.ndarray, detections: Mappin
 
     height, width = image.shape[:2]
     for result, probs, box in zip(results, detections["masks"], detections["mask_boxes"]):
-      window, top, left = paste_mask_window(np.asarray(probs, np.float32), box, height, width)
+      window, top, left = paste_mask_window(np.asarray(probs, np.float32), box, height, width, mask_threshold)
       result["segmentation"] = rle.encode_window(window, top, left, height, width)
   with open(paths["detections.json"], "w") as f:
     json.dump(results, f)
-  figure = draw_detections(image, detections, class_names, score_threshold, draw_max_side)
+  figure = draw_detections(image, detections, class_names, score_threshold, draw_max_side, mask_threshold)
   if not cv2.imwrite(paths["detections.png"], cv2.cvtColor(figure, cv2.COLOR_RGB2BGR)):
     raise OSError(f"could not write {paths['detections.png']}")
   with open(paths["counts.json"], "w") as f:
@@ -540,7 +540,7 @@ def main(argv=None) -> int:
                                  flag_values.merge_iou, flag_values.drop_truncated, flag_values.border_margin)
       stem = os.path.splitext(os.path.basename(path))[0]
       paths = write_outputs(out_dir, stem, image, detections, flag_values.image_id + offset, names, thresholds,
-                            flag_values.draw_max_side)
+                            flag_values.draw_max_side, float(config.model.roi_head.mask.threshold))
       counts = count_classes(detections["classes"], detections["scores"], names, thresholds)
       listed = ", ".join(f"{name} {n}" for name, n in counts.items() if n) or "none"
       print(f"{path} ({image.shape[1]}x{image.shape[0]}): {sum(counts.values())} lesions counted ({rule}; "

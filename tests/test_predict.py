@@ -330,10 +330,9 @@ def _save_initial_checkpoint(workdir):
   from acne_jax import train
   from acne_jax.models.detector import TwoStageDetector, spec_from_config
   from acne_jax.training import optim
+  from acne_jax.testing import tiny
   from acne_jax.training.checkpoint import Checkpointer
   from configs import sadh
-
-  from acne_jax.testing import tiny
 
   config = tiny.apply(sadh.get_config())
   with config.unlocked():
@@ -345,16 +344,9 @@ def _save_initial_checkpoint(workdir):
   # eagerly (or compiling it) would cost most of this test's time budget.
   abstract = jax.eval_shape(lambda k: train.create_state(model, optax.identity(), k, (96, 96), 8, 1), jax.random.key(0))
   rng = np.random.default_rng(0)
-
-  def draw(path, leaf):
-    name = getattr(path[-1], "key", "")
-    if name == "kernel":
-      return (rng.standard_normal(leaf.shape) / np.sqrt(np.prod(leaf.shape[:-1]))).astype(leaf.dtype)
-    return (np.ones if name in ("scale", "var") else np.zeros)(leaf.shape, leaf.dtype)
-
-  params = jax.tree_util.tree_map_with_path(draw, abstract["params"])
+  params = tiny.draw_parameters(abstract["params"], rng)
   tx, _ = optim.make_optimizer(train.optimizer_config(config, per_epoch=1), abstract["params"], None)
-  batch_stats = jax.tree_util.tree_map_with_path(draw, abstract["batch_stats"])
+  batch_stats = tiny.draw_parameters(abstract["batch_stats"], rng)
   state = {"step": np.zeros((), np.int32), "params": params, "batch_stats": batch_stats, "opt_state": tx.init(params)}
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
   checkpointer.save(0, state, {"step": 0})

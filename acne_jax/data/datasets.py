@@ -52,40 +52,37 @@ def _prepared_builder(data: Mapping[str, Any]):
   return builder
 
 
-def load_sources(data: Mapping[str, Any]):
-  """``(train source, eval source, class names)`` as random-access TFDS data sources."""
-  name = data["name"]
-  if name == "synthetic_acne":
-    data_dir = resolve(data["data_dir"] or sources.default_data_dir())
-    return (sources.load_synthetic_source(data["train_split"], data_dir, data["builder_config"]),
-            sources.load_synthetic_source(data["eval_split"], data_dir, data["builder_config"]), CLASS_NAMES)
-  if name in REAL_DATASETS:
-    builder = _prepared_builder(data)
-    names = builder.info.features["objects"]["label"].names
-    return builder.as_data_source(split=data["train_split"]), builder.as_data_source(split=data["eval_split"]), tuple(names)
-  raise ValueError(f"unknown data.name {name!r}; known: 'synthetic_acne', {', '.join(map(repr, REAL_DATASETS))}.")
-
-
-def load_split_by_name(data: Mapping[str, Any], split: str) -> InMemoryDataset:
-  """Any split of the data set (e.g. ``"validation"`` for calibration) decoded into memory.
+def source(data: Mapping[str, Any], split: str, config_key: str = "data.train_split / data.eval_split"):
+  """``(random-access TFDS source of split, class names)``; the embedded data set builds itself.
 
   Raises:
-    ValueError: naming the data set and its splits, when it has no such split.
+    DatasetNotFoundError: a real data set that is not built yet (saying how to build it).
+    ValueError: an unknown data set, or a split it does not have (naming the ones it has).
   """
   name = data["name"]
   if name == "synthetic_acne":
     data_dir = resolve(data["data_dir"] or sources.default_data_dir())
-    source = sources.load_synthetic_source(split, data_dir, data["builder_config"])
-  elif name in REAL_DATASETS:
+    return sources.load_synthetic_source(split, data_dir, data["builder_config"]), CLASS_NAMES
+  if name in REAL_DATASETS:
     builder = _prepared_builder(data)
     if split not in builder.info.splits:
       raise ValueError(f"the {name} data set ({data['builder_config']}) has no {split!r} split (it has "
-                       f"{', '.join(sorted(builder.info.splits))}); set eval.calibration_split to one of them, or '' for none.")
-    source = builder.as_data_source(split=split)
-  else:
-    raise ValueError(f"unknown data.name {name!r}; known: 'synthetic_acne', {', '.join(map(repr, REAL_DATASETS))}.")
-  return InMemoryDataset.from_records(source, image_size=tuple(data["image_size"]), max_boxes=data["max_boxes"],
-                                      drop_labels=tuple(data["drop_labels"]), name=f"{name}/{split}", mask_size=mask_size(data))
+                       f"{', '.join(sorted(builder.info.splits))}); set {config_key} to one of them.")
+    return builder.as_data_source(split=split), tuple(builder.info.features["objects"]["label"].names)
+  raise ValueError(f"unknown data.name {name!r}; known: 'synthetic_acne', {', '.join(map(repr, REAL_DATASETS))}.")
+
+
+def load_sources(data: Mapping[str, Any]):
+  """``(train source, eval source, class names)`` as random-access TFDS data sources."""
+  train, class_names = source(data, data["train_split"])
+  evaluation, _ = source(data, data["eval_split"])
+  return train, evaluation, class_names
+
+
+def load_split_by_name(data: Mapping[str, Any], split: str, config_key: str = "eval.calibration_split") -> InMemoryDataset:
+  """Any split of the data set (e.g. ``"validation"`` for calibration) decoded into memory;
+  ``config_key`` is the setting a missing split's error tells the user to change."""
+  return _decode(data, source(data, split, config_key)[0], split)
 
 
 def load(data: Mapping[str, Any]) -> Tuple[InMemoryDataset, InMemoryDataset, Sequence[str]]:
@@ -99,7 +96,12 @@ def mask_size(data: Mapping[str, Any]) -> int:
   return int(data["mask_size"]) if data.get("with_masks") else 0
 
 
-def load_split(data: Mapping[str, Any], source, split_key: str) -> InMemoryDataset:
+def load_split(data: Mapping[str, Any], records, split_key: str) -> InMemoryDataset:
+  """The records of the split named by ``data[split_key]`` decoded into memory."""
+  return _decode(data, records, data[split_key])
+
+
+def _decode(data: Mapping[str, Any], records, split: str) -> InMemoryDataset:
   return InMemoryDataset.from_records(
-      source, image_size=tuple(data["image_size"]), max_boxes=data["max_boxes"], drop_labels=tuple(data["drop_labels"]),
-      name=f"{data['name']}/{data[split_key]}", mask_size=mask_size(data))
+      records, image_size=tuple(data["image_size"]), max_boxes=data["max_boxes"], drop_labels=tuple(data["drop_labels"]),
+      name=f"{data['name']}/{split}", mask_size=mask_size(data))

@@ -363,13 +363,8 @@ def _mask_pair_iou(det_masks, gt_masks, det_index: np.ndarray, gt_index: np.ndar
   where the ground truth is a crowd region (pycocotools' ``maskUtils.iou``)."""
   from acne_jax.evaluation import rle
 
-  out = np.zeros(len(det_index))
-  for p, (d, g) in enumerate(zip(det_index.tolist(), gt_index.tolist())):
-    inter = rle._overlap(det_masks[d], gt_masks[g])
-    det_area = float(np.sum(det_masks[d][1] - det_masks[d][0]))
-    union = det_area if crowd[p] else det_area + float(np.sum(gt_masks[g][1] - gt_masks[g][0])) - inter
-    out[p] = inter / union if union > 0 else 0.0
-  return out
+  return np.asarray([rle.runs_iou(det_masks[d], gt_masks[g], bool(c))
+                     for d, g, c in zip(det_index.tolist(), gt_index.tolist(), crowd.tolist())], np.float64)
 
 
 def _match(gt: _Boxes, dt: _Boxes, num_categories: int, thresholds: np.ndarray, area_ranges: np.ndarray,

@@ -21,16 +21,25 @@ import numpy as np
 from acne_jax.evaluation import coco_metrics, rle
 
 
-def place(bitmap: np.ndarray, frame: Sequence[float], height: int, width: int) -> np.ndarray:
-  """uint8 ``[height, width]`` binary mask of one ground-truth bitmap (255 inside) in its frame."""
+def place_window(bitmap: np.ndarray, frame: Sequence[float], height: int, width: int):
+  """``(uint8 window, top, left)``: one ground-truth bitmap (255 inside) as image pixels, cut
+  to the image; the image mask is zero elsewhere."""
   x0, y0, scale = int(round(frame[0])), int(round(frame[1])), int(round(frame[2]))
   cells = np.asarray(bitmap) >= 128
   if scale > 1:
     cells = np.kron(cells, np.ones((scale, scale), bool))
+  top, left = max(y0, 0), max(x0, 0)
+  bottom, right = min(y0 + cells.shape[0], height), min(x0 + cells.shape[1], width)
+  if bottom <= top or right <= left:
+    return np.zeros((0, 0), np.uint8), 0, 0
+  return cells[top - y0:bottom - y0, left - x0:right - x0].astype(np.uint8), top, left
+
+
+def place(bitmap: np.ndarray, frame: Sequence[float], height: int, width: int) -> np.ndarray:
+  """uint8 ``[height, width]`` binary mask of one ground-truth bitmap in its frame."""
   out = np.zeros((height, width), np.uint8)
-  ys, xs = slice(max(y0, 0), min(y0 + cells.shape[0], height)), slice(max(x0, 0), min(x0 + cells.shape[1], width))
-  if ys.start < ys.stop and xs.start < xs.stop:
-    out[ys, xs] = cells[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
+  window, top, left = place_window(bitmap, frame, height, width)
+  out[top:top + window.shape[0], left:left + window.shape[1]] = window
   return out
 
 
@@ -50,9 +59,9 @@ def ground_truth_with_masks(ground_truth: Mapping[str, Any], masks: np.ndarray, 
     height, width = (int(v) for v in image_sizes[n])
     for g in np.flatnonzero(valid[n]):
       entry = dict(next(entries))
-      full = place(masks[n, g], frames[n, g], height, width)
-      entry["segmentation"] = rle.encode(full)
-      entry["area"] = float(full.sum())
+      window, top, left = place_window(masks[n, g], frames[n, g], height, width)
+      entry["segmentation"] = rle.encode_window(window, top, left, height, width)
+      entry["area"] = float(window.sum())
       annotations.append(entry)
   out["annotations"] = annotations
   return out

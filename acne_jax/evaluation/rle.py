@@ -179,11 +179,16 @@ def iou(detections: Sequence[Mapping[str, Any]], ground_truth: Sequence[Mapping[
     raise ValueError(f"rle.iou: masks of different sizes {sorted(sizes)}")
   det_runs = [intervals(r) for r in detections]
   gt_runs = [intervals(r) for r in ground_truth]
-  det_area = np.asarray([int(np.sum(e - s)) for s, e in det_runs], np.float64)
-  gt_area = np.asarray([int(np.sum(e - s)) for s, e in gt_runs], np.float64)
   for i, d in enumerate(det_runs):
     for j, g in enumerate(gt_runs):
-      inter = _overlap(d, g)
-      union = det_area[i] if crowd[j] else det_area[i] + gt_area[j] - inter
-      out[i, j] = inter / union if union > 0 else 0.0
+      out[i, j] = runs_iou(d, g, bool(crowd[j]))
   return out
+
+
+def runs_iou(detection: Tuple[np.ndarray, np.ndarray], ground_truth: Tuple[np.ndarray, np.ndarray], crowd: bool = False) -> float:
+  """COCO mask IoU of two masks given by their runs of ones (:func:`intervals`): intersection
+  over union, or over the detection's area for a crowd ground truth; 0 for an empty union."""
+  inter = _overlap(detection, ground_truth)
+  det_area = float(np.sum(detection[1] - detection[0]))
+  union = det_area if crowd else det_area + float(np.sum(ground_truth[1] - ground_truth[0])) - inter
+  return inter / union if union > 0 else 0.0

@@ -38,3 +38,23 @@ def apply(config: ml_collections.ConfigDict, overrides: Mapping[str, object] = T
 def flags(overrides: Mapping[str, object] = TINY_MODEL) -> List[str]:
   """``["--config.model.backbone.depth=18", ...]``."""
   return [f"--config.model.{key}={value}" for key, value in overrides.items()]
+
+
+def draw_parameters(tree, rng, spread: float = 0.0):
+  """Values for a parameter (or batch-statistics) tree of ``jax.ShapeDtypeStruct`` leaves, drawn
+  with NumPy by shape, so a test gets a model without running (or compiling) its initialiser:
+  kernels ``N(0, 1 / fan_in)``; ``scale`` and ``var`` leaves ``1``, other leaves (biases,
+  means) ``0``, each plus ``spread * N(0, 1)`` when ``spread > 0``."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  def draw(path, leaf):
+    name = getattr(path[-1], "key", "")
+    if name == "kernel":
+      return jnp.asarray(rng.normal(size=leaf.shape) / np.sqrt(np.prod(leaf.shape[:-1])), leaf.dtype)
+    base = 1.0 if name in ("scale", "var") else 0.0
+    noise = spread * rng.normal(size=leaf.shape) if spread > 0 else 0.0
+    return jnp.asarray(base + noise, leaf.dtype) * jnp.ones(leaf.shape, leaf.dtype)
+
+  return jax.tree_util.tree_map_with_path(draw, tree)

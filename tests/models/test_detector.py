@@ -12,6 +12,7 @@ from acne_jax.models.detector import TwoStageDetector, spec_from_config
 from acne_jax.models.fpn import FPN
 from acne_jax.models.resnet import ResNet, resnet_out_channels
 from acne_jax.models.rpn_loss import branch_target_function
+from acne_jax.testing import tiny
 
 
 @pytest.mark.parametrize("depth", [18, 34, 50, 101])
@@ -167,17 +168,7 @@ def _losses(spec, with_masks=False):
   # scaled kernels, small random biases, GroupNorm scales near one. Every loss then depends on
   # every layer (the real initialisation starts the heads near-constant).
   abstract = jax.eval_shape(lambda: model.init(key, images, boxes, labels, valid, key, method="losses", **extra))
-  rng = np.random.default_rng(7)
-
-  def draw(path, leaf):
-    name = getattr(path[-1], "key", "")
-    if name == "kernel":
-      return jnp.asarray(rng.normal(size=leaf.shape) / np.sqrt(np.prod(leaf.shape[:-1])), jnp.float32)
-    if name == "scale":
-      return jnp.asarray(1.0 + 0.05 * rng.normal(size=leaf.shape), jnp.float32)
-    return jnp.asarray(0.05 * rng.normal(size=leaf.shape), jnp.float32)
-
-  variables = {"params": jax.tree_util.tree_map_with_path(draw, abstract["params"])}
+  variables = {"params": tiny.draw_parameters(abstract["params"], np.random.default_rng(7), spread=0.05)}
   out = jax.jit(lambda v: model.apply(v, images, boxes, labels, valid, jax.random.key(1), method="losses", **extra))(variables)
   return {k: float(v) for k, v in out.items()}
 
