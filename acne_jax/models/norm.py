@@ -1,7 +1,10 @@
 """Normalisation layers chosen by name from a config.
 
 ``"frozen_bn"``: batch norm with fixed statistics and affine parameters (MMDetection's
-``norm_eval`` with ``requires_grad=False``; right for ImageNet-initialised backbones).
+``norm_eval`` with ``requires_grad=False``, torchvision's ``FrozenBatchNorm2d``).
+``"eval_bn"``: batch norm that always uses its running statistics, which stay fixed, while its
+affine scale and bias are trained (MMDetection's ``norm_eval=True, requires_grad=True``, the
+setting of the SADH paper's ImageNet-initialised ResNet-50).
 ``"bn"``: batch norm whose statistics are updated from each batch during training (kept in the
 ``batch_stats`` collection). ``"gn"``: group norm, independent of the batch, the choice for a
 backbone trained from scratch on small per-device batches.
@@ -16,7 +19,7 @@ from typing import Callable
 import flax.linen as nn
 import jax.numpy as jnp
 
-NORMS = ("frozen_bn", "bn", "gn")
+NORMS = ("frozen_bn", "eval_bn", "bn", "gn")
 
 
 class FrozenBatchNorm(nn.Module):
@@ -37,6 +40,27 @@ class FrozenBatchNorm(nn.Module):
     }
     multiplier = stats["scale"].value * jnp.reciprocal(jnp.sqrt(stats["var"].value + self.epsilon))
     return x * multiplier + (stats["bias"].value - stats["mean"].value * multiplier)
+
+
+class EvalBatchNorm(nn.Module):
+  """``y = (x - mean) / sqrt(var + eps) * scale + bias``: statistics constant, affine trained.
+
+  ``mean`` and ``var`` live in ``batch_stats`` (never updated: a checkpoint's running averages),
+  ``scale`` and ``bias`` in ``params``, named as ``flax.linen.BatchNorm`` names them.
+  """
+
+  epsilon: float = 1e-5
+  scale_init: Callable = nn.initializers.ones
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    features = x.shape[-1]
+    mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), jnp.float32))
+    var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), jnp.float32))
+    scale = self.param("scale", self.scale_init, (features,), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
+    multiplier = scale * jnp.reciprocal(jnp.sqrt(var.value + self.epsilon))
+    return x * multiplier + (bias - mean.value * multiplier)
 
 
 class GroupNorm(nn.Module):
@@ -67,6 +91,8 @@ def make_norm(kind: str, train: bool, groups: int = 32, dtype=jnp.float32) -> Ca
   """
   if kind == "frozen_bn":
     return FrozenBatchNorm
+  if kind == "eval_bn":
+    return EvalBatchNorm
   if kind == "bn":
     return functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype)
   if kind == "gn":

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from acne_jax.models.norm import make_norm
+from acne_jax.models.deform_conv import DeformConv
 
 # (block type, blocks per stage) for each depth.
 RESNET_SPECS: Dict[int, Tuple[str, Tuple[int, int, int, int]]] = {
@@ -61,7 +62,12 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-  """1x1 -> 3x3 (strided) -> 1x1 with 4x expansion (ResNet-50/101)."""
+  """1x1 -> 3x3 (strided) -> 1x1 with 4x expansion (ResNet-50/101).
+
+  With ``deformable`` the 3x3 convolution is a deformable convolution v1 (MMDetection's
+  ``dcn=dict(type="DCN", deform_groups=1)``): its offsets come from a zero-initialised 3x3
+  convolution ``conv2/conv_offset``, so it starts as the plain 3x3 convolution.
+  """
 
   features: int
   stride: int
@@ -69,6 +75,7 @@ class Bottleneck(nn.Module):
   train: bool
   zero_init_residual: bool = False
   dtype: jnp.dtype = jnp.float32
+  deformable: bool = False
   expansion = 4
 
   @nn.compact
@@ -77,7 +84,11 @@ class Bottleneck(nn.Module):
     out_features = self.features * self.expansion
     shortcut = x
     y = nn.relu(norm(name="bn1")(conv(self.features, 1, 1, "conv1", dtype=self.dtype)(x)))
-    y = nn.relu(norm(name="bn2")(conv(self.features, 3, self.stride, "conv2", dtype=self.dtype)(y)))
+    if self.deformable:
+      middle = DeformConv(self.features, 3, self.stride, 1, dtype=self.dtype, name="conv2")
+    else:
+      middle = conv(self.features, 3, self.stride, "conv2", dtype=self.dtype)
+    y = nn.relu(norm(name="bn2")(middle(y)))
     y = conv(out_features, 1, 1, "conv3", dtype=self.dtype)(y)
     y = _last_norm(norm, self.norm, self.zero_init_residual, "bn3")(y)
     if x.shape[-1] != out_features or self.stride != 1:
@@ -87,7 +98,7 @@ class Bottleneck(nn.Module):
 
 def _last_norm(norm, kind, zero_init, name):
   """The block's last norm; optionally with scale 0 so each block starts as the identity."""
-  if zero_init and kind in ("bn", "gn"):
+  if zero_init and kind in ("bn", "eval_bn", "gn"):
     return norm(name=name, scale_init=nn.initializers.zeros)
   return norm(name=name)
 
@@ -99,12 +110,14 @@ class ResNet(nn.Module):
     depth: 18, 34, 50 or 101.
     width: channels of the first stage (64 in the standard networks; smaller values give the
       thin variants the CPU configs use).
-    norm: ``"frozen_bn"``, ``"bn"`` or ``"gn"`` (see :mod:`acne_jax.models.norm`).
+    norm: ``"frozen_bn"``, ``"eval_bn"``, ``"bn"`` or ``"gn"`` (see :mod:`acne_jax.models.norm`).
     frozen_stages: stop gradients through the stem (``>= 0``) and stages ``1..frozen_stages``
       (MMDetection semantics; ``-1`` trains everything). The optimiser must also skip these
       parameters (``acne_jax.training`` masks them) so weight decay does not move them.
     zero_init_residual: start every residual branch at zero.
     train: training mode (batch statistics for ``"bn"``).
+    deformable_stages: per stage (C2, C3, C4, C5), whether its bottlenecks' 3x3 convolutions
+      are deformable (v1); the SADH paper uses ``(False, True, True, True)``.
   """
 
   depth: int = 50
@@ -114,6 +127,7 @@ class ResNet(nn.Module):
   zero_init_residual: bool = False
   train: bool = False
   dtype: jnp.dtype = jnp.float32
+  deformable_stages: Tuple[bool, bool, bool, bool] = (False, False, False, False)
 
   @nn.compact
   def __call__(self, images: jnp.ndarray) -> Dict[str, jnp.ndarray]:
@@ -127,6 +141,10 @@ class ResNet(nn.Module):
     if images.ndim != 4 or images.shape[-1] != 3:
       raise ValueError(f"ResNet: argument 'images' must have shape [B, H, W, 3]; got {list(images.shape)}.")
     block_type, blocks_per_stage = RESNET_SPECS[self.depth]
+    if len(self.deformable_stages) != 4:
+      raise ValueError(f"ResNet: deformable_stages needs one entry per stage C2-C5; got {self.deformable_stages}.")
+    if any(self.deformable_stages) and block_type != "bottleneck":
+      raise ValueError(f"ResNet-{self.depth}: deformable convolutions need bottleneck blocks (ResNet-50/101).")
     block = BasicBlock if block_type == "basic" else Bottleneck
     norm = make_norm(self.norm, self.train, dtype=self.dtype)
 
@@ -141,7 +159,9 @@ class ResNet(nn.Module):
       features = self.width * 2**stage
       for index in range(num_blocks):
         stride = 2 if (index == 0 and stage > 0) else 1
-        x = block(features, stride, self.norm, self.train, self.zero_init_residual, self.dtype, name=f"layer{stage + 1}_{index}")(x)
+        extra = {"deformable": True} if self.deformable_stages[stage] else {}
+        x = block(features, stride, self.norm, self.train, self.zero_init_residual, self.dtype, name=f"layer{stage + 1}_{index}",
+                  **extra)(x)
       if stage + 1 <= self.frozen_stages:
         x = jax.lax.stop_gradient(x)
       outputs[f"C{stage + 2}"] = x
