@@ -6,7 +6,8 @@ The embedded synthetic data set builds itself on first use. The real ones (``acn
 and how to build it.
 
 - :func:`load_sources` returns random-access TFDS sources (for the streaming pipeline);
-- :func:`load` returns both splits decoded into memory (small data sets, evaluation).
+- :func:`load` returns both splits decoded into memory (small data sets, evaluation), resized
+  like torchvision's detectors when ``data.resize_min_size`` / ``data.resize_max_size`` are set.
 """
 
 from __future__ import annotations
@@ -101,7 +102,17 @@ def load_split(data: Mapping[str, Any], records, split_key: str) -> InMemoryData
   return _decode(data, records, data[split_key])
 
 
+def resize_sizes(data: Mapping[str, Any]) -> Tuple[int, int]:
+  """``(data.resize_min_size, data.resize_max_size)``: torchvision's detector resize, ``(0, 0)``
+  for none (also for configs written before these settings existed)."""
+  return int(data.get("resize_min_size", 0) or 0), int(data.get("resize_max_size", 0) or 0)
+
+
 def _decode(data: Mapping[str, Any], records, split: str) -> InMemoryDataset:
+  """Decodes ``records`` into memory, resized when the config asks (the dataset then keeps the
+  ratios and the original ground truth for evaluation: ``InMemoryDataset.scale``)."""
+  resize_min_size, resize_max_size = resize_sizes(data)
   return InMemoryDataset.from_records(
       records, image_size=tuple(data["image_size"]), max_boxes=data["max_boxes"], drop_labels=tuple(data["drop_labels"]),
-      name=f"{data['name']}/{split}", mask_size=mask_size(data))
+      name=f"{data['name']}/{split}", mask_size=mask_size(data), resize_min_size=resize_min_size,
+      resize_max_size=resize_max_size)

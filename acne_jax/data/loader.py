@@ -5,6 +5,12 @@ host memory; this loader decodes every record once and then serves batches as pu
 of ``(seed, step)``: the batch of global step ``s`` is the same whether or not the run was
 interrupted before it, so resuming needs nothing but the step number.
 
+With a torchvision resize (``data.resize_min_size`` / ``data.resize_max_size``,
+:mod:`acne_jax.data.resize`) the stored images and ground truth are the resized ones; the
+original sizes, boxes (and masks) and each image's ratios are kept beside them so that
+evaluation can score in the original images' pixels (:meth:`InMemoryDataset.ground_truth_geometry`,
+:meth:`InMemoryDataset.boxes_to_original`).
+
 Batch layout (shared with the streaming pipeline of ``acne_jax.data.pipeline``):
 
 - ``image``: ``[B, H, W, 3]`` uint8 RGB, zero-padded at the bottom/right to ``image_size``;
@@ -24,6 +30,7 @@ from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
+from acne_jax.data import resize as resize_lib
 from acne_jax.data.synthetic import decode_record
 
 
@@ -35,10 +42,18 @@ class InMemoryDataset:
     images: ``[N, H, W, 3]`` uint8, padded to a common size.
     boxes: ``[N, G, 4]`` float32; labels: ``[N, G]`` int32 (-1 padding); valid: ``[N, G]`` bool.
     image_ids: ``[N]`` int64.
-    image_sizes: ``[N, 2]`` int32 original ``(height, width)``.
+    image_sizes: ``[N, 2]`` int32 ``(height, width)`` of each image in ``images`` before
+      padding (the decoded image's size, or its size after the resize when there is one).
     name: what the data is, for messages.
     masks: ``[N, G, M, M]`` uint8 lesion mask bitmaps and mask_frames ``[N, G, 3]`` float32
       (``acne_jax.ops.mask_targets``), or ``None`` when loaded without ``mask_size``.
+    scale: ``[N, 2]`` float32 ``(ratio_h, ratio_w)`` = resized / original size per axis, the
+      factors the ground truth was multiplied by (``resize_boxes``); ``None`` without a resize
+      (then every ``original_*`` field is ``None`` too).
+    original_sizes: ``[N, 2]`` int32 decoded ``(height, width)`` before the resize.
+    original_boxes: ``[N, G, 4]`` float32 ground truth in original pixels (same rows as ``boxes``).
+    original_masks, original_mask_frames: the masks rasterised in original pixels (with
+      ``mask_size`` only).
   """
 
   images: np.ndarray
@@ -50,6 +65,11 @@ class InMemoryDataset:
   name: str = "dataset"
   masks: Optional[np.ndarray] = None
   mask_frames: Optional[np.ndarray] = None
+  scale: Optional[np.ndarray] = None
+  original_sizes: Optional[np.ndarray] = None
+  original_boxes: Optional[np.ndarray] = None
+  original_masks: Optional[np.ndarray] = None
+  original_mask_frames: Optional[np.ndarray] = None
 
   def __len__(self) -> int:
     return self.images.shape[0]
@@ -63,13 +83,21 @@ class InMemoryDataset:
       drop_labels: Sequence[int] = (),
       name: str = "dataset",
       mask_size: int = 0,
+      resize_min_size: int = 0,
+      resize_max_size: int = 0,
   ) -> "InMemoryDataset":
     """Decodes records (TFDS source items or generator dicts) into padded arrays (and, with
     ``mask_size > 0``, each lesion's mask bitmap from its polygon).
 
+    With ``resize_min_size`` and ``resize_max_size`` (both > 0) each image, its boxes and
+    polygons are first resized like torchvision's detectors
+    (:func:`acne_jax.data.resize.resize_example`); ``scale`` and the ``original_*`` fields then
+    keep what evaluation needs to map back to the original pixels.
+
     Raises:
-      ValueError: naming the record when an image is larger than ``image_size`` or has more
-        than ``max_boxes`` boxes (raise ``data.max_boxes`` or crop the images).
+      ValueError: naming the record when an image (after the resize) is larger than
+        ``image_size`` or has more than ``max_boxes`` boxes (raise ``data.max_boxes`` or crop the
+        images); when only one of the resize sizes is set.
     """
     n = len(records)
     height, width = image_size
@@ -80,34 +108,79 @@ class InMemoryDataset:
     sizes = np.zeros((n, 2), np.int32)
     masks = np.zeros((n, max_boxes, mask_size, mask_size), np.uint8) if mask_size else None
     frames = np.tile(np.asarray([0.0, 0.0, 1.0], np.float32), (n, max_boxes, 1)) if mask_size else None
+    resizing = resize_lib.resize_enabled(resize_min_size, resize_max_size)
+    if resizing:
+      scale = np.ones((n, 2), np.float32)
+      original_sizes = np.zeros((n, 2), np.int32)
+      original_boxes = np.zeros((n, max_boxes, 4), np.float32)
+      original_masks = np.zeros_like(masks) if mask_size else None
+      original_frames = frames.copy() if mask_size else None
     for i in range(n):
       record = decode_record(records[i])
       image = record["image"]
+      keep = ~np.isin(record["labels"], np.asarray(drop_labels, np.int32))
+      k = int(keep.sum())
+      record_boxes = record["boxes"][keep]
+      polygons = [p for p, kept in zip(record["polygons"], keep) if kept] if len(record["polygons"]) == len(keep) else []
+      resized_note = ""
+      if resizing:
+        original = (image.shape[:2], record_boxes, polygons)
+        image, record_boxes, polygons, scale[i] = resize_lib.resize_example(image, record_boxes, resize_min_size,
+                                                                            resize_max_size, polygons)
+        resized_note = (f" after the resize from {original[0][0]}x{original[0][1]} (data.resize_min_size="
+                        f"{resize_min_size}, data.resize_max_size={resize_max_size})")
       h, w = image.shape[:2]
       if h > height or w > width:
         raise ValueError(
-            f"{name}: image {record['file_name'] or i} is {h}x{w}, larger than data.image_size {height}x{width}; "
-            "raise data.image_size or use masked crops."
+            f"{name}: image {record['file_name'] or i} is {h}x{w}{resized_note}, larger than data.image_size "
+            f"{height}x{width}; raise data.image_size or use masked crops."
         )
-      keep = ~np.isin(record["labels"], np.asarray(drop_labels, np.int32))
-      k = int(keep.sum())
       if k > max_boxes:
         raise ValueError(
             f"{name}: image {record['file_name'] or i} has {k} boxes, more than data.max_boxes={max_boxes}; "
             "raise data.max_boxes."
         )
       images[i, :h, :w] = image
-      boxes[i, :k] = record["boxes"][keep]
+      boxes[i, :k] = record_boxes
       labels[i, :k] = record["labels"][keep]
       image_ids[i] = record["image_id"]
       sizes[i] = (h, w)
       if mask_size:
         from acne_jax.data.pipeline import lesion_masks
 
-        polygons = [p for p, kept in zip(record["polygons"], keep) if kept] if len(record["polygons"]) == len(keep) else []
-        masks[i, :k], frames[i, :k] = lesion_masks(polygons, record["boxes"][keep], mask_size,
+        masks[i, :k], frames[i, :k] = lesion_masks(polygons, record_boxes, mask_size,
                                                    f"{name}: {record['file_name'] or i}")
-    return cls(images, boxes, labels, labels >= 0, image_ids, sizes, name, masks, frames)
+      if resizing:
+        original_sizes[i], original_boxes[i, :k] = original[0], original[1]
+        if mask_size:
+          original_masks[i, :k], original_frames[i, :k] = lesion_masks(original[2], original[1], mask_size,
+                                                                       f"{name}: {record['file_name'] or i}")
+    if not resizing:
+      return cls(images, boxes, labels, labels >= 0, image_ids, sizes, name, masks, frames)
+    return cls(images, boxes, labels, labels >= 0, image_ids, sizes, name, masks, frames, scale=scale,
+               original_sizes=original_sizes, original_boxes=original_boxes, original_masks=original_masks,
+               original_mask_frames=original_frames)
+
+  @property
+  def resized(self) -> bool:
+    """Whether the images and ground truth were resized (``scale`` and ``original_*`` are set)."""
+    return self.scale is not None
+
+  def ground_truth_geometry(self) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
+    """``(sizes [N, 2], boxes [N, G, 4], masks [N, G, M, M] or None, mask_frames [N, G, 3] or None)``
+    of the ground truth in the original images' pixels, for evaluation (rows as ``valid``): the
+    stored arrays without a resize, the kept originals with one."""
+    if not self.resized:
+      return self.image_sizes, self.boxes, self.masks, self.mask_frames
+    return self.original_sizes, self.original_boxes, self.original_masks, self.original_mask_frames
+
+  def boxes_to_original(self, boxes: np.ndarray) -> np.ndarray:
+    """Detections ``[N, D, 4]`` on this data set's images (in order) in the original images'
+    pixels (:func:`acne_jax.data.resize.boxes_to_original`, torchvision's ``postprocess``);
+    returned unchanged without a resize."""
+    if not self.resized:
+      return boxes
+    return resize_lib.boxes_to_original(boxes, self.image_sizes, self.original_sizes)
 
   def train_batch(self, step: int, batch_size: int, seed: int, hflip: bool = True) -> Dict[str, np.ndarray]:
     """The batch of global step ``step``: epoch-wise shuffling, optional horizontal flips.

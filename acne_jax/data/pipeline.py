@@ -3,7 +3,9 @@
 Per record, in grain worker processes:
 
 1. decode (:func:`acne_jax.data.synthetic.decode_record`; PNG/JPEG bytes or decoded arrays);
-2. optionally drop classes (``drop_labels``: the AcneSCU reference never supervises ``other``);
+2. optionally drop classes (``drop_labels``: the AcneSCU reference never supervises ``other``),
+   then optionally resize like torchvision's detectors (``resize_min_size`` / ``resize_max_size``,
+   :func:`acne_jax.data.resize.resize_example`: boxes and polygons scaled with the image);
 3. optionally cut a random masked crop of ``crop_size`` (on-the-fly masked crops, SADH section
    3.1.2: lesions cut by the window are blacked out and dropped), so whole images can be
    streamed without storing pre-cut copies;
@@ -37,6 +39,7 @@ from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 import grain.python as grain
 import numpy as np
 
+from acne_jax.data import resize
 from acne_jax.data.synthetic import decode_record
 
 BATCH_KEYS = ("image", "boxes", "labels", "valid", "image_id")
@@ -167,6 +170,10 @@ class ExampleTransform:
   crop_size: int = 0
   crop_min_size: float = 10.0
   mask_size: int = 0  # > 0: also "masks" [G, M, M] and "mask_frames" [G, 3] from the polygons
+  # > 0 both: torchvision's resize (short side to resize_min_size, long side at most
+  # resize_max_size) right after decoding, before cropping, augmenting and padding; 0: none.
+  resize_min_size: int = 0
+  resize_max_size: int = 0
 
   def __call__(self, record: Any, rng: np.random.Generator) -> Dict[str, np.ndarray]:
     example = decode_record(record)
@@ -174,6 +181,8 @@ class ExampleTransform:
     keep = ~np.isin(labels, np.asarray(self.drop_labels, np.int32))
     boxes, labels = boxes[keep], labels[keep]
     polygons = [p for p, k in zip(polygons, keep) if k]
+    if resize.resize_enabled(self.resize_min_size, self.resize_max_size):
+      image, boxes, polygons, _ = resize.resize_example(image, boxes, self.resize_min_size, self.resize_max_size, polygons)
     if self.crop_size:
       from acne_jax.data import masked_crop
 
