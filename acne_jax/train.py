@@ -156,6 +156,7 @@ def make_streaming_loader(config: ml_collections.ConfigDict, source, per_process
   transform = pipeline.ExampleTransform(
       image_size=tuple(d.image_size), max_boxes=d.max_boxes, drop_labels=tuple(d.drop_labels), crop_size=d.crop_size,
       crop_min_size=d.crop_min_size, mask_size=datasets.mask_size(d),
+      resize_min_size=d.resize_min_size, resize_max_size=d.resize_max_size,
       augmentation=pipeline.Augmentation(hflip=d.hflip, vflip=d.vflip, rotate90=d.rotate90, brightness=d.brightness))
   balanced = None
   if d.class_balanced:
@@ -230,26 +231,39 @@ def run_model(predict_fn, variables, dataset: InMemoryDataset, batch_size: int, 
 
 
 def ground_truth(dataset: InMemoryDataset, class_names):
-  """COCO ground truth of ``dataset`` (padding removed)."""
+  """COCO ground truth of ``dataset`` (padding removed), in the original images' pixels (the
+  boxes and sizes from before the resize when ``data.resize_*`` resized the data set)."""
+  sizes, boxes, _, _ = dataset.ground_truth_geometry()
   return coco_metrics.coco_ground_truth(
-      dataset.image_ids, dataset.image_sizes, [b[v] for b, v in zip(dataset.boxes, dataset.valid)],
+      dataset.image_ids, sizes, [b[v] for b, v in zip(boxes, dataset.valid)],
       [l[v] for l, v in zip(dataset.labels, dataset.valid)], class_names)
+
+
+def detection_results(outputs: ModelOutputs, dataset: InMemoryDataset):
+  """COCO results of ``outputs`` (``run_model`` on ``dataset``), boxes in the original images'
+  pixels: with a resize they are mapped back per image as torchvision's ``postprocess`` does
+  (``InMemoryDataset.boxes_to_original``, from ``dataset.image_sizes`` and ``original_sizes``)."""
+  d = outputs.detections
+  return coco_metrics.coco_results(outputs.image_ids, dataset.boxes_to_original(d.boxes), d.scores, d.classes, d.valid)
 
 
 def coco_evaluation(outputs: ModelOutputs, dataset: InMemoryDataset, config: ml_collections.ConfigDict, class_names):
   """``(metrics, ground truth, results)`` of a model's outputs on ``dataset``: box AP/AR at
   ``eval.iou`` and, when the model made masks and the data set has them, mask AP/AR
-  (``mask_*``); ground truth and results are COCO dictionaries, with ``segmentation`` then."""
+  (``mask_*``); ground truth and results are COCO dictionaries, with ``segmentation`` then,
+  both in the original images' pixels when the data set was resized."""
   d = outputs.detections
-  results = coco_metrics.coco_results(outputs.image_ids, d.boxes, d.scores, d.classes, d.valid)
+  results = detection_results(outputs, dataset)
   gt = ground_truth(dataset, class_names)
   metrics = coco_metrics.evaluate_detections(gt, results, iou=config.eval.iou, max_dets=config.eval.max_dets)
   if outputs.masks is not None and dataset.masks is not None:
     from acne_jax.evaluation import masks as mask_eval
 
-    gt = mask_eval.ground_truth_with_masks(gt, dataset.masks, dataset.mask_frames, dataset.valid, dataset.image_sizes)
+    # Box-relative masks: pasted over the mapped-back boxes into the original images.
+    gt_sizes, _, gt_masks, gt_frames = dataset.ground_truth_geometry()
+    gt = mask_eval.ground_truth_with_masks(gt, gt_masks, gt_frames, dataset.valid, gt_sizes)
     probabilities = [mask.astype(np.float32) for image_masks, valid in zip(outputs.masks, d.valid) for mask in image_masks[valid]]
-    sizes = {int(i): s for i, s in zip(dataset.image_ids, dataset.image_sizes)}
+    sizes = {int(i): s for i, s in zip(dataset.image_ids, gt_sizes)}
     results = mask_eval.results_with_masks(results, probabilities, sizes, config.model.roi_head.mask.threshold)
     metrics.update(mask_eval.segm_metrics(gt, results, config.eval.iou, config.eval.max_dets))
   return metrics, gt, results
@@ -269,8 +283,7 @@ def calibrate_counting(predict_fn, variables, config: ml_collections.ConfigDict,
     return None
   dataset = datasets.load_split_by_name(config.data, split)
   outputs = run_model(predict_fn, variables, dataset, config.eval.batch_size, batch_sharding)
-  d = outputs.detections
-  results = coco_metrics.coco_results(outputs.image_ids, d.boxes, d.scores, d.classes, d.valid)
+  results = detection_results(outputs, dataset)
   return {"split": split, **operating_point.calibrate(ground_truth(dataset, class_names), results, config.eval.iou)}
 
 
@@ -290,6 +303,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
   """Trains (resuming from ``workdir`` if it holds checkpoints), evaluates, returns the metrics."""
   workdir = check_workdir(workdir)
   check_resumable(workdir, config)
+  pretrained = config.model.backbone.pretrained
+  if pretrained and not os.path.isfile(resolve(pretrained)):  # before any data is read
+    from acne_jax.interop import torch as interop
+
+    raise FileNotFoundError(interop.pretrained_missing_message(resolve(pretrained), config.model.backbone.depth))
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=2))
 
@@ -329,6 +347,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
   if checkpointer.latest_step() is not None:
     state, meta, start_step = checkpointer.restore(state)
     print(f"resumed from step {start_step} in {workdir}", flush=True)
+  elif pretrained:
+    state = load_pretrained_backbone(state, pretrained, replicated)
+    print(f"backbone initialised from {resolve(pretrained)}", flush=True)
 
   # No buffer donation: the state before a step is kept until that step's loss, computed on it,
   # proves it finite; only then is it checkpointed (see the loop).
@@ -412,6 +433,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
   print(f"evaluation on {config.data.name}/{split} ({len(eval_data)} images) after {steps} steps:", flush=True)
   print(format_metrics(final_metrics), flush=True)
   return final_metrics
+
+
+def load_pretrained_backbone(state, path: str, sharding):
+  """``state`` with its backbone replaced by a torchvision ImageNet ResNet checkpoint
+  (``model.backbone.pretrained``); the optimiser state (zero momentum) is unchanged."""
+  from acne_jax.interop import torch as interop
+
+  variables = interop.load_pretrained_backbone({"params": state["params"], "batch_stats": state["batch_stats"]}, path)
+  put = lambda tree: jax.tree_util.tree_map(lambda x: jax.device_put(jnp.asarray(x), sharding), tree)  # noqa: E731
+  return {**state, "params": put(variables["params"]), "batch_stats": put(variables["batch_stats"])}
 
 
 def _eval_variables(state):

@@ -17,14 +17,22 @@ SKIN_MEAN = (144.578, 107.304, 90.519)
 SKIN_STD = (78.271, 63.2, 56.992)
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
+# torchvision's ImageNet ResNet-50 (ResNet50_Weights.IMAGENET1K_V1), where torchvision caches it.
+PRETRAINED_RESNET50 = "~/.cache/torch/hub/checkpoints/resnet50-0676ba61.pth"
 
 
 # Input-pipeline settings every data set has (``data.pipeline``: "in_memory" decodes the training
 # split once and serves batches from memory; "grain" streams it through worker processes).
 # with_masks: the batches carry each lesion's mask (from its polygon) as a mask_size x mask_size
 # bitmap over its own box (acne_jax/ops/mask_targets.py); set by the mask configs.
+# resize_min_size / resize_max_size: resize every image like torchvision's detectors
+# (GeneralizedRCNNTransform, acne_jax/data/resize.py): short side to resize_min_size unless the
+# long side would exceed resize_max_size (torchvision: 800 and 1333), right after decoding, boxes
+# and polygons scaled with it; evaluation maps detections back to the original pixels. 0, 0: no
+# resize. data.image_size must hold the resized images.
 _PIPELINE = dict(pipeline="grain", worker_count=8, crop_size=0, crop_min_size=10.0, hflip=True, vflip=False,
-                 rotate90=False, brightness=0.0, class_balanced=False, with_masks=False, mask_size=56)
+                 rotate90=False, brightness=0.0, class_balanced=False, with_masks=False, mask_size=56,
+                 resize_min_size=0, resize_max_size=0)
 
 
 def _data(name):
@@ -78,8 +86,12 @@ def _model(data: str, rpn_head: str, roi_head: str) -> dict:
     model["roi_head"]["box"].update(fc_dim=256, num_samples=128, pre_nms_top_k=2000)
     model["roi_head"]["mask"].update(channels=32)  # 256 would cost more than the whole backbone here
   else:
-    # The paper (section 4.2): ResNet-50 (ImageNet weights from a local file are planned: issue 9).
-    model["backbone"].update(depth=50, width=64, norm="frozen_bn", frozen_stages=-1)
+    # The paper (section 4.2, the reference's configs): an ImageNet ResNet-50 (torchvision's
+    # weights, read from the file torchvision itself caches) with deformable convolutions in
+    # c3-c5 and batch norm in eval mode with trained affine terms (norm_eval=True,
+    # requires_grad=True); stage 1 frozen in the Faster R-CNN config, nothing in the Mask R-CNN one.
+    model["backbone"].update(depth=50, width=64, norm="eval_bn", frozen_stages=-1 if roi_head == "mask" else 1,
+                             deformable_stages=(False, True, True, True), pretrained=PRETRAINED_RESNET50)
   return model
 
 
@@ -115,3 +127,27 @@ def detector_config(data: str, rpn_head: str, roi_head: str = "box") -> ml_colle
     config.train = dict(batch_size=2, steps=0, epochs=15, seed=0, log_every=50, checkpoint_every=2000, keep_checkpoints=3)
   config.lock()
   return config
+
+
+def torchvision_conventions(config: ml_collections.ConfigDict, data: str) -> None:
+  """Turns a ``detector_config(data, "rpn", "box")`` into torchvision's ``fasterrcnn_resnet50_fpn``
+  (v1) conventions, in place (``configs/torchvision_faster_rcnn.py`` lists them)."""
+  model = config.model
+  model.backbone.update(depth=50, width=64, norm="frozen_bn", frozen_stages=1, zero_init_residual=False,
+                        deformable_stages=(False, False, False, False),
+                        pretrained="" if data == "synthetic" else PRETRAINED_RESNET50)
+  model.neck.update(channels=256, extra_level="max_pool")
+  model.rpn.update(head="rpn", with_nwd=False, anchor_strides=(4, 8, 16, 32, 64), anchor_scales=(8.0,),
+                   anchor_ratios=(0.5, 1.0, 2.0), anchor_round=True, anchor_steps_from_sizes=True, pos_iou=0.7, neg_iou=0.3, min_pos_iou=0.0,
+                   num_samples=256, positive_fraction=0.5, train_nms_pre=2000, train_max_proposals=2000,
+                   test_nms_pre=1000, test_max_proposals=1000, nms_iou=0.7, train_min_size=1e-3, test_min_size=1e-3,
+                   min_size_inclusive=True)
+  model.roi_head.update(roi_size=7, sampling_ratio=2, aligned=False, max_sampling_ratio=2)
+  model.roi_head.box.update(fc_dim=1024, pos_iou=0.5, neg_iou=0.5, min_pos_iou=0.5, num_samples=512, positive_fraction=0.25,
+                            score_threshold=0.05, nms_iou=0.5, max_detections=100, min_size=1e-2,
+                            pre_nms_top_k=1000 * (model.roi_head.num_classes))
+  config.data.update(mean=IMAGENET_MEAN, std=IMAGENET_STD)
+  if data != "synthetic":
+    # torchvision's GeneralizedRCNNTransform: shorter side 800, longer side at most 1333, the
+    # batch padded to a multiple of 32; a static canvas holds either orientation.
+    config.data.update(resize_min_size=800, resize_max_size=1333, image_size=(1344, 1344), crop_size=0)

@@ -203,6 +203,7 @@ def detect(
     max_per_image: int = 200,
     pre_nms_top_k: int = 4000,
     delta_stds: Sequence[float] = RCNN_DELTA_STDS,
+    min_size: float = 0.0,
 ) -> Detections:
   """Inference from box-head outputs.
 
@@ -217,6 +218,8 @@ def detect(
       by score before NMS, for speed. MMDetection applies only the score threshold; the two agree
       whenever fewer than ``pre_nms_top_k`` candidates pass it.
     delta_stds: target normalisation.
+    min_size: candidates need width and height ``>= min_size`` after clipping (torchvision's
+      ``remove_small_boxes(boxes, 1e-2)``; 0 keeps every box).
 
   Returns:
     :class:`Detections` with ``D = max_per_image``.
@@ -235,6 +238,9 @@ def detect(
     top_boxes = decoded.reshape(-1, 4)[top]
     top_classes = classes[top]
     candidate_valid = top_scores > score_threshold
+    if min_size > 0:
+      wh = top_boxes[:, 2:] - top_boxes[:, :2]
+      candidate_valid &= (wh[:, 0] >= min_size) & (wh[:, 1] >= min_size)
     keep, keep_valid = nms_ops.batched_nms(top_boxes, top_scores, top_classes, nms_iou, max_per_image, candidate_valid)
     return Detections(top_boxes[keep], jnp.where(keep_valid, top_scores[keep], 0.0), top_classes[keep], keep_valid)
 

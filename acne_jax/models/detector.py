@@ -54,7 +54,8 @@ class TwoStageDetector(nn.Module):
   def setup(self):
     s = self.spec
     b = s.backbone
-    self.backbone = ResNet(b.depth, b.width, b.norm, b.frozen_stages, b.zero_init_residual, self.train, self.dtype)
+    self.backbone = ResNet(b.depth, b.width, b.norm, b.frozen_stages, b.zero_init_residual, self.train, self.dtype,
+                           tuple(b.deformable_stages))
     self.neck = FPN(s.neck.channels, s.neck.extra_level, dtype=self.dtype)
     r = s.rpn
     num_anchors = len(r.anchor_scales) * len(r.anchor_ratios)
@@ -78,14 +79,16 @@ class TwoStageDetector(nn.Module):
 
   def anchors(self, image_size: Tuple[int, int]):
     r = self.spec.rpn
-    return [jnp.asarray(a) for a in anchor_ops.multilevel_anchors(image_size, r.anchor_strides, r.anchor_scales, r.anchor_ratios)]
+    return [jnp.asarray(a) for a in anchor_ops.multilevel_anchors(image_size, r.anchor_strides, r.anchor_scales, r.anchor_ratios,
+                                                                                 round_base=r.anchor_round,
+                                                                                 strides_from_sizes=r.anchor_steps_from_sizes)]
 
   def _proposals(self, predictions, image_size, training: bool) -> Proposals:
     r = self.spec.rpn
     nms_pre, max_proposals, min_size = ((r.train_nms_pre, r.train_max_proposals, r.train_min_size) if training
                                         else (r.test_nms_pre, r.test_max_proposals, r.test_min_size))
     return generate_proposals(predictions, self.anchors(image_size), image_size, nms_pre, max_proposals, r.nms_iou, min_size,
-                              r.nwd_score_weight)
+                              r.nwd_score_weight, r.min_size_inclusive)
 
   def __call__(self, images: jnp.ndarray) -> Prediction:
     return self.predict(images)

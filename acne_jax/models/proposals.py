@@ -7,7 +7,8 @@ training proposals and at test time alike:
    (:func:`acne_jax.models.rpn.rectified_objectness`; plain ``s_cls`` without an NWD branch);
 2. per level, keep the top ``nms_pre`` anchors by that score;
 3. decode their deltas, clipped to the image;
-4. drop boxes whose width or height is not ``> min_size`` (marked invalid: shapes stay static);
+4. drop boxes whose width or height is not ``> min_size`` (``>= min_size`` with
+   ``min_size_inclusive``, torchvision's ``remove_small_boxes``), marked invalid: shapes stay static;
 5. NMS at ``nms_iou`` *within* each level (level ids as groups), all levels at once;
 6. keep the best ``max_per_image`` by score.
 
@@ -49,6 +50,7 @@ def generate_proposals(
     nms_iou: float = 0.7,
     min_size: float = 0.0,
     nwd_weight: float = 1.0,
+    min_size_inclusive: bool = False,
 ) -> Proposals:
   """Proposals for a batch (see the module docstring for the steps).
 
@@ -62,6 +64,8 @@ def generate_proposals(
     min_size: boxes need width and height ``> min_size`` (0 in training, 10 px at test in the
       reference).
     nwd_weight: ``w`` of the rectified score.
+    min_size_inclusive: keep sides equal to ``min_size`` (torchvision) instead of dropping them
+      (MMDetection).
 
   Returns:
     :class:`Proposals` (no gradient flows into them).
@@ -86,7 +90,8 @@ def generate_proposals(
       boxes.append(decoded)
       scores.append(top_scores)
       levels.append(jnp.full((k,), level, jnp.int32))
-      valid.append((wh[:, 0] > min_size) & (wh[:, 1] > min_size))
+      big = (wh >= min_size) if min_size_inclusive else (wh > min_size)
+      valid.append(big[:, 0] & big[:, 1])
     boxes, scores, levels, valid = (jnp.concatenate(x) for x in (boxes, scores, levels, valid))
     keep, keep_valid = nms_ops.batched_nms(boxes, scores, levels, nms_iou, max_per_image, valid)
     return boxes[keep], jnp.where(keep_valid, scores[keep], 0.0), keep_valid

@@ -97,7 +97,7 @@ class BoxRoIHead(nn.Module):
     b = self.spec.box
     class_logits, deltas = self.box_head(self.pool(levels, proposals.boxes, self.spec.roi_size))
     return bbox_head.detect(class_logits, deltas, proposals.boxes, proposals.valid, image_size, b.score_threshold, b.nms_iou,
-                            b.max_detections, b.pre_nms_top_k)
+                            b.max_detections, b.pre_nms_top_k, min_size=b.min_size)
 
   def predict(self, levels: Sequence[jnp.ndarray], proposals: Proposals, image_size: Tuple[int, int]) -> RoIHeadOutput:
     return RoIHeadOutput(self.detect(levels, proposals, image_size))

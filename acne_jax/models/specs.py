@@ -25,7 +25,7 @@ ROI_HEADS = ("box", "mask")
 EXTRA_LEVELS = ("none", "max_pool", "conv")
 NWD_TARGETS = ("nwd", "iou", "giou", "diou")
 NWD_LOSSES = ("sbce", "l1")
-NORMS = ("frozen_bn", "bn", "gn")
+NORMS = ("frozen_bn", "eval_bn", "bn", "gn")
 
 
 def _choice(name: str, value: Any, choices: Tuple[str, ...]) -> None:
@@ -39,12 +39,21 @@ class BackboneSpec:
 
   depth: int = 50  # 18, 34, 50 or 101
   width: int = 64  # channels of the first stage; smaller gives the thin CPU variants
-  norm: str = "frozen_bn"  # "frozen_bn", "bn" or "gn" (32 groups)
+  norm: str = "frozen_bn"  # "frozen_bn", "eval_bn" (statistics frozen, affine trained), "bn" or "gn" (32 groups)
   frozen_stages: int = -1  # stem and stages 1..k get no gradient (-1: train everything)
   zero_init_residual: bool = False
+  # Per stage C2..C5: deformable (v1) 3x3 convolutions in its bottlenecks (the paper: c3-c5).
+  deformable_stages: Tuple[bool, bool, bool, bool] = (False, False, False, False)
+  # A torchvision ImageNet ResNet checkpoint (.pth) loaded into the backbone before training
+  # starts ("" for none); acne_jax/interop/torch.py maps its keys.
+  pretrained: str = ""
 
   def __post_init__(self):
     _choice("backbone.norm", self.norm, NORMS)
+    if len(self.deformable_stages) != 4:
+      raise ValueError(f"model.backbone.deformable_stages needs 4 entries (C2, C3, C4, C5); got {self.deformable_stages!r}.")
+    if any(self.deformable_stages) and self.depth not in (50, 101):
+      raise ValueError(f"model.backbone.deformable_stages: deformable convolutions need ResNet-50 or 101; depth is {self.depth}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +77,8 @@ class RPNSpec:
   anchor_strides: Tuple[int, ...] = (4, 8, 16, 32)
   anchor_scales: Tuple[float, ...] = (8.0,)
   anchor_ratios: Tuple[float, ...] = (0.5, 1.0, 2.0)
+  anchor_round: bool = False  # round base anchors to whole pixels (torchvision, Detectron); MMDetection 2 does not
+  anchor_steps_from_sizes: bool = False  # grid step = image size // feature size per axis (torchvision), not the stride
   # Max-IoU assigner and random sampler.
   pos_iou: float = 0.5
   neg_iou: float = 0.3
@@ -93,6 +104,7 @@ class RPNSpec:
   nms_iou: float = 0.7
   train_min_size: float = 0.0
   test_min_size: float = 10.0
+  min_size_inclusive: bool = False  # keep proposals whose side equals min_size (torchvision) or drop them (MMDetection)
 
   def __post_init__(self):
     _choice("rpn.head", self.head, RPN_HEADS)
@@ -117,6 +129,7 @@ class BoxHeadSpec:
   nms_iou: float = 0.5
   max_detections: int = 200
   pre_nms_top_k: int = 4000
+  min_size: float = 0.0  # detections need width and height >= min_size (torchvision: 0.01; 0 keeps all)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,9 @@ For a level with stride ``s`` and base size ``b`` (default ``b = s``), each rati
 
     h = b * k * sqrt(r),   w = b * k / sqrt(r)
 
-(no rounding: MMDetection 1 and Detectron rounded these, MMDetection 2 does not). Anchors are
+(no rounding by default: MMDetection 2 does not round; ``round_base=True`` rounds the corners
+of these centred base anchors to whole pixels, half to even, as torchvision's
+``AnchorGenerator`` and Detectron do). Anchors are
 ordered ratio-major then scale (MMDetection's ``scale_major=True``). The base anchors are
 then shifted to every feature-map location ``(x, y) = (j * s, i * s)``: with
 ``center_offset=0`` the first anchor is centred on the image's top-left corner, not on the
@@ -33,6 +35,7 @@ def base_anchors(
     scales: Sequence[float] = (8.0,),
     ratios: Sequence[float] = (0.5, 1.0, 2.0),
     center_offset: float = 0.0,
+    round_base: bool = False,
 ) -> np.ndarray:
   """Anchors of one level centred on location (0, 0).
 
@@ -42,6 +45,7 @@ def base_anchors(
     ratios: height / width aspect ratios.
     center_offset: centre of the location in units of ``base_size`` (0: the corner, as
       MMDetection 2; 0.5: the cell centre).
+    round_base: round the corners (of the anchors centred on 0) to whole pixels (torchvision).
 
   Returns:
     ``[len(ratios) * len(scales), 4]`` float64 x1y1x2y2, ratio-major.
@@ -53,29 +57,29 @@ def base_anchors(
   scales = np.asarray(scales, dtype=np.float64)
   widths = (base_size * w_ratios[:, None] * scales[None, :]).reshape(-1)
   heights = (base_size * h_ratios[:, None] * scales[None, :]).reshape(-1)
-  center = center_offset * base_size
-  return np.stack(
-      [center - 0.5 * widths, center - 0.5 * heights, center + 0.5 * widths, center + 0.5 * heights],
-      axis=-1,
-  )
+  half = np.stack([-widths, -heights, widths, heights], axis=-1) / 2.0
+  if round_base:
+    half = np.round(half)
+  return center_offset * base_size + half
 
 
 def anchor_grid(
     feature_size: Tuple[int, int],
-    stride: float,
+    stride: float | Tuple[float, float],
     base_size: float | None = None,
     scales: Sequence[float] = (8.0,),
     ratios: Sequence[float] = (0.5, 1.0, 2.0),
     center_offset: float = 0.0,
     dtype=np.float32,
+    round_base: bool = False,
 ) -> np.ndarray:
   """All anchors of one feature level.
 
   Args:
     feature_size: ``(height, width)`` of the feature map.
-    stride: pixels between adjacent locations.
-    base_size: defaults to ``stride``.
-    scales, ratios, center_offset: as :func:`base_anchors`.
+    stride: pixels between adjacent locations, or ``(stride_y, stride_x)``.
+    base_size: defaults to ``stride`` (the first, when a pair).
+    scales, ratios, center_offset, round_base: as :func:`base_anchors`.
     dtype: output dtype.
 
   Returns:
@@ -83,9 +87,10 @@ def anchor_grid(
     row, column, anchor.
   """
   height, width = feature_size
-  base = base_anchors(stride if base_size is None else base_size, scales, ratios, center_offset)
-  shift_x = np.arange(width, dtype=np.float64) * stride
-  shift_y = np.arange(height, dtype=np.float64) * stride
+  stride_y, stride_x = stride if isinstance(stride, (tuple, list)) else (stride, stride)
+  base = base_anchors(stride_y if base_size is None else base_size, scales, ratios, center_offset, round_base)
+  shift_x = np.arange(width, dtype=np.float64) * stride_x
+  shift_y = np.arange(height, dtype=np.float64) * stride_y
   yy, xx = np.meshgrid(shift_y, shift_x, indexing="ij")
   shifts = np.stack([xx, yy, xx, yy], axis=-1).reshape(-1, 1, 4)
   return (shifts + base[None, :, :]).reshape(-1, 4).astype(dtype)
@@ -107,15 +112,21 @@ def multilevel_anchors(
     base_sizes: Sequence[float] | None = None,
     center_offset: float = 0.0,
     dtype=np.float32,
+    round_base: bool = False,
+    strides_from_sizes: bool = False,
 ) -> List[np.ndarray]:
   """Anchors of every level for an image size; computed once per size, outside jit.
 
   Args:
     image_size: ``(height, width)`` of the (padded) network input.
     strides: one stride per level, finest first (P2-P5: 4, 8, 16, 32).
-    scales, ratios, center_offset: as :func:`base_anchors`.
+    scales, ratios, center_offset, round_base: as :func:`base_anchors`.
     base_sizes: one per level; defaults to the strides.
     dtype: output dtype.
+    strides_from_sizes: shift the anchors by ``image_size // feature_size`` per axis instead of
+      the nominal stride, as torchvision's ``AnchorGenerator`` does: where ``ceil`` rounding made
+      a level's map larger than ``image / stride`` (P6 of an 800 x 1344 input is 13 x 21, so
+      its vertical step is 61 px, not 64), the grid is spaced that way.
 
   Returns:
     A list with, per level, ``[H_l * W_l * A, 4]`` x1y1x2y2.
@@ -124,7 +135,9 @@ def multilevel_anchors(
     base_sizes = strides
   if len(base_sizes) != len(strides):
     raise ValueError(f"multilevel_anchors: base_sizes has {len(base_sizes)} entries but strides has {len(strides)}.")
+  sizes = feature_sizes(image_size, strides)
+  steps = [(image_size[0] // h, image_size[1] // w) if strides_from_sizes else s for (h, w), s in zip(sizes, strides)]
   return [
-      anchor_grid(size, stride, base, scales, ratios, center_offset, dtype)
-      for size, stride, base in zip(feature_sizes(image_size, strides), strides, base_sizes)
+      anchor_grid(size, step, base, scales, ratios, center_offset, dtype, round_base)
+      for size, step, base in zip(sizes, steps, base_sizes)
   ]

@@ -12,7 +12,8 @@ from typing import Dict, List, Mapping
 import ml_collections
 
 TINY_MODEL: Dict[str, object] = {
-    "backbone.depth": 18, "backbone.width": 8,
+    "backbone.depth": 18, "backbone.width": 8, "backbone.deformable_stages": (False, False, False, False),
+    "backbone.pretrained": "",
     "neck.channels": 16,
     "rpn.gn_groups": 8, "rpn.train_nms_pre": 200, "rpn.train_max_proposals": 64, "rpn.test_nms_pre": 200,
     "rpn.test_max_proposals": 64,
@@ -37,7 +38,14 @@ def apply(config: ml_collections.ConfigDict, overrides: Mapping[str, object] = T
 
 def flags(overrides: Mapping[str, object] = TINY_MODEL) -> List[str]:
   """``["--config.model.backbone.depth=18", ...]``."""
-  return [f"--config.model.{key}={value}" for key, value in overrides.items()]
+  return [f"--config.model.{key}={_flag_value(value)}" for key, value in overrides.items()]
+
+
+def _flag_value(value: object) -> str:
+  """A value as one shell word: tuples without spaces, strings bare (empty stays empty)."""
+  if isinstance(value, tuple):
+    return "(" + ",".join(str(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+  return str(value)
 
 
 def draw_parameters(tree, rng, spread: float = 0.0):

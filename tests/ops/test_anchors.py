@@ -54,3 +54,28 @@ def test_feature_sizes_round_up_and_base_sizes_checked():
     anchor_ops.multilevel_anchors((64, 64), strides=(4, 8), base_sizes=(4,))
   with pytest.raises(ValueError, match="base_size"):
     anchor_ops.base_anchors(0.0)
+
+
+@pytest.mark.parametrize("image_size", [(800, 1344), (608, 800), (128, 160), (96, 224)])
+def test_torchvision_anchor_generator(image_size):
+  """round_base + strides_from_sizes reproduce torchvision's AnchorGenerator (sizes 32-512 on
+  P2-P6, ratios 0.5/1/2), including its image // feature grid step on levels whose map was rounded up."""
+  from acne_jax.testing.torchvision_cpu import TorchvisionUnavailable, import_torchvision
+
+  try:
+    tv = import_torchvision()
+  except TorchvisionUnavailable as error:
+    pytest.skip(str(error))
+  import torch
+  from torchvision.models.detection.anchor_utils import AnchorGenerator
+  from torchvision.models.detection.image_list import ImageList
+
+  strides = (4, 8, 16, 32, 64)
+  sizes = anchor_ops.feature_sizes(image_size, strides)
+  generator = AnchorGenerator(sizes=((32,), (64,), (128,), (256,), (512,)), aspect_ratios=((0.5, 1.0, 2.0),) * 5)
+  features = [torch.zeros(1, 1, h, w) for h, w in sizes]
+  theirs = generator(ImageList(torch.zeros(1, 3, *image_size), [image_size]), features)[0].numpy()
+  ours = np.concatenate(anchor_ops.multilevel_anchors(image_size, strides, (8.0,), (0.5, 1.0, 2.0), round_base=True,
+                                                   strides_from_sizes=True))
+  np.testing.assert_array_equal(ours, theirs)
+  assert tv is not None

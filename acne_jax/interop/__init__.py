@@ -1,0 +1,1 @@
+"""Checkpoints of other frameworks: :mod:`acne_jax.interop.torch` (torchvision, MMDetection)."""
