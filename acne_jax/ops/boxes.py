@@ -107,8 +107,17 @@ def distance_box_iou(boxes1: jnp.ndarray, boxes2: jnp.ndarray) -> jnp.ndarray:
   """Pairwise distance IoU (Zheng et al., 2020): ``IoU - rho^2 / c^2``.
 
   ``rho`` is the distance between the box centres and ``c`` the diagonal of the enclosing
-  box. The penalty is 0 where ``c = 0`` (torchvision adds 1e-7 to ``c^2`` instead; the
-  difference is below float32 resolution for boxes larger than a thousandth of a pixel).
+  box. The penalty is 0 where ``c = 0``. torchvision instead adds ``eps = 1e-7`` to ``c^2``,
+  which lowers the penalty ``p = rho^2 / c^2`` by ``p * eps / (c^2 + eps)``, a relative
+  change of about ``eps / c^2``: ~1e-7 for ``c = 1`` px, 1e-5 for ``c = 0.1`` px, but
+  under 1e-9 for ``c >= 10`` px. It exceeds float32 resolution (6e-8 near 1) once ``c`` is
+  below about 1 px, so sub-pixel box pairs differ from torchvision by more than rounding.
+
+  The centre offset is computed from corner offsets, ``((x1a - x1b) + (x2a - x2b)) / 2``,
+  not as a difference of centres ``(x1 + x2) / 2``, as in :func:`encode_deltas`: nearby
+  coordinates are subtracted first, so a sub-pixel pair far from the origin keeps a float32
+  error of a few 1e-7 instead of 1e-4 and more (torchvision's float32 ``distance_box_iou``
+  subtracts centres and has that larger error).
 
   Args:
     boxes1: ``[N, 4]`` float x1y1x2y2.
@@ -122,9 +131,10 @@ def distance_box_iou(boxes1: jnp.ndarray, boxes2: jnp.ndarray) -> jnp.ndarray:
   iou = _safe_divide(intersection, union)
   top_left, bottom_right = _enclosing_box(boxes1, boxes2)
   diagonal_sq = jnp.sum((bottom_right - top_left) ** 2, axis=-1)
-  centers1 = (boxes1[:, :2] + boxes1[:, 2:]) / 2.0
-  centers2 = (boxes2[:, :2] + boxes2[:, 2:]) / 2.0
-  center_distance_sq = jnp.sum((centers1[:, None, :] - centers2[None, :, :]) ** 2, axis=-1)
+  # Centre offsets [N, M, 2] as the mean of the corner offsets (see the docstring).
+  center_offsets = ((boxes1[:, None, :2] - boxes2[None, :, :2])
+                    + (boxes1[:, None, 2:] - boxes2[None, :, 2:])) * 0.5
+  center_distance_sq = jnp.sum(center_offsets ** 2, axis=-1)
   return iou - _safe_divide(center_distance_sq, diagonal_sq)
 
 

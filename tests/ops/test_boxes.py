@@ -1,4 +1,5 @@
-"""Box ops against float64 NumPy references written from the definitions, and PyTorch for IoU."""
+"""Box ops against float64 NumPy references written from the definitions, PyTorch for IoU, and
+torchvision's ``distance_box_iou`` (loaded through ``acne_jax.testing.torchvision_cpu``) for DIoU."""
 
 import math
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from acne_jax.ops import boxes as box_ops
+from acne_jax.testing.torchvision_cpu import TorchvisionUnavailable, import_torchvision
 
 # ----------------------------------------------------------------------------- references
 
@@ -38,6 +40,26 @@ def iou_giou_diou_reference(b1, b2):
       rho = ((ax1 + ax2) / 2 - (bx1 + bx2) / 2) ** 2 + ((ay1 + ay2) / 2 - (by1 + by2) / 2) ** 2
       diou[i, j] = iou[i, j] - (rho / diag if diag > 0 else 0.0)
   return iou, giou, diou
+
+
+def diou_reference(b1, b2):
+  """Vectorised float64 DIoU from the definition: [N, 4], [M, 4] boxes of positive size -> [N, M].
+
+  ``IoU - rho^2 / c^2`` with centres ``(x1 + x2) / 2`` (exact enough in float64) and no epsilon.
+  """
+  a = np.asarray(b1, np.float64)[:, None, :]
+  b = np.asarray(b2, np.float64)[None, :, :]
+  area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+  area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+  iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+  ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+  inter = iw * ih
+  iou = inter / (area_a + area_b - inter)
+  cw = np.maximum(a[..., 2], b[..., 2]) - np.minimum(a[..., 0], b[..., 0])
+  ch = np.maximum(a[..., 3], b[..., 3]) - np.minimum(a[..., 1], b[..., 1])
+  rho_sq = (((a[..., 0] + a[..., 2]) - (b[..., 0] + b[..., 2])) / 2) ** 2 + (
+      ((a[..., 1] + a[..., 3]) - (b[..., 1] + b[..., 3])) / 2) ** 2
+  return iou - rho_sq / (cw**2 + ch**2)
 
 
 def torch_iou(b1, b2):
@@ -267,3 +289,66 @@ def test_wrong_shapes_raise_naming_the_argument(call, arg):
 def test_shape_error_raised_at_trace_time_under_jit():
   with pytest.raises(ValueError, match=r"'boxes1' must have shape \[N, 4\]"):
     jax.jit(box_ops.box_iou)(jnp.zeros((3, 5)), jnp.zeros((2, 4)))
+
+
+# ----------------------------------------------------------------------------- DIoU vs torchvision
+
+
+@pytest.fixture(scope="module")
+def tv():
+  try:
+    return import_torchvision()
+  except TorchvisionUnavailable as error:
+    pytest.skip(str(error))
+
+
+def _boxes_around(rng, n, origin, size):
+  """[n, 4] float32 boxes with sides in [size / 10, size] and corners within 2 * size of origin."""
+  xy = origin + rng.uniform(-2 * size, 2 * size, size=(n, 2))
+  wh = rng.uniform(size / 10, size, size=(n, 2))
+  return np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
+
+
+# float32 DIoU error bound: a few roundings of values in [-1, 1], each 2**-24 = 6e-8 at most.
+DIOU_ATOL = 6e-7
+
+
+@pytest.mark.parametrize("origin,size", [
+    (1000.0, 0.5),  # sub-pixel, far from the origin: centre subtraction cancels
+    (300.0, 0.2),
+    (10.0, 0.5),
+    (0.0, 0.5),  # straddling 0
+    (400.0, 100.0),  # lesion-sized
+    (0.0, 50.0),
+])
+def test_distance_box_iou_matches_float64_and_torchvision(tv, origin, size):
+  rng = np.random.default_rng(int(origin) + int(100 * size))
+  b1, b2 = _boxes_around(rng, 48, origin, size), _boxes_around(rng, 40, origin, size)
+  ours = np.asarray(_diou_jit(jnp.asarray(b1), jnp.asarray(b2)), np.float64)
+  # torchvision in float64 on the same (float32) values, eps=0, is the exact formula.
+  exact = tv.ops.distance_box_iou(torch.from_numpy(b1).double(), torch.from_numpy(b2).double(), eps=0.0).numpy()
+  np.testing.assert_allclose(diou_reference(b1, b2), exact, atol=1e-12, rtol=0)
+  assert np.max(np.abs(ours - exact)) <= DIOU_ATOL
+  # torchvision's own float32 call (centres (x1 + x2) / 2, c^2 + 1e-7).
+  tv32 = tv.ops.distance_box_iou(torch.from_numpy(b1), torch.from_numpy(b2)).double().numpy()
+  if size >= 10:  # eps / c^2 < 1e-9, and both are a few float32 roundings off the exact value
+    assert np.max(np.abs(ours - tv32)) <= 1e-6
+  if origin >= 1000:  # its centre subtraction loses ~1e-4 here; ours does not
+    assert np.max(np.abs(tv32 - exact)) > 1e-5
+
+
+def test_torchvision_diou_eps_changes_the_penalty_by_eps_over_c_squared(tv):
+  # torchvision adds eps = 1e-7 to c^2: the penalty p = rho^2 / c^2 drops by p * eps / (c^2 + eps),
+  # above float32 resolution (6e-8) for c below ~1 px and below 1e-9 for c >= 10 px.
+  rng = np.random.default_rng(5)
+  b1 = np.concatenate([_boxes_around(rng, 30, 50.0, s) for s in (0.05, 0.3, 1.0, 10.0, 60.0)]).astype(np.float64)
+  b2 = b1 + rng.normal(0, 1, size=b1.shape) * (b1[:, 2:] - b1[:, :2]).repeat(2, axis=1) / 4
+  b2[:, 2:] = np.maximum(b2[:, 2:], b2[:, :2] + 1e-3)
+  t1, t2 = torch.from_numpy(b1), torch.from_numpy(b2)
+  diff = (tv.ops.distance_box_iou(t1, t2) - tv.ops.distance_box_iou(t1, t2, eps=0.0)).numpy()
+  c_sq = ((np.maximum(b1[:, None, 2:], b2[None, :, 2:]) - np.minimum(b1[:, None, :2], b2[None, :, :2])) ** 2).sum(-1)
+  rho_sq = (((b1[:, None, :2] + b1[:, None, 2:]) - (b2[None, :, :2] + b2[None, :, 2:])) / 2) ** 2
+  penalty = rho_sq.sum(-1) / c_sq
+  np.testing.assert_allclose(diff, penalty * 1e-7 / (c_sq + 1e-7), rtol=1e-6, atol=1e-15)
+  assert diff[c_sq < 1.0].max() > 6e-8
+  assert diff[c_sq >= 100.0].max() < 1e-9

@@ -1,20 +1,27 @@
-"""Tests for acne_jax.ops.nms against two independent greedy-NMS references.
+"""Tests for acne_jax.ops.nms against independent greedy-NMS references and torchvision.
 
 References (written from the definition, not from the code under test):
   * ``_numpy_greedy``: float64 NumPy; walks boxes by (descending score, ascending index)
     and keeps a box unless some already kept box has IoU > threshold.
   * ``_torch_greedy``: float64 PyTorch; ``torch.sort(stable=True, descending=True)``, then
     the classic "keep the next unsuppressed box and suppress everything after it" loop.
+  * torchvision's C++ CPU kernel (``tv.ops.nms``, ``tv.ops.batched_nms``), loaded through
+    ``acne_jax.testing.torchvision_cpu``; tests that need it skip where it cannot load.
 
 Exactness of the float32 implementation vs the float64 references: integer coordinates in
 [-100, 400] give areas < 2**24 (exact in float32) and IoUs p/q with q < 5e5, which are
 >= 2e-7 away from 0.3/0.5/0.7 unless exactly equal -- far more than float32 rounding -- so
-the comparisons agree, including IoU == threshold exactly (not suppressed). For float
-coordinates, cases with an IoU within 1e-5 of the threshold are regenerated.
+the comparisons agree. These suites pass the threshold as a traced float32 jit argument,
+which is compared at its float32 value: an IoU of exactly 3/10 rounds to float32(0.3), is
+not greater than it, and is kept, as in float64. (A Python-float 0.3 is torchvision's
+double 0.3 < float32(0.3), which suppresses that IoU; that rule is tested against
+torchvision's kernel at the end of this file.) For float coordinates, cases with an IoU
+within 1e-5 of the threshold are regenerated.
 """
 
 from __future__ import annotations
 
+import fractions
 import functools
 
 import hypothesis
@@ -25,7 +32,9 @@ import numpy as np
 import pytest
 import torch
 
-from acne_jax.ops.nms import batched_nms, nms
+from acne_jax.ops.boxes import box_iou
+from acne_jax.ops.nms import batched_nms, nms, round_threshold_down
+from acne_jax.testing.torchvision_cpu import TorchvisionUnavailable, import_torchvision
 
 THRESHOLDS = (0.3, 0.5, 0.7)
 
@@ -451,3 +460,258 @@ def test_bad_static_arguments():
     nms(boxes, scores, 0.5, -1)
   with pytest.raises(ValueError, match="tile_size"):
     nms(boxes, scores, 0.5, 5, tile_size=0)
+
+
+# ----------------------------------------------------------------------------------------
+# torchvision's CPU kernel as the reference: the threshold rule and tie order.
+
+TV_THRESHOLDS = (0.1, 0.3, 0.5, 0.6, 0.7)  # float32(t) > t for 0.1, 0.3, 0.6
+
+
+@pytest.fixture(scope="module")
+def tv():
+  try:
+    return import_torchvision()
+  except TorchvisionUnavailable as error:
+    pytest.skip(str(error))
+
+
+def _kernel_iou32(a, b) -> np.ndarray:
+  """torchvision's CPU-kernel IoU, operation by operation in float32.
+
+  a: [N, 4], b: [M, 4] float32 x1y1x2y2 with x2 >= x1 and y2 >= y1 -> [N, M] float32
+  ``inter / ((area_a + area_b) - inter)``, each operation rounded to float32.
+  """
+  a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+  area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+  area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+  zero = np.float32(0)
+  w = np.maximum(zero, np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]))
+  h = np.maximum(zero, np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]))
+  inter = w * h
+  with np.errstate(invalid="ignore"):
+    return inter / ((area_a[:, None] + area_b[None, :]) - inter)
+
+
+_box_iou_jit = jax.jit(box_iou)
+
+
+def _tv_nms(tv, boxes, scores, thr) -> list[int]:
+  """tv.ops.nms with the threshold passed as the double ``float(thr)``."""
+  return tv.ops.nms(torch.from_numpy(boxes), torch.from_numpy(scores), float(thr)).tolist()
+
+
+def _tv_batched(tv, boxes, scores, groups, thr) -> list[int]:
+  """tv.ops.batched_nms; tied scores put in index order.
+
+  For N > 1000 boxes torchvision runs NMS per group and re-sorts the merged result with an
+  unstable sort, which can reorder tied scores; sorting by (-score, index) undoes that.
+  """
+  keep = tv.ops.batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores),
+                            torch.from_numpy(groups.astype(np.int64)), float(thr)).tolist()
+  return sorted(keep, key=lambda i: (-scores[i], i))
+
+
+def _kept(result) -> list[int]:
+  indices, keep_valid = result
+  return np.asarray(indices)[np.asarray(keep_valid)].tolist()
+
+
+@pytest.mark.parametrize("t", TV_THRESHOLDS + (0.0, 1.0, 1 / 3, 0.25, -0.3, 1e-30, 1e39, -1e39))
+def test_round_threshold_down_is_the_double_comparison(t):
+  d = round_threshold_down(t)
+  assert d.dtype == np.float32 and float(d) <= t
+  with np.errstate(over="ignore"):
+    assert float(np.nextafter(d, np.float32(np.inf))) > t  # d is the largest float32 <= t
+  # Every float32 within 64 ulps of d, and a few far away: (x > d) == (double(x) > t), the
+  # kernel's `ovr > iou_threshold` with a float ovr and a double iou_threshold.
+  xs = [d]
+  with np.errstate(over="ignore"):
+    for direction in (np.float32(-np.inf), np.float32(np.inf)):
+      x = d
+      for _ in range(64):
+        x = np.nextafter(x, direction)
+        xs.append(x)
+    xs = np.asarray(xs + [0.0, 1.0, -1.0, np.inf, -np.inf, np.float32(t)], np.float32)
+  np.testing.assert_array_equal(xs > d, xs.astype(np.float64) > t)
+  # Wider IoU dtypes hold the double itself; NaN stays NaN (never suppresses).
+  assert round_threshold_down(t, np.float64) == t
+  assert np.isnan(round_threshold_down(np.nan))
+
+
+@pytest.mark.parametrize("n", [17, 300])
+def test_tied_scores_follow_torchvisions_stable_order(tv, n):
+  # torchvision's CPU kernel sorts scores stably (scores.sort(stable=true, descending)):
+  # among tied scores the lower index comes first and wins. A plain torch.sort(descending)
+  # reorders ties from N = 17 on, which would show here.
+  rng = np.random.default_rng(n)
+  loc = rng.integers(0, n // 3 + 1, n)  # many exact duplicates (IoU 1)
+  boxes = np.stack([20 * loc, 0 * loc, 20 * loc + 10, 0 * loc + 10], 1).astype(np.float32)
+  scores = rng.choice(np.float32([0.25, 0.5, 0.75]), n)
+  want = _tv_nms(tv, boxes, scores, 0.5)
+  assert want == _numpy_greedy(boxes, scores, 0.5)
+  assert _kept(_jitted_nms(n, 256)(boxes, scores, 0.5, np.ones(n, bool))) == want
+  disjoint = np.stack([20 * np.arange(n), np.zeros(n), 20 * np.arange(n) + 10, np.full(n, 10)], 1)
+  assert _tv_nms(tv, disjoint.astype(np.float32), np.full(n, 0.5, np.float32), 0.5) == list(range(n))
+
+
+def _exact_iou_pairs(rng: np.random.Generator, t: float, count: int) -> np.ndarray:
+  """``count`` distinct integer box pairs whose IoU is exactly the rational ``t``.
+
+  Enumerates A = [0, 0, wa, ha] and B = [dx, dy, dx + wb, dy + hb] with sizes in [1, 12]
+  and offsets in [0, 11] (3M pairs), keeps those with inter / union == t, picks ``count``,
+  moves each by a random integer offset in [0, 32) and randomly swaps A and B. Areas and
+  intersections are small integers, exact in float32, so each pair's float32 IoU is the
+  correctly rounded ``t``: float32(t). Returns [count, 2, 4] float32 x1y1x2y2 in [0, 56].
+  """
+  frac = fractions.Fraction(t).limit_denominator(100)  # 0.3 -> 3/10
+  sizes, offsets = np.arange(1, 13), np.arange(0, 12)
+  wa, ha, wb, hb, dx, dy = (g.ravel() for g in np.meshgrid(
+      sizes, sizes, sizes, sizes, offsets, offsets, indexing="ij"))
+  inter = (np.clip(np.minimum(wa, dx + wb) - dx, 0, None)
+           * np.clip(np.minimum(ha, dy + hb) - dy, 0, None))
+  union = wa * ha + wb * hb - inter
+  found = np.nonzero((inter > 0) & (inter * frac.denominator == union * frac.numerator))[0]
+  assert len(found) >= count, (t, len(found))
+  pick = rng.choice(found, count, replace=False)
+  zero = np.zeros(count, int)
+  pairs = np.stack([
+      np.stack([zero, zero, wa[pick], ha[pick]], axis=1),
+      np.stack([dx[pick], dy[pick], dx[pick] + wb[pick], dy[pick] + hb[pick]], axis=1),
+  ], axis=1)  # [count, 2, 4]
+  pairs += np.tile(rng.integers(0, 32, (count, 2)), 2)[:, None, :]
+  swap = rng.random(count) < 0.5
+  pairs[swap] = pairs[swap][:, ::-1]
+  return pairs.astype(np.float32)
+
+
+@pytest.mark.parametrize("t", TV_THRESHOLDS)
+def test_iou_equal_to_float32_threshold_matches_torchvision(tv, t):
+  # 48 pairs, each in its own 64 x 64 cell, with float32 IoU == float32(t) exactly.
+  # torchvision suppresses the lower-scored box of each pair iff float32(t) > t (the
+  # double): for 0.1, 0.3 and 0.6, not for 0.5 (exact) and 0.7 (float32 rounds down).
+  rng = np.random.default_rng(round(t * 10))
+  count = 48
+  pairs = _exact_iou_pairs(rng, t, count)
+  cells = np.stack([np.arange(count) % 8, np.arange(count) // 8], axis=1) * 64
+  boxes = (pairs + np.tile(cells, 2)[:, None, :]).reshape(-1, 4).astype(np.float32)
+  n = len(boxes)
+  assert np.all(_kernel_iou32(boxes[0::2], boxes[1::2]).diagonal() == np.float32(t))
+  np.testing.assert_array_equal(np.asarray(_box_iou_jit(boxes, boxes)), _kernel_iou32(boxes, boxes))
+  scores = rng.choice(np.float32([0.2, 0.4, 0.6, 0.8]), n)  # ties inside pairs too
+  valid = np.ones(n, bool)
+  rounds_up = float(np.float32(t)) > t
+
+  want = _tv_nms(tv, boxes, scores, t)
+  assert len(want) == (count if rounds_up else n)
+  assert _kept(jax.jit(lambda b, s: nms(b, s, t, n))(boxes, scores)) == want
+  assert _kept(nms(boxes, scores, np.float64(t), n, tile_size=5)) == want
+  # Traced thresholds are compared at their own float32 value (see the nms docstring).
+  assert _kept(_jitted_nms(n, 3)(boxes, scores, round_threshold_down(t), valid)) == want
+  as_float32 = _kept(_jitted_nms(n, 3)(boxes, scores, np.float32(t), valid))
+  assert as_float32 == _tv_nms(tv, boxes, scores, np.float32(t))
+  assert len(as_float32) == n  # IoU == float32(t) is never > float32(t)
+
+  groups = np.repeat(rng.integers(0, 4, count), 2).astype(np.int32)
+  split = rng.random(count) < 0.3  # these pairs' boxes get different groups: both kept
+  groups[1::2][split] = (groups[1::2][split] + 1) % 4
+  want = _tv_batched(tv, boxes, scores, groups, t)
+  assert len(want) == (count + int(split.sum()) if rounds_up else n)
+  assert _kept(jax.jit(lambda b, s, g: batched_nms(b, s, g, t, n))(boxes, scores, groups)) == want
+  assert _kept(_jitted_batched(n, 8)(boxes, scores, groups, round_threshold_down(t), valid)) == want
+
+
+def _ulp_neighbours(x: float, steps: np.ndarray) -> np.ndarray:
+  """float32(x) moved by ``steps`` ulps: [len(steps)] float32 (x > 0)."""
+  return (np.asarray([x], np.float32).view(np.int32) + steps).view(np.float32)
+
+
+def _near_threshold_scene(rng: np.random.Generator, t: float, clusters: int = 150, partners: int = 6):
+  """Float boxes with many IoUs equal to float32(t) and to its two float32 neighbours.
+
+  Each cluster is an anchor box and ``partners`` boxes whose float32 IoU with the anchor
+  is, in turn, the float32 just below float32(t), float32(t) and the float32 just above:
+  a partner is solved for IoU = t in float64, then its x1 and x2 are moved by up to 8 and
+  24 ulps until the kernel's float32 IoU hits the target (a new partner is drawn if none
+  of the 17 x 49 moves does). The boxes of a cluster share y1
+  and have power-of-two heights, and clusters are disjoint in y, so every product w * h
+  in the IoU is exact in float32: fused multiply-adds cannot change the IoU, which is
+  then bit-identical in XLA and in torchvision's kernel (the test checks it).
+
+  Returns:
+    boxes: [clusters * (1 + partners), 4] float32 x1y1x2y2, x in [1, ~700].
+    scores: [same] float32; in 3 of 4 clusters the anchor scores highest.
+    groups: [same] int32; one group per cluster, a fifth of the boxes moved to another.
+    counts: [3] int, anchor-partner pairs at the three target IoUs (of 2 * clusters each;
+      a partner not found in 50 attempts, which happens for IoU 1 ulp below 0.5 mostly,
+      is replaced by one with an IoU within a few ulps of t).
+  """
+  t32 = np.float32(t)
+  targets = (np.nextafter(t32, np.float32(-1)), t32, np.nextafter(t32, np.float32(2)))
+  x1_steps = np.repeat(np.arange(-8, 9, dtype=np.int32), 49)
+  x2_steps = np.tile(np.arange(-24, 25, dtype=np.int32), 17)
+  boxes, scores, groups = [], [], []
+  counts = np.zeros(3, int)
+  for c in range(clusters):
+    y1 = float(128 * c + rng.integers(0, 32))
+    ha = float(2 ** rng.integers(3, 7))
+    ax1 = rng.uniform(1, 200)
+    anchor = np.float32([ax1, y1, ax1 + rng.uniform(20, 120), y1 + ha])
+    ax1, _, ax2, _ = anchor.astype(np.float64)
+    cluster = [anchor]
+    for k in range(partners):
+      candidates = anchor[None]  # (a duplicate, if no attempt below gets as far as candidates)
+      for _ in range(50):
+        hb = float(2 ** rng.integers(3, 7))
+        bx1 = ax1 + rng.uniform(0.0, 0.5) * (ax2 - ax1)
+        inter = (ax2 - bx1) * min(ha, hb)
+        x2 = bx1 + (inter / t - (ax2 - ax1) * ha + inter) / hb  # IoU = t exactly, if x2 > ax2
+        if not x2 > ax2 + 1:
+          continue
+        candidates = np.tile(np.float32([0, y1, 0, y1 + hb]), (len(x1_steps), 1))
+        candidates[:, 0] = _ulp_neighbours(bx1, x1_steps)
+        candidates[:, 2] = _ulp_neighbours(x2, x2_steps)
+        hits = np.nonzero(_kernel_iou32(anchor[None], candidates)[0] == targets[k % 3])[0]
+        if len(hits):
+          cluster.append(candidates[rng.choice(hits)])
+          counts[k % 3] += 1
+          break
+      else:  # rare (1 ulp below 0.5, say): keep a partner whose IoU is near t, uncounted
+        cluster.append(candidates[len(candidates) // 2])
+    size = len(cluster)
+    s = rng.random(size)
+    if rng.random() < 0.75:
+      s[0] += 1.0
+    if rng.random() < 0.2:
+      s = np.round(s, 1)  # ties
+    g = np.full(size, rng.integers(0, 5))
+    moved = rng.random(size) < 0.2
+    g[moved] = (g[moved] + 1) % 5
+    boxes.extend(cluster)
+    scores.append(s)
+    groups.append(g)
+  return (np.asarray(boxes, np.float32), np.concatenate(scores).astype(np.float32),
+          np.concatenate(groups).astype(np.int32), counts)
+
+
+@pytest.mark.parametrize("t", TV_THRESHOLDS)
+def test_near_threshold_float_boxes_match_torchvision(tv, t):
+  rng = np.random.default_rng(round(t * 1000))
+  boxes, scores, groups, counts = _near_threshold_scene(rng, t)
+  n = len(boxes)
+  assert n == 1050 and counts.min() >= 150, counts  # of 300 each
+  # Our IoU is the kernel's, bit for bit, on this scene: only the threshold rule matters.
+  np.testing.assert_array_equal(np.asarray(_box_iou_jit(boxes, boxes)), _kernel_iou32(boxes, boxes))
+  valid = np.ones(n, bool)
+
+  want = _tv_nms(tv, boxes, scores, t)
+  assert _kept(jax.jit(lambda b, s: nms(b, s, t, n))(boxes, scores)) == want
+  assert _kept(_jitted_nms(n, 64)(boxes, scores, round_threshold_down(t), valid)) == want
+  as_float32 = _kept(_jitted_nms(n, 64)(boxes, scores, np.float32(t), valid))
+  assert as_float32 == _tv_nms(tv, boxes, scores, np.float32(t))
+  if float(np.float32(t)) > t:
+    assert as_float32 != want  # the scene does decide on IoU == float32(t)
+
+  # 1050 boxes: torchvision's per-group path, which does not shift coordinates.
+  want = _tv_batched(tv, boxes, scores, groups, t)
+  assert _kept(_jitted_batched(n, 256)(boxes, scores, groups, round_threshold_down(t), valid)) == want
