@@ -5,9 +5,9 @@
 Cases (the issue's): NMS of 2,000 and 6,000 boxes (IoU 0.7, keep 1,000); RoIAlign on P2-P5
 of a 1024x1024 image (batch 2, 256 channels), 1,024 RoIs, 7x7 and 14x14, forward and
 forward+backward. Times are medians over ``--repeats`` runs after a warm-up (and, for JAX,
-after compilation). The PyTorch side is ``torchvision.ops`` when it imports and otherwise the
-pure-PyTorch references of ``acne_jax.testing.torch_reference`` (torchvision has no CPU build on
-our machines); the table says which. With ``--markdown`` the results are appended to that file
+after compilation). The PyTorch side is ``torchvision.ops`` (its C++ kernels, through
+``acne_jax.testing.torchvision_cpu`` on a CPU-only machine) and otherwise the pure-PyTorch
+references of ``acne_jax.testing.torch_reference``; the table says which. With ``--markdown`` the results are appended to that file
 as a dated section with the machine and the command.
 """
 

@@ -2,8 +2,8 @@
 
     python scripts/compare_torchvision_ops.py [--cases 50] [--markdown PARITY.md] [--allow-reference]
 
-Needs torchvision with its compiled ops (the lent GPU machines have it; our CPU machines do
-not). With ``--allow-reference`` and no torchvision it compares against the pure-PyTorch
+Needs torchvision's compiled ops: on a CPU-only machine they load through
+``acne_jax.testing.torchvision_cpu`` (needs gcc). With ``--allow-reference`` and no torchvision it compares against the pure-PyTorch
 references of ``acne_jax.testing.torch_reference`` instead and says so in the output; that is
 a check of our two implementations, not of torchvision. Reports the maximum absolute error of
 IoU and RoIAlign (forward and the gradient w.r.t. the features, aligned True/False, sampling

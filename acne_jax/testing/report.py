@@ -16,12 +16,15 @@ def machine_description() -> str:
 
 
 def torchvision_ops():
-  """``(name, box_iou, nms, roi_align)`` from torchvision.ops, or ``None`` when its compiled ops
-  cannot run here (torchvision has no CPU build on our machines)."""
+  """``(name, box_iou, nms, roi_align)`` from torchvision.ops (its C++ kernels, loaded through
+  :mod:`acne_jax.testing.torchvision_cpu` on a CPU-only machine), or ``None`` when they cannot run here."""
   try:
     import torch
-    import torchvision
-    import torchvision.ops as ops
+
+    from acne_jax.testing.torchvision_cpu import import_torchvision
+
+    torchvision = import_torchvision()
+    ops = torchvision.ops
 
     ops.nms(torch.zeros((1, 4)), torch.zeros(1), 0.5)
     return f"torchvision.ops {torchvision.__version__}", ops.box_iou, ops.nms, ops.roi_align

@@ -1,8 +1,8 @@
 """Pure-PyTorch reference implementations of box IoU, greedy NMS and RoIAlign.
 
-These follow torchvision's definitions (``torchvision.ops.box_iou``, ``nms``, ``roi_align``)
-and exist because torchvision has no CPU build on our machines: the benchmark and parity
-scripts time and compare against ``torchvision.ops`` when it can be imported and against these
+These follow torchvision's definitions (``torchvision.ops.box_iou``, ``nms``, ``roi_align``).
+torchvision's PyPI wheel is a CUDA build; :mod:`acne_jax.testing.torchvision_cpu` loads its C++
+CPU kernels where gcc is available, and the benchmark and parity scripts use those then, these
 otherwise, and say which one they used. They are written for clarity and vectorised enough to
 be timed, not tuned. Layouts are PyTorch's: features ``[B, C, H, W]``.
 """

@@ -114,9 +114,10 @@ class DetectionMatch:
     matched: detections both kept (box within ``box_tol``, same class).
     box_diff, score_diff: the largest differences over the matched ones.
     only_ours, only_theirs: detections one side kept and the other did not, each with the reason
-      it is a float32 tie: ``"nms boundary"`` (its IoU with a higher-scored kept box of its class
-      is within ``iou_tol`` of the NMS threshold, so float rounding decides) or ``"cut"`` (it is at
-      the end of the list, pushed out by such a detection).
+      it is a float32 tie: ``"nms boundary"`` (its IoU with a kept box of its class is within
+      ``iou_tol`` of the NMS threshold), ``"score tie"`` (a detection only the other side kept
+      scores within 1e-6 of it), ``"after a score tie"`` (further down an image with such a tie),
+      ``"cut"`` (the end of a full list); anything else is ``"unexplained: ..."``.
   """
 
   matched: int
@@ -140,8 +141,9 @@ def match_detections(ours_boxes, ours_scores, ours_classes, their_boxes, their_s
   matched_ours = {i for i, _ in pairs}
 
   # A detection only one side kept must come from a float32 tie: near the NMS threshold against a
-  # box of its class the other side kept; an exactly equal score to a detection only the other
-  # side kept (NMS keeps whichever of the two it meets first); at the end of a full list (pushed
+  # box of its class the other side kept; a score within 1e-6 (the computation's noise) of a
+  # detection only the other side kept (NMS keeps whichever of the two it meets first, and
+  # rounding decides which that is); at the end of a full list (pushed
   # out by such a one); or after such a tie in score order (a different survivor suppresses
   # different boxes).
   def explain(index, boxes, scores, classes, other_boxes, other_scores, other_classes, other_unmatched):
@@ -151,7 +153,7 @@ def match_detections(ours_boxes, ours_scores, ours_classes, their_boxes, their_s
       return f"nms boundary (IoU {ious[np.abs(ious - nms_iou).argmin()]:.8f})"
     tied = [k for k in other_unmatched if other_classes[k] == classes[index] and abs(other_scores[k] - scores[index]) <= 1e-6]
     if tied:
-      return f"equal-score tie ({scores[index]:.6f})"
+      return f"score tie within 1e-6 ({scores[index]:.6f})"
     if index >= len(boxes) - 2 and len(boxes) >= max_detections:
       return "cut"
     return f"unexplained: #{index} class {classes[index]} score {scores[index]:.6f} box {np.round(boxes[index], 3).tolist()}"
@@ -163,10 +165,10 @@ def match_detections(ours_boxes, ours_scores, ours_classes, their_boxes, their_s
   only_theirs = [explain(j, their_boxes, their_scores, their_classes, ours_boxes, ours_scores, ours_classes, unmatched_ours)
                  for j in unmatched_theirs]
   for side, scores, indices in ((only_ours, ours_scores, unmatched_ours), (only_theirs, their_scores, unmatched_theirs)):
-    tie_scores = [scores[k] for k, why in zip(indices, side) if why.startswith("equal-score tie")]
+    tie_scores = [scores[k] for k, why in zip(indices, side) if why.startswith("score tie")]
     for n, (k, why) in enumerate(zip(indices, side)):
       if why.startswith("unexplained") and tie_scores and scores[k] < max(tie_scores):
-        side[n] = f"after an equal-score tie (score {scores[k]:.6f})"
+        side[n] = f"after a score tie (score {scores[k]:.6f})"
   box_diff = max((float(np.abs(ours_boxes[i] - their_boxes[j]).max()) for i, j in pairs), default=0.0)
   score_diff = max((abs(float(ours_scores[i]) - float(their_scores[j])) for i, j in pairs), default=0.0)
   return DetectionMatch(len(pairs), box_diff, score_diff, only_ours, only_theirs)
@@ -251,7 +253,7 @@ def compare(tv, num_classes: int = 3, image_size: Tuple[int, int] = (128, 160), 
     score_diff = max(score_diff, float(np.abs(os_ - their_scores[nearest]).max()))
     ties += int((nearest != np.arange(n)).sum())
   rows.append(Row("proposals (boxes, px)", box_diff, box_diff / max(height, width),
-                  f"same count: {count_equal}; {ties} listed in another order between equal scores"))
+                  f"same count: {count_equal}; {ties} listed in another order (scores equal within float32 noise)"))
   rows.append(Row("proposal scores", score_diff, score_diff))
   flat_pooled = np.asarray(ours_pooled).reshape(batch, per_image, *ours_pooled.shape[1:])
   offsets = np.cumsum([0] + [len(p) for p in proposals])
