@@ -36,6 +36,10 @@ and clipping them to the image:
 
 The model's own per-tile NMS and score threshold (``model.score_threshold``) still apply first.
 
+A config with torchvision's resize (``data.resize_min_size`` / ``resize_max_size``,
+``configs/torchvision_faster_rcnn.py``) resizes each photo that way first, tiles the resized
+photo, and maps the detections back to the original pixels as torchvision does.
+
 Outputs per image, in ``--out`` (default ``<workdir>/predictions``), named after the image's
 stem: ``<stem>_detections.json`` (COCO results: ``image_id`` from ``--image_id``, incremented
 per image in command-line order, ``category_id`` = class + 1, ``bbox`` ``[x, y, w, h]``;
@@ -62,6 +66,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from acne_jax.data import resize as resize_lib
 from acne_jax.evaluation import merge as merge_lib
 from acne_jax.paths import resolve
 
@@ -213,8 +218,13 @@ def merge_tile_detections(raw: Mapping[str, np.ndarray], origins: np.ndarray, ti
 
 def predict_image(predict_fn: Callable, variables: Any, image: np.ndarray, tile: int, batch: int = 4,
                   min_overlap: Optional[int] = None, merge: str = "nms", merge_iou: float = 0.5,
-                  drop_truncated: bool = True, border_margin: float = DEFAULT_BORDER_MARGIN) -> Dict[str, np.ndarray]:
+                  drop_truncated: bool = True, border_margin: float = DEFAULT_BORDER_MARGIN,
+                  resize_min_size: float = 0, resize_max_size: float = 0) -> Dict[str, np.ndarray]:
   """Detections on a whole image of any size, by overlapping tiles (see the module docstring).
+
+  With ``resize_min_size`` / ``resize_max_size`` (a config's ``data.resize_*``: torchvision's
+  detector resize), the image is first resized as the model saw its training images, tiled at
+  that size, and the detections mapped back to the original pixels as torchvision does.
 
   Args:
     predict_fn: ``(variables, uint8 [batch, tile, tile, 3]) -> Prediction`` (see
@@ -237,6 +247,10 @@ def predict_image(predict_fn: Callable, variables: Any, image: np.ndarray, tile:
   image = np.asarray(image)
   if image.ndim != 3 or image.shape[2] != 3:
     raise ValueError(f"predict_image: image must be [H, W, 3]; got shape {image.shape}.")
+  original_size = image.shape[:2]
+  resizing = resize_lib.resize_enabled(resize_min_size, resize_max_size)
+  if resizing:
+    image = resize_lib.resize_example(image, np.zeros((0, 4), np.float32), resize_min_size, resize_max_size)[0]
   height, width = image.shape[:2]
   min_overlap = default_overlap(tile) if min_overlap is None else int(min_overlap)
   origins = merge_lib.tile_origins(height, width, tile, min_overlap)
@@ -244,6 +258,10 @@ def predict_image(predict_fn: Callable, variables: Any, image: np.ndarray, tile:
   merged = merge_tile_detections(raw, origins, tile, height, width, merge, merge_iou, drop_truncated, border_margin)
   if "masks" in raw:
     merged.update(_masks_of_merged(raw, merged))
+  if resizing:
+    for key in ("boxes", "mask_boxes"):
+      if key in merged:
+        merged[key] = resize_lib.boxes_to_original(merged[key][None], [(height, width)], [original_size])[0]
   return merged
 
 
@@ -537,7 +555,8 @@ def main(argv=None) -> int:
     for offset, path in enumerate(images):
       image = read_image(path)
       detections = predict_image(predict_fn, variables, image, tile, flag_values.batch, overlap, flag_values.merge,
-                                 flag_values.merge_iou, flag_values.drop_truncated, flag_values.border_margin)
+                                 flag_values.merge_iou, flag_values.drop_truncated, flag_values.border_margin,
+                                 *resize_lib.configured_sizes(config.data))
       stem = os.path.splitext(os.path.basename(path))[0]
       paths = write_outputs(out_dir, stem, image, detections, flag_values.image_id + offset, names, thresholds,
                             flag_values.draw_max_side, float(config.model.roi_head.mask.threshold))

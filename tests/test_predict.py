@@ -468,3 +468,20 @@ def test_a_mask_model_gets_masks_through_tiling_merging_drawing_and_the_json(syn
     assert mask.sum() <= (w + 1) * (h + 1)
   figure = cv2.imread(paths["detections.png"])
   assert figure is not None and figure.shape[1] == width
+
+
+def test_a_resize_config_predicts_on_the_resized_photo_and_maps_back():
+  """data.resize_min/max_size (torchvision's resize): the tiles are cut from the resized photo and
+  the detections come back in the original pixels, by torchvision's postprocess rule."""
+  from acne_jax.data import resize as resize_lib
+
+  image = np.random.default_rng(3).integers(0, 255, (300, 450, 3), dtype=np.uint8)
+  gt = np.array([[30.0, 40.0, 90.0, 100.0], [200.0, 150.0, 260.0, 230.0]])
+  resized, resized_gt, _, _ = resize_lib.resize_example(image, gt.astype(np.float32), 200, 400)
+  assert resized.shape[:2] == (200, 300)
+  predict_fn, _, _ = perfect_detector(resized, resized_gt, [1, 2], tile=256, batch=2, min_overlap=32)
+  out = predict.predict_image(predict_fn, "vars", image, tile=256, batch=2, min_overlap=32, resize_min_size=200,
+                              resize_max_size=400)
+  order = np.argsort(out["classes"])
+  np.testing.assert_array_equal(out["classes"][order], [1, 2])
+  np.testing.assert_allclose(out["boxes"][order], gt, atol=1e-3)

@@ -105,7 +105,9 @@ def load_split(data: Mapping[str, Any], records, split_key: str) -> InMemoryData
 def resize_sizes(data: Mapping[str, Any]) -> Tuple[int, int]:
   """``(data.resize_min_size, data.resize_max_size)``: torchvision's detector resize, ``(0, 0)``
   for none (also for configs written before these settings existed)."""
-  return int(data.get("resize_min_size", 0) or 0), int(data.get("resize_max_size", 0) or 0)
+  from acne_jax.data.resize import configured_sizes
+
+  return configured_sizes(data)
 
 
 def _decode(data: Mapping[str, Any], records, split: str) -> InMemoryDataset:

@@ -37,6 +37,12 @@ def resize_enabled(min_size: float, max_size: float) -> bool:
   return True
 
 
+def configured_sizes(data) -> Tuple[int, int]:
+  """``(data.resize_min_size, data.resize_max_size)`` of a config's data section, ``(0, 0)`` (no
+  resize) for configs written before these settings existed."""
+  return int(data.get("resize_min_size", 0) or 0), int(data.get("resize_max_size", 0) or 0)
+
+
 def torchvision_scale(height: int, width: int, min_size: float, max_size: float) -> float:
   """torchvision's resize factor: ``min(min_size / min(h, w), max_size / max(h, w))``.
 
