@@ -42,7 +42,7 @@ pytestmark = pytest.mark.readme
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 INSTALL = 'python -m pip install -e ".[test]"'
-TEST_COMMAND = "python -m pytest -q tests"
+TEST_COMMAND = "python -m pytest -q -n auto --dist loadfile tests"
 
 TINY_SYNTHETIC = {"data.builder_config": "tiny", "data.image_size": "(96, 96)", "data.max_boxes": "8"}
 SUBSTITUTIONS = {

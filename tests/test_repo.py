@@ -12,5 +12,5 @@ def test_ci_runs_exactly_the_readme_test_command():
   command = ci[marker + 1].strip()
   readme_blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
   readme_commands = [line.strip() for block in readme_blocks for line in block.splitlines()]
-  assert command == "python -m pytest -q tests"
+  assert command == "python -m pytest -q -n auto --dist loadfile tests"
   assert command in readme_commands
