@@ -9,6 +9,18 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(scope="session")
+def tv():
+  """torchvision with its C++ CPU kernels (acne_jax.testing.torchvision_cpu); skips, with the
+  reason, where they cannot be loaded (no gcc)."""
+  from acne_jax.testing.torchvision_cpu import TorchvisionUnavailable, import_torchvision
+
+  try:
+    return import_torchvision()
+  except TorchvisionUnavailable as error:
+    pytest.skip(str(error))
+
+
 @pytest.fixture
 def rng():
   """A seeded NumPy generator, fresh per test."""

@@ -10,18 +10,14 @@ import torch
 
 from acne_jax.data import pipeline, resize, synthetic
 from acne_jax.data.loader import InMemoryDataset
-from acne_jax.testing.torchvision_cpu import TorchvisionUnavailable, import_torchvision
 
 # (height, width, min_size, max_size): up-scaling capped by max_size, down-scaling, odd sizes.
 CASES = [(37, 53, 800, 1333), (600, 900, 320, 512), (101, 67, 50, 60), (48, 48, 64, 64), (9, 250, 40, 97)]
 
 
 @pytest.fixture(scope="module")
-def torchvision():
-  try:
-    return import_torchvision()
-  except TorchvisionUnavailable as e:
-    pytest.skip(f"torchvision unavailable: {e}")
+def torchvision(tv):
+  return tv
 
 
 def _torch_resize(image: np.ndarray, scale: float) -> np.ndarray:

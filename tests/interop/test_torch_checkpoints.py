@@ -18,18 +18,9 @@ import pytest
 
 from acne_jax.interop import torch as interop
 from acne_jax.testing import tiny
-from acne_jax.testing.torchvision_cpu import TorchvisionUnavailable, import_torchvision
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
-
-
-@pytest.fixture(scope="module")
-def tv():
-  try:
-    return import_torchvision()
-  except TorchvisionUnavailable as error:
-    pytest.skip(str(error))
 
 
 def _randomise_batch_norms(module, seed=0):

@@ -13,15 +13,6 @@ import pytest
 
 from acne_jax.interop import torch as interop
 from acne_jax.testing import torchvision_parity as parity
-from acne_jax.testing.torchvision_cpu import TorchvisionUnavailable, import_torchvision
-
-
-@pytest.fixture(scope="module")
-def tv():
-  try:
-    return import_torchvision()
-  except TorchvisionUnavailable as error:
-    pytest.skip(str(error))
 
 
 @pytest.fixture(scope="module")

@@ -57,15 +57,9 @@ def test_feature_sizes_round_up_and_base_sizes_checked():
 
 
 @pytest.mark.parametrize("image_size", [(800, 1344), (608, 800), (128, 160), (96, 224)])
-def test_torchvision_anchor_generator(image_size):
+def test_torchvision_anchor_generator(image_size, tv):
   """round_base + strides_from_sizes reproduce torchvision's AnchorGenerator (sizes 32-512 on
   P2-P6, ratios 0.5/1/2), including its image // feature grid step on levels whose map was rounded up."""
-  from acne_jax.testing.torchvision_cpu import TorchvisionUnavailable, import_torchvision
-
-  try:
-    tv = import_torchvision()
-  except TorchvisionUnavailable as error:
-    pytest.skip(str(error))
   import torch
   from torchvision.models.detection.anchor_utils import AnchorGenerator
   from torchvision.models.detection.image_list import ImageList
@@ -78,4 +72,3 @@ def test_torchvision_anchor_generator(image_size):
   ours = np.concatenate(anchor_ops.multilevel_anchors(image_size, strides, (8.0,), (0.5, 1.0, 2.0), round_base=True,
                                                    strides_from_sizes=True))
   np.testing.assert_array_equal(ours, theirs)
-  assert tv is not None

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from acne_jax.ops import boxes as box_ops
-from acne_jax.testing.torchvision_cpu import TorchvisionUnavailable, import_torchvision
 
 # ----------------------------------------------------------------------------- references
 
@@ -292,14 +291,6 @@ def test_shape_error_raised_at_trace_time_under_jit():
 
 
 # ----------------------------------------------------------------------------- DIoU vs torchvision
-
-
-@pytest.fixture(scope="module")
-def tv():
-  try:
-    return import_torchvision()
-  except TorchvisionUnavailable as error:
-    pytest.skip(str(error))
 
 
 def _boxes_around(rng, n, origin, size):

@@ -26,7 +26,6 @@ import pytest
 
 from acne_jax.models.deform_conv import DeformConv
 from acne_jax.ops.deform_conv import deform_conv2d
-from acne_jax.testing.torchvision_cpu import TorchvisionUnavailable, import_torchvision
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -259,14 +258,6 @@ def test_rejects_wrong_offset_shape():
     deform_conv2d(x, jnp.zeros((1, 6, 6, 9)), kernel)
   with pytest.raises(ValueError, match="offsets"):
     deform_conv2d(x, jnp.zeros((1, 6, 6, 18)), kernel, stride=2)
-
-
-@pytest.fixture(scope="module")
-def tv():
-  try:
-    return import_torchvision()
-  except TorchvisionUnavailable as error:
-    pytest.skip(str(error))
 
 
 # (batch, height, width, c_in, c_out, kernel_hw, stride, padding, dilation)

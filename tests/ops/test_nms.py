@@ -34,7 +34,6 @@ import torch
 
 from acne_jax.ops.boxes import box_iou
 from acne_jax.ops.nms import batched_nms, nms, round_threshold_down
-from acne_jax.testing.torchvision_cpu import TorchvisionUnavailable, import_torchvision
 
 THRESHOLDS = (0.3, 0.5, 0.7)
 
@@ -466,14 +465,6 @@ def test_bad_static_arguments():
 # torchvision's CPU kernel as the reference: the threshold rule and tie order.
 
 TV_THRESHOLDS = (0.1, 0.3, 0.5, 0.6, 0.7)  # float32(t) > t for 0.1, 0.3, 0.6
-
-
-@pytest.fixture(scope="module")
-def tv():
-  try:
-    return import_torchvision()
-  except TorchvisionUnavailable as error:
-    pytest.skip(str(error))
 
 
 def _kernel_iou32(a, b) -> np.ndarray:
