@@ -396,3 +396,16 @@ def _download_config(release):
   import tensorflow_datasets as tfds
 
   return tfds.download.DownloadConfig(manual_dir=str(release))
+
+
+def test_imagenet_resnet101_maps_every_key(tv):
+  """torchvision's ResNet-101 layout fills our ResNet-101 (every key used, every shape right)."""
+  from acne_jax.models.resnet import ResNet
+
+  state = {k: v.numpy() for k, v in tv.models.resnet101(weights=None).state_dict().items()}
+  template = jax.eval_shape(lambda: ResNet(101, 64).init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3))))
+  variables = interop.from_state_dict(state, {"params": {"backbone": template["params"]},
+                                              "batch_stats": {"backbone": template["batch_stats"]}}, "resnet")
+  block = variables["params"]["backbone"]["layer3_22"]["conv2"]["kernel"]
+  np.testing.assert_array_equal(block, state["layer3.22.conv2.weight"].transpose(2, 3, 1, 0))
+  np.testing.assert_array_equal(variables["batch_stats"]["backbone"]["layer4_2"]["bn3"]["mean"], state["layer4.2.bn3.running_mean"])
