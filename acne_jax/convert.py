@@ -63,7 +63,7 @@ def convert(config: ml_collections.ConfigDict, source: str, checkpoint: str, out
     template = {"params": state["params"], "batch_stats": state["batch_stats"]}
   else:
     template = {"params": abstract["params"], "batch_stats": abstract["batch_stats"]}
-  variables = interop.from_state_dict(state_dict, template, source, roi_channels=spec.neck.channels, source=resolve(checkpoint))
+  variables = interop.from_state_dict(state_dict, template, source, source=resolve(checkpoint))
   params = jax.tree_util.tree_map(jax.numpy.asarray, variables["params"])
   state = {"step": jax.numpy.asarray(0, jax.numpy.int32), "params": params,
            "batch_stats": jax.tree_util.tree_map(jax.numpy.asarray, variables.get("batch_stats", {})),

@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -32,16 +30,6 @@ from acne_jax.ops import roi_align as roi_ops
 from acne_jax.testing import report, torch_reference
 
 STRIDES = (4, 8, 16, 32)
-
-
-def _median_seconds(fn, repeats):
-  fn()  # warm-up (and compilation)
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def _torch_ops():
@@ -63,7 +51,7 @@ def bench_nms(rng, n, repeats, torch_nms, device):
   scores = rng.uniform(size=n).astype(np.float32)
   fn = jax.jit(lambda b, s: nms_ops.nms(b, s, 0.7, 1000))
   b, s = jnp.asarray(boxes), jnp.asarray(scores)
-  ours = _median_seconds(lambda: jax.block_until_ready(fn(b, s)), repeats)
+  ours = report.median_seconds(lambda: jax.block_until_ready(fn(b, s)), repeats)
   tb, ts = torch.as_tensor(boxes, device=device), torch.as_tensor(scores, device=device)
 
   def run_torch():
@@ -72,7 +60,7 @@ def bench_nms(rng, n, repeats, torch_nms, device):
       torch.cuda.synchronize()
     return keep
 
-  theirs = _median_seconds(run_torch, max(3, repeats // 3))
+  theirs = report.median_seconds(run_torch, max(3, repeats // 3))
   return ours, theirs
 
 
@@ -95,8 +83,8 @@ def bench_roi_align(rng, output_size, repeats, torch_roi_align, device, features
   r = jnp.asarray(rois)
   forward = jax.jit(lambda fs, r: roi_ops.multilevel_roi_align(fs, r, output_size, strides=STRIDES, sampling_ratio=0, aligned=True))
   backward = jax.jit(jax.grad(lambda fs, r: jnp.sum(roi_ops.multilevel_roi_align(fs, r, output_size, strides=STRIDES, sampling_ratio=0, aligned=True) ** 2)))
-  ours_f = _median_seconds(lambda: jax.block_until_ready(forward(feats, r)), repeats)
-  ours_b = _median_seconds(lambda: jax.block_until_ready(backward(feats, r)), repeats)
+  ours_f = report.median_seconds(lambda: jax.block_until_ready(forward(feats, r)), repeats)
+  ours_b = report.median_seconds(lambda: jax.block_until_ready(backward(feats, r)), repeats)
 
   t_feats = [torch.as_tensor(f, device=device).permute(0, 3, 1, 2).contiguous().requires_grad_(True) for f in features]
   t_rois = torch.as_tensor(rois, device=device)
@@ -118,8 +106,8 @@ def bench_roi_align(rng, output_size, repeats, torch_roi_align, device, features
     if device != "cpu":
       torch.cuda.synchronize()
 
-  theirs_f = _median_seconds(lambda: run(False), max(3, repeats // 3))
-  theirs_b = _median_seconds(lambda: run(True), max(3, repeats // 3))
+  theirs_f = report.median_seconds(lambda: run(False), max(3, repeats // 3))
+  theirs_b = report.median_seconds(lambda: run(True), max(3, repeats // 3))
   return (ours_f, theirs_f), (ours_b, theirs_b)
 
 

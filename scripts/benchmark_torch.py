@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -33,16 +31,6 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 from acne_jax.testing import report  # noqa: E402
-
-
-def _median_time(fn, repeats):
-  fn()  # warm-up (and compilation)
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def train_step_time(deformable, size, repeats):
@@ -79,7 +67,7 @@ def train_step_time(deformable, size, repeats):
     holder["state"], loss = step(holder["state"])
     loss.block_until_ready()
 
-  return _median_time(run, repeats)
+  return report.median_seconds(run, repeats)
 
 
 def inference_times(height, width, batch, repeats):
@@ -95,8 +83,7 @@ def inference_times(height, width, batch, repeats):
   spec = spec_from_config(parity.torchvision_config(3).model)
   model = TwoStageDetector(spec)
   template = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, height, width, 3))))
-  variables = interop.from_state_dict({k: v.numpy() for k, v in theirs.state_dict().items()}, template, "torchvision",
-                                      roi_channels=spec.neck.channels)
+  variables = interop.from_state_dict({k: v.numpy() for k, v in theirs.state_dict().items()}, template, "torchvision")
   variables = jax.tree_util.tree_map(jnp.asarray, variables)
   pixels = np.random.default_rng(0).integers(0, 256, (batch, height, width, 3), dtype=np.uint8)
   torch_images = [torch.from_numpy(p).permute(2, 0, 1).float() / 255.0 for p in pixels]
@@ -110,7 +97,7 @@ def inference_times(height, width, batch, repeats):
   def run_ours():
     jax.block_until_ready(predict(variables, ours_images))
 
-  return _median_time(run_theirs, repeats), _median_time(run_ours, repeats), torch.get_num_threads()
+  return report.median_seconds(run_theirs, repeats), report.median_seconds(run_ours, repeats), torch.get_num_threads()
 
 
 def main() -> int:

@@ -304,7 +304,13 @@ def _ignored(key: str, layout: str) -> bool:
   return layout == "resnet" and key.startswith("fc.")  # the ImageNet classifier
 
 
-def from_state_dict(state: Mapping[str, np.ndarray], variables: Mapping[str, Any], layout: str, roi_channels: int = 0,
+def _roi_channels(variables: Mapping[str, Any]) -> int:
+  """Channels of the RoI features the first box-head layer flattens: the neck's width (0 without a neck)."""
+  lateral = variables.get("params", {}).get("neck", {}).get("lateral_C2")
+  return int(lateral["kernel"].shape[-1]) if lateral else 0
+
+
+def from_state_dict(state: Mapping[str, np.ndarray], variables: Mapping[str, Any], layout: str,
                     source: str = "the checkpoint") -> Dict[str, Any]:
   """``variables`` with every leaf of ``layout`` replaced by the checkpoint's tensor.
 
@@ -312,16 +318,17 @@ def from_state_dict(state: Mapping[str, np.ndarray], variables: Mapping[str, Any
     state: ``{key: ndarray}`` (:func:`read_state_dict`).
     variables: our ``{"params", "batch_stats"}`` (arrays or ShapeDtypeStructs), the template.
     layout: ``"resnet"``, ``"torchvision"`` or ``"mmdet"``.
-    roi_channels: channels of the RoI features (the neck's), for the first box-head layer.
     source: the file name, for messages.
 
   Returns:
-    A new ``{"params", "batch_stats"}`` of NumPy float32 arrays.
+    A new ``{"params", "batch_stats"}``: the checkpoint's tensors as NumPy float32 arrays, and
+    the template's own leaves where the layout has none (``"resnet"``: all but the backbone).
 
   Raises:
     StateDictMismatch: listing missing, unexpected and mis-shaped keys.
   """
   table = leaves(variables, layout)
+  roi_channels = _roi_channels(variables)
   flat = {c: _flat(variables.get(c, {})) for c in ("params", "batch_stats")}
   used, missing, misshaped = set(), [], []
   converted: Dict[Tuple[str, Tuple[str, ...]], np.ndarray] = {}
@@ -375,13 +382,14 @@ def _set(tree: Dict[str, Any], path: Tuple[str, ...], value: Any) -> None:
   tree[path[-1]] = value
 
 
-def to_torchvision(variables: Mapping[str, Any], roi_channels: int) -> Dict[str, np.ndarray]:
+def to_torchvision(variables: Mapping[str, Any]) -> Dict[str, np.ndarray]:
   """Our variables as a torchvision ``fasterrcnn_resnet50_fpn`` state dict (NumPy arrays).
 
   The model must use torchvision's conventions (``configs/torchvision_faster_rcnn.py``); the
   background class's box-regression rows, which we do not have, are written as zeros.
   """
   state = {}
+  roi_channels = _roi_channels(variables)
   flat = {c: _flat(variables.get(c, {})) for c in ("params", "batch_stats")}
   for leaf in leaves(variables, "torchvision"):
     state[leaf.key] = np.ascontiguousarray(_from_flax(leaf.kind, np.asarray(flat[leaf.collection][leaf.path], np.float32), roi_channels))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
+import time
 
 
 def machine_description() -> str:
@@ -38,3 +40,14 @@ def emit(text: str, markdown: str | None) -> None:
   if markdown:
     with open(markdown, "a") as f:
       f.write("\n" + text)
+
+
+def median_seconds(fn, repeats: int) -> float:
+  """Median wall time of ``repeats`` calls of ``fn`` after one warm-up call (compilation)."""
+  fn()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)

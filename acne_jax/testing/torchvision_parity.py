@@ -199,7 +199,7 @@ def compare(tv, num_classes: int = 3, image_size: Tuple[int, int] = (128, 160), 
   model = TwoStageDetector(spec)
   template = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, height, width, 3))))
   state = {k: v.numpy() for k, v in theirs.state_dict().items()}
-  variables = interop.from_state_dict(state, template, "torchvision", roi_channels=spec.neck.channels)
+  variables = interop.from_state_dict(state, template, "torchvision")
 
   pixels = np.random.default_rng(seed).integers(0, 256, (batch, height, width, 3), dtype=np.uint8)
   torch_images = [torch.from_numpy(p).permute(2, 0, 1).float() / 255.0 for p in pixels]

@@ -238,7 +238,7 @@ def test_mmdet_heads_equal_the_pytorch_layers(mmdet_model):
   for prefix, module in modules.items():
     for key, value in module.state_dict().items():
       state[f"{prefix}.{key}"] = value.numpy()
-  variables = interop.from_state_dict(state, template, "mmdet", roi_channels=spec.neck.channels)
+  variables = interop.from_state_dict(state, template, "mmdet")
   params = variables["params"]
   rng = np.random.default_rng(1)
   features = rng.normal(size=(2, 9, 11, spec.neck.channels)).astype(np.float32)
@@ -281,7 +281,7 @@ def test_mmdet_mask_head_and_dcn_equal_the_pytorch_layers(tv, mmdet_model):
     state[f"roi_head.mask_head.{key}"] = value.numpy()
   for key, value in offset_conv.state_dict().items():
     state[f"backbone.layer2.0.conv2.conv_offset.{key}"] = value.numpy()
-  variables = interop.from_state_dict(state, template, "mmdet", roi_channels=spec.neck.channels)
+  variables = interop.from_state_dict(state, template, "mmdet")
   rng = np.random.default_rng(2)
   rois = rng.normal(size=(3, 14, 14, spec.neck.channels)).astype(np.float32)
   with torch.no_grad():
@@ -332,7 +332,7 @@ def test_convert_cli_writes_a_workdir_evaluate_reads(mmdet_model, tmp_path):
   assert json.loads((out / "config.json").read_text())["model"]["backbone"]["deformable_stages"] == [False, True, True, True]
   restored, step, meta = evaluate.restore(config, str(out))
   assert step == 0 and meta["layout"] == "mmdet" and meta["converted_from"] == str(path)
-  expected = interop.from_state_dict(state, template, "mmdet", roi_channels=spec.neck.channels)
+  expected = interop.from_state_dict(state, template, "mmdet")
   for collection in ("params", "batch_stats"):
     ours, theirs = interop._flat(restored[collection]), interop._flat(expected[collection])
     assert ours.keys() == theirs.keys()

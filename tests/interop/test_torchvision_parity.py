@@ -64,8 +64,8 @@ def test_final_detections(comparison):
 def test_export_round_trip_and_strict_load(tv, comparison):
   import torch
 
-  exported = interop.to_torchvision(comparison.variables, roi_channels=256)
-  again = interop.from_state_dict(exported, comparison.variables, "torchvision", roi_channels=256)
+  exported = interop.to_torchvision(comparison.variables)
+  again = interop.from_state_dict(exported, comparison.variables, "torchvision")
   for collection in ("params", "batch_stats"):
     flat_a = interop._flat(comparison.variables[collection])
     flat_b = interop._flat(again[collection])
