@@ -73,6 +73,9 @@ def _model(data: str, rpn_head: str, roi_head: str) -> dict:
   model = specs.default_model_config()
   model["rpn"].update(head=rpn_head, with_nwd=rpn_head == "sadh")
   model["roi_head"].update(type=roi_head, num_classes={"synthetic": 10, "acne_scu": 10, "acne04": 1, "deep_lesion": 8}[data])
+  if roi_head == "cpm":
+    # CPM R-CNN's inference: score > 0.03 and per-class NMS 0.3 on the unrefined boxes, before the grid stages.
+    model["roi_head"]["box"].update(score_threshold=0.03, nms_iou=0.3)
   if data == "synthetic":
     # Sized so training and evaluation finish in ~7 minutes on a 2-core CPU, from scratch (no
     # ImageNet weights can be downloaded): a thin ResNet-18 with GroupNorm, a 64-channel FPN,
@@ -85,6 +88,13 @@ def _model(data: str, rpn_head: str, roi_head: str) -> dict:
     model["roi_head"].update(max_sampling_ratio=2)
     model["roi_head"]["box"].update(fc_dim=256, num_samples=128, pre_nms_top_k=2000)
     model["roi_head"]["mask"].update(channels=32)  # 256 would cost more than the whole backbone here
+    # CPM's grid heads thinned the same way, as each stage's head costs more than the box head:
+    # 4 channels per point (36 in all, GN 18 groups of 2) and two convs instead of 576 and eight,
+    # 16 stage-0 RoIs per image, lighter scoring modules, 100 detections (the evaluation's maxDets).
+    model["roi_head"]["cpm"].update(point_channels=4, gn_groups=18, num_convs=2, max_grid_rois=16, ism_fc_dim=256,
+                                    rsm_num_samples=128)
+    if roi_head == "cpm":
+      model["roi_head"]["box"].update(max_detections=100)
   else:
     # The paper (section 4.2, the reference's configs): an ImageNet ResNet-50 (torchvision's
     # weights, read from the file torchvision itself caches) with deformable convolutions in

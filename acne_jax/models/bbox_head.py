@@ -38,23 +38,28 @@ class Shared2FCHead(nn.Module):
   Attributes:
     num_classes: foreground classes ``K``.
     fc_dim: width of both FC layers (1024).
+    with_box_regression: False gives a classifier only (CPM R-CNN's classification branch and
+      resampling scoring module): ``deltas`` is then ``None``.
   """
 
   num_classes: int
   fc_dim: int = 1024
   dtype: jnp.dtype = jnp.float32
+  with_box_regression: bool = True
 
   @nn.compact
   def __call__(self, roi_features: jnp.ndarray) -> Tuple[jnp.ndarray, jnp.ndarray]:
     """Args: roi_features ``[R, h, w, C]``.
 
     Returns:
-      ``class_logits [R, K + 1]`` (index ``K`` is background) and ``deltas [R, K, 4]``.
+      ``class_logits [R, K + 1]`` (index ``K`` is background) and ``deltas [R, K, 4]`` (or ``None``).
     """
     x = roi_features.reshape(roi_features.shape[0], -1)
     x = nn.relu(nn.Dense(self.fc_dim, name="fc1", dtype=self.dtype, kernel_init=nn.initializers.xavier_uniform())(x))
     x = nn.relu(nn.Dense(self.fc_dim, name="fc2", dtype=self.dtype, kernel_init=nn.initializers.xavier_uniform())(x))
     class_logits = nn.Dense(self.num_classes + 1, name="cls", dtype=self.dtype, kernel_init=nn.initializers.normal(0.01))(x)
+    if not self.with_box_regression:
+      return class_logits, None
     deltas = nn.Dense(self.num_classes * 4, name="reg", dtype=self.dtype, kernel_init=nn.initializers.normal(0.001))(x)
     return class_logits, deltas.reshape(-1, self.num_classes, 4)
 
@@ -93,6 +98,7 @@ def sample_rois(
     num_samples: int = 512,
     positive_fraction: float = 0.25,
     add_gt_as_proposals: bool = True,
+    plus_one: bool = False,
 ) -> SampledRois:
   """Steps 1-3 of training (module docstring) for a batch.
 
@@ -101,6 +107,7 @@ def sample_rois(
     proposal_boxes: ``[B, P, 4]``; proposal_valid: ``[B, P]``.
     gt_boxes: ``[B, G, 4]``; gt_labels: ``[B, G]`` int in ``0..K-1``; gt_valid: ``[B, G]``.
     num_classes: ``K``.
+    plus_one: IoU with the legacy ``+1`` box convention (Detectron, Pet): widths ``x2 - x1 + 1``.
     Other arguments: assigner and sampler settings.
 
   Returns:
@@ -112,7 +119,8 @@ def sample_rois(
       boxes = jnp.concatenate([boxes, gts])
       valid = jnp.concatenate([valid, gvalid])
     boxes = jax.lax.stop_gradient(boxes)
-    assignment = assign_ops.max_iou_assign(boxes, gts, gvalid, pos_iou_thr, neg_iou_thr, min_pos_iou, candidate_valid=valid)
+    assignment = assign_ops.max_iou_assign(box_ops.plus_one(boxes, plus_one), box_ops.plus_one(gts, plus_one), gvalid, pos_iou_thr,
+                                           neg_iou_thr, min_pos_iou, candidate_valid=valid)
     sample = sample_ops.random_sample(image_key, assignment.positive, assignment.negative, num_samples, positive_fraction)
     rois = boxes[sample.indices]
     matched = assignment.gt_index[sample.indices]
@@ -139,11 +147,14 @@ def pool_rois(
     sampling_ratio: int = 0,
     aligned: bool = True,
     max_sampling_ratio: int = roi_ops.DEFAULT_MAX_SAMPLING_RATIO,
+    plus_one: bool = False,
 ) -> jnp.ndarray:
-  """Multi-level RoIAlign of ``[B, S, 4]`` boxes -> ``[B * S, output_size, output_size, C]``."""
+  """Multi-level RoIAlign of ``[B, S, 4]`` boxes -> ``[B * S, output_size, output_size, C]``
+  (``plus_one``: levels from the legacy ``(w + 1) (h + 1)`` area)."""
   return roi_ops.multilevel_roi_align(
       features, rois_with_batch_index(jax.lax.stop_gradient(boxes)), output_size,
       strides=strides, sampling_ratio=sampling_ratio, aligned=aligned, max_sampling_ratio=max_sampling_ratio,
+      plus_one=plus_one,
   )
 
 
@@ -228,9 +239,37 @@ def detect(
   num_classes = deltas.shape[1]
   probs = jax.nn.softmax(class_logits, axis=-1)[:, :num_classes].reshape(batch, per_image, num_classes)
   deltas = deltas.reshape(batch, per_image, num_classes, 4)
+  decoded = jax.vmap(lambda boxes, d: box_ops.decode_deltas(boxes[:, None, :], d, stds=delta_stds, image_size=image_size))(
+      proposal_boxes, deltas)  # [B, P, K, 4]
+  return select_detections(probs, decoded, proposal_valid, score_threshold, nms_iou, max_per_image, pre_nms_top_k, min_size)
 
-  def one_image(p, d, boxes, valid):
-    decoded = box_ops.decode_deltas(boxes[:, None, :], d, stds=delta_stds, image_size=image_size)  # [P, K, 4]
+
+def select_detections(
+    probs: jnp.ndarray,
+    class_boxes: jnp.ndarray,
+    valid: jnp.ndarray,
+    score_threshold: float,
+    nms_iou: float,
+    max_per_image: int,
+    pre_nms_top_k: int,
+    min_size: float = 0.0,
+) -> Detections:
+  """Per-class thresholding and NMS of every (RoI, class) candidate (the last steps of :func:`detect`).
+
+  Args:
+    probs: ``[B, P, K]`` foreground class probabilities.
+    class_boxes: ``[B, P, K, 4]`` each RoI's box for each class (``[B, P, 1, 4]`` broadcasts one
+      box to every class, as a classifier without box regression does).
+    valid: ``[B, P]`` bool.
+    Other arguments: as :func:`detect`.
+
+  Returns:
+    :class:`Detections` with ``D = max_per_image``.
+  """
+  batch, per_image, num_classes = probs.shape
+  class_boxes = jnp.broadcast_to(class_boxes, (batch, per_image, num_classes, 4))
+
+  def one_image(p, decoded, valid):
     scores = jnp.where(valid[:, None], p, 0.0).reshape(-1)
     classes = jnp.tile(jnp.arange(num_classes, dtype=jnp.int32), per_image)
     k = min(pre_nms_top_k, scores.shape[0])
@@ -244,4 +283,4 @@ def detect(
     keep, keep_valid = nms_ops.batched_nms(top_boxes, top_scores, top_classes, nms_iou, max_per_image, candidate_valid)
     return Detections(top_boxes[keep], jnp.where(keep_valid, top_scores[keep], 0.0), top_classes[keep], keep_valid)
 
-  return jax.vmap(one_image)(probs, deltas, proposal_boxes, proposal_valid)
+  return jax.vmap(one_image)(probs, class_boxes, valid)

@@ -1,7 +1,8 @@
 """A two-stage detector assembled from a :class:`~acne_jax.models.specs.DetectorSpec`.
 
 Backbone (ResNet) -> neck (FPN) -> RPN head (vanilla or SADH, optionally with the NWD branch)
--> proposals -> RoI head (box: Faster R-CNN; mask: Mask R-CNN), each built from its own
+-> proposals -> RoI head (box: Faster R-CNN; mask: Mask R-CNN; cpm: CPM R-CNN's cascade grid
+heads), each built from its own
 section of the spec. ``TwoStageDetector`` is a Flax module with two entry points:
 
 - ``model.apply(variables, images, gt_boxes, gt_labels, gt_valid, key, method="losses")``
@@ -22,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from acne_jax.models import bbox_head
+from acne_jax.models.cascade import CPMRoIHead
 from acne_jax.models.fpn import FPN
 from acne_jax.models.mask_head import MaskRoIHead
 from acne_jax.models.proposals import Proposals, generate_proposals
@@ -32,7 +34,7 @@ from acne_jax.models.rpn_loss import rpn_losses
 from acne_jax.models.specs import DetectorSpec, spec_from_config  # noqa: F401  (spec_from_config re-exported)
 from acne_jax.ops import anchors as anchor_ops
 
-ROI_HEADS = {"box": BoxRoIHead, "mask": MaskRoIHead}
+ROI_HEADS = {"box": BoxRoIHead, "mask": MaskRoIHead, "cpm": CPMRoIHead}
 
 
 class Prediction(NamedTuple):
@@ -104,7 +106,8 @@ class TwoStageDetector(nn.Module):
         :class:`acne_jax.models.roi_heads.GroundTruth`).
 
     Returns:
-      ``{"rpn_cls", "rpn_bbox", ["rpn_nwd"], "rcnn_cls", "rcnn_bbox", ["rcnn_mask"]}`` scalars.
+      ``{"rpn_cls", "rpn_bbox", ["rpn_nwd"]}`` and the RoI head's scalars: ``"rcnn_cls", "rcnn_bbox"``
+      (box), plus ``"rcnn_mask"`` (mask); ``"rcnn_cls", "grid_stage1".., ["ism"], ["rsm"]`` (cpm).
     """
     r = self.spec.rpn
     image_size = images.shape[1:3]

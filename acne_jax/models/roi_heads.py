@@ -13,8 +13,8 @@ inference alike:
 for the RPN is not pooled from, as in MMDetection and torchvision); ``proposals`` are the RPN's
 :class:`~acne_jax.models.proposals.Proposals` (``boxes [B, P, 4]``, ``valid [B, P]``).
 
-Heads: :class:`BoxRoIHead` (Faster R-CNN, here) and ``mask_head.MaskRoIHead`` (Mask R-CNN); the
-CPM cascade grid head is planned as the third. The detector picks one by ``model.roi_head.type``.
+Heads: :class:`BoxRoIHead` (Faster R-CNN, here), ``mask_head.MaskRoIHead`` (Mask R-CNN) and
+``cascade.CPMRoIHead`` (CPM R-CNN). The detector picks one by ``model.roi_head.type``.
 """
 
 from __future__ import annotations
@@ -78,12 +78,13 @@ class BoxRoIHead(nn.Module):
     """Multi-level RoIAlign of ``[B, S, 4]`` boxes -> ``[B * S, output_size, output_size, C]``."""
     s = self.spec
     return bbox_head.pool_rois(levels[:len(ROI_FEATURE_STRIDES)], boxes, ROI_FEATURE_STRIDES, output_size, s.sampling_ratio,
-                               s.aligned, s.max_sampling_ratio)
+                               s.aligned, s.max_sampling_ratio, s.plus_one)
 
   def sample(self, key: jax.Array, proposals: Proposals, gt: GroundTruth) -> bbox_head.SampledRois:
     b = self.spec.box
     return bbox_head.sample_rois(key, proposals.boxes, proposals.valid, gt.boxes, gt.labels, gt.valid, self.spec.num_classes,
-                                 b.pos_iou, b.neg_iou, b.min_pos_iou, b.num_samples, b.positive_fraction)
+                                 b.pos_iou, b.neg_iou, b.min_pos_iou, b.num_samples, b.positive_fraction,
+                                 plus_one=self.spec.plus_one)
 
   def box_losses(self, levels, rois: bbox_head.SampledRois) -> Dict[str, jnp.ndarray]:
     class_logits, deltas = self.box_head(self.pool(levels, rois.boxes, self.spec.roi_size))

@@ -7,7 +7,7 @@ copied onto the parent)::
   model.backbone   BackboneSpec   ResNet depth, width, normalisation, frozen stages
   model.neck       NeckSpec       FPN channels and how an extra top level is made
   model.rpn        RPNSpec        head type, anchors, assigner, sampler, NWD branch, proposals
-  model.roi_head   RoIHeadSpec    head type, classes, RoIAlign, and the box / mask settings
+  model.roi_head   RoIHeadSpec    head type, classes, RoIAlign, and the box / mask / cpm settings
 
 Defaults are the SADH paper's AcneSCU setting (section 4.2 and the reference's
 ``skin_config.py``). :func:`spec_from_config` builds the whole tree from a config section,
@@ -21,7 +21,7 @@ import difflib
 from typing import Any, Mapping, Tuple
 
 RPN_HEADS = ("rpn", "sadh")
-ROI_HEADS = ("box", "mask")
+ROI_HEADS = ("box", "mask", "cpm")
 EXTRA_LEVELS = ("none", "max_pool", "conv")
 NWD_TARGETS = ("nwd", "iou", "giou", "diou")
 NWD_LOSSES = ("sbce", "l1")
@@ -144,18 +144,74 @@ class MaskHeadSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class CPMHeadSpec:
+  """CPM R-CNN's cascade grid heads and fused scoring (``models/cascade.py``, ``grid_head.py``,
+  ``scoring.py``). Its classification branch is ``roi_head.box`` without box regression (its
+  sampler, and its score threshold and NMS before the grid stages). Defaults: the paper's final
+  model (Pet's ``e2e_grid_cascade@567_rcnn_R-50-FPN_2x``)."""
+
+  # Grid head of every stage.
+  grid_size: int = 3  # 3 x 3 = 9 points
+  roi_size: int = 14  # RoIAlign output; the whole heatmap over the expanded box is 4 * roi_size
+  point_channels: int = 64  # conv channels = grid_size**2 * point_channels (576)
+  num_convs: int = 8
+  gn_groups: int = 36
+  fusion: bool = False  # Grid R-CNN's first/second-order neighbour fusion (CPM: off)
+  pos_radius: int = 1
+  grid_loss_weight: float = 15.0
+  # Cascade mapping module: one entry per stage.
+  mapping_ratios: Tuple[float, ...] = (1.0, 0.5, 0.25)  # heatmap region = (1 + ratio) x the box
+  stage_ious: Tuple[float, ...] = (0.5, 0.6, 0.7)  # stage j trains on boxes with IoU >= stage_ious[j] (stage 0: the cls positives)
+  stage_loss_weights: Tuple[float, ...] = (1.0, 0.5, 0.25)
+  max_grid_rois: int = 96  # stage-0 positives per image (a random subset beyond)
+  # IoU scoring module (last stage).
+  ism: bool = True
+  ism_fc_dim: int = 1024
+  ism_loss_weight: float = 1.0
+  ism_reference: bool = False  # Pet's raw-logit score and row-gathering L2 loss (docs/decisions.md)
+  # Resampling scoring module.
+  rsm: bool = True
+  rsm_num_samples: int = 512
+  rsm_positive_fraction: float = 0.25
+  rsm_loss_weight: float = 1.0
+  score_gamma: float = 0.8  # fused score (s_cls * s_ISM)^gamma * s_RSM^(1 - gamma)
+
+  @property
+  def num_stages(self) -> int:
+    return len(self.mapping_ratios)
+
+  def __post_init__(self):
+    stages = len(self.mapping_ratios)
+    if stages < 1 or len(self.stage_ious) != stages or len(self.stage_loss_weights) != stages:
+      raise ValueError("model.roi_head.cpm: mapping_ratios, stage_ious and stage_loss_weights need one entry per stage; got "
+                       f"{self.mapping_ratios}, {self.stage_ious}, {self.stage_loss_weights}.")
+    if self.grid_size < 2:
+      raise ValueError(f"model.roi_head.cpm.grid_size must be >= 2; got {self.grid_size}.")
+    channels = self.grid_size**2 * self.point_channels
+    if channels % self.gn_groups:
+      raise ValueError(f"model.roi_head.cpm.gn_groups ({self.gn_groups}) must divide the grid conv channels "
+                       f"grid_size**2 * point_channels = {channels}.")
+    if self.num_convs < 1:
+      raise ValueError(f"model.roi_head.cpm.num_convs must be >= 1 (the first halves the RoI); got {self.num_convs}.")
+
+
+@dataclasses.dataclass(frozen=True)
 class RoIHeadSpec:
   """The stage after the proposals (``models/roi_heads.py``): ``type`` picks the head."""
 
-  type: str = "box"  # "box" (Faster R-CNN) or "mask" (Mask R-CNN)
+  type: str = "box"  # "box" (Faster R-CNN), "mask" (Mask R-CNN) or "cpm" (CPM R-CNN's cascade grid heads)
   num_classes: int = 10
   # RoIAlign of the box branch.
   roi_size: int = 7
   sampling_ratio: int = 0
   aligned: bool = True
   max_sampling_ratio: int = 4  # static cap of the adaptive grid; exact up to this (ops/roi_align.py)
+  # The legacy +1 box convention (Detectron, Pet) in RoI level mapping and RoI-ground-truth IoU;
+  # with aligned=False and sampling_ratio=2 it is Pet's geometry. The box coder is unchanged.
+  plus_one: bool = False
   box: BoxHeadSpec = BoxHeadSpec()
   mask: MaskHeadSpec = MaskHeadSpec()
+  cpm: CPMHeadSpec = CPMHeadSpec()
 
   def __post_init__(self):
     _choice("roi_head.type", self.type, ROI_HEADS)

@@ -76,6 +76,15 @@ def box_iou(boxes1: jnp.ndarray, boxes2: jnp.ndarray) -> jnp.ndarray:
   return _safe_divide(intersection, union)
 
 
+def plus_one(boxes: jnp.ndarray, enabled: bool = True) -> jnp.ndarray:
+  """``[..., 4]`` boxes whose widths and heights are those of the legacy ``+1`` convention
+  (Detectron, maskrcnn-benchmark, Pet: ``w = x2 - x1 + 1``): ``x2 + 1, y2 + 1``. Areas and IoUs
+  of the result are the legacy ones; unchanged when not ``enabled``."""
+  if not enabled:
+    return boxes
+  return boxes + jnp.asarray([0.0, 0.0, 1.0, 1.0], boxes.dtype)
+
+
 def _enclosing_box(boxes1, boxes2):
   top_left = jnp.minimum(boxes1[:, None, :2], boxes2[None, :, :2])
   bottom_right = jnp.maximum(boxes1[:, None, 2:], boxes2[None, :, 2:])

@@ -332,6 +332,7 @@ def map_rois_to_levels(
     canonical_scale: float = 224.0,
     canonical_level: int = 4,
     eps: float = 1e-6,
+    plus_one: bool = False,
 ) -> jnp.ndarray:
   """FPN level of each RoI (Lin et al., Feature Pyramid Networks, eq. 1).
 
@@ -358,6 +359,8 @@ def map_rois_to_levels(
     canonical_scale: RoI side (pixels) mapped to ``canonical_level``.
     canonical_level: level of an RoI of side ``canonical_scale``.
     eps: added to the scale ratio before the log, see above.
+    plus_one: area ``(x2 - x1 + 1) * (y2 - y1 + 1)`` (the legacy convention of Detectron,
+      maskrcnn-benchmark and Pet).
 
   Returns:
     ``[...]`` int32 absolute levels in ``[min_level, max_level]``.
@@ -369,7 +372,8 @@ def map_rois_to_levels(
   if min_level > max_level:
     raise ValueError(f"map_rois_to_levels: min_level {min_level} > max_level {max_level}")
   boxes = rois[..., -4:].astype(jnp.promote_types(rois.dtype, jnp.float32))
-  area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+  one = 1.0 if plus_one else 0.0
+  area = (boxes[..., 2] - boxes[..., 0] + one) * (boxes[..., 3] - boxes[..., 1] + one)
   side = jnp.sqrt(jnp.maximum(area, 0.0))
   level = jnp.full(side.shape, min_level, jnp.int32)
   for k in range(min_level + 1, max_level + 1):
@@ -410,6 +414,7 @@ def multilevel_roi_align(
     eps: float = 1e-6,
     max_sampling_ratio: int = DEFAULT_MAX_SAMPLING_RATIO,
     rois_per_block: Optional[int] = None,
+    plus_one: bool = False,
 ) -> jnp.ndarray:
   """RoIAlign of each RoI from its FPN level (MultiScaleRoIAlign / SingleRoIExtractor).
 
@@ -434,6 +439,8 @@ def multilevel_roi_align(
       (2 for stride 4).
     eps: see :func:`map_rois_to_levels`.
     max_sampling_ratio, rois_per_block: as in :func:`roi_align`.
+    plus_one: level assignment from the legacy ``+1`` area (:func:`map_rois_to_levels`);
+      the sampling itself is unchanged.
 
   Returns:
     ``[R, out_h, out_w, C]`` in the features' dtype.
@@ -469,7 +476,7 @@ def multilevel_roi_align(
   level_rows = [batch * h * w for h, w in sizes]
   level_base = [sum(level_rows[:i]) for i in range(len(features))]
   level = map_rois_to_levels(
-      rois, min_level, max_level, canonical_scale, canonical_level, eps) - min_level
+      rois, min_level, max_level, canonical_scale, canonical_level, eps, plus_one) - min_level
   height = jnp.asarray([h for h, _ in sizes], jnp.int32)[level]
   width = jnp.asarray([w for _, w in sizes], jnp.int32)[level]
   base = (jnp.asarray(level_base, jnp.int32)[level]
