@@ -216,7 +216,9 @@ class CPMRoIHead(BoxRoIHead):
       rsm_probs = jax.nn.softmax(rsm_logits.astype(jnp.float32), axis=-1).reshape(*boxes.shape[:2], -1)
       rsm = jnp.take_along_axis(rsm_probs, detections.classes[..., None], axis=-1)[..., 0]
     scores = jnp.where(detections.valid, fused_score(detections.scores, ism, rsm, c.score_gamma), 0.0)
-    order = jnp.argsort(jnp.where(detections.valid, -scores, jnp.inf), axis=1, stable=True)
+    # Valid detections first by fused score (a NaN score, possible only with ism_reference, last among them).
+    rank = jnp.where(jnp.isnan(scores), jnp.finfo(jnp.float32).max, -scores)
+    order = jnp.argsort(jnp.where(detections.valid, rank, jnp.inf), axis=1, stable=True)
 
     def take(x):
       return jnp.take_along_axis(x, order.reshape(order.shape + (1,) * (x.ndim - 2)), axis=1)

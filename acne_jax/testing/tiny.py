@@ -19,6 +19,8 @@ TINY_MODEL: Dict[str, object] = {
     "rpn.test_max_proposals": 64,
     "roi_head.box.fc_dim": 32, "roi_head.box.num_samples": 32, "roi_head.box.pre_nms_top_k": 256,
     "roi_head.mask.channels": 16, "roi_head.mask.num_convs": 2,
+    "roi_head.cpm.point_channels": 4, "roi_head.cpm.gn_groups": 18, "roi_head.cpm.num_convs": 2,
+    "roi_head.cpm.ism_fc_dim": 32, "roi_head.cpm.rsm_num_samples": 32, "roi_head.cpm.max_grid_rois": 8,
 }
 
 

@@ -197,7 +197,16 @@ def _model_and_variables(spec):
   return model, {"params": tiny.draw_parameters(abstract["params"], np.random.default_rng(7), spread=0.05)}
 
 
-def test_cpm_head_shapes_are_static_under_jit():
+# The losses and the best detections of one fixed batch through the small CPM detector with
+# fixed (drawn) parameters, as computed when the wiring was last checked (float32, CPU).
+PINNED_LOSSES = {"rpn_cls": 0.77855575, "rpn_bbox": 0.10504355, "rpn_nwd": 0.01925571, "rcnn_cls": 2.51522303,
+                 "grid_stage1": 11.05314922, "grid_stage2": 5.10712385, "grid_stage3": 2.65578127, "ism": 0.18344350,
+                 "rsm": 3.78938437}
+PINNED_DETECTIONS = {"scores": [[0.25948235, 0.20048222, 0.19787420], [0.22967485, 0.19697644, 0.17997874]],
+                     "boxes": [[42.62458038, 33.00516510, 55.03367615, 50.59313965], [25.51593971, 24.96255493, 28.25107002, 48.77463913]]}
+
+
+def test_cpm_losses_and_detections_are_pinned_and_shapes_static_under_jit():
   spec = cpm_spec()
   model, variables = _model_and_variables(spec)
   images, boxes, labels, valid = _fixed_batch()
@@ -208,48 +217,28 @@ def test_cpm_head_shapes_are_static_under_jit():
     return model.apply(v, images, b, l, m, jax.random.key(1), method="losses")
 
   step = jax.jit(losses)
-  first = step(variables, boxes, labels, valid)
-  # Other ground truth (a different count of valid boxes, other sizes): same shapes, no retrace.
-  other_valid = jnp.asarray(np.array([[True, False, False], [True, True, False]]))
-  second = step(variables, boxes * 0.9 + 3, labels, other_valid)
-  assert len(traces) == 1
-  assert set(first) == {"rpn_cls", "rpn_bbox", "rpn_nwd", "rcnn_cls", "grid_stage1", "grid_stage2", "grid_stage3", "ism", "rsm"}
-  assert all(np.isfinite(float(v)) for v in list(first.values()) + list(second.values()))
-  predict = TwoStageDetector(spec, train=False)
-  out = jax.eval_shape(lambda v: predict.apply(v, images, method="predict"), variables)
-  assert out.detections.boxes.shape == (2, 30, 4) and out.detections.scores.shape == (2, 30) and out.masks is None
-  grid = dataclasses.replace(spec, roi_head=dataclasses.replace(spec.roi_head, cpm=dataclasses.replace(
-      spec.roi_head.cpm, mapping_ratios=(1.0,), stage_ious=(0.5,), stage_loss_weights=(1.0,), ism=False, rsm=False)))
-  one_stage = jax.eval_shape(lambda v: TwoStageDetector(grid, train=True).apply(
-      v, images, boxes, labels, valid, jax.random.key(1), method="losses"), _model_and_variables(grid)[1])
-  assert set(one_stage) == {"rpn_cls", "rpn_bbox", "rpn_nwd", "rcnn_cls", "grid_stage1"}
-
-
-# The losses and the best detections of one fixed batch through the small CPM detector with
-# fixed (drawn) parameters, as computed when the wiring was last checked (float32, CPU).
-PINNED_LOSSES = {"rpn_cls": 0.77855575, "rpn_bbox": 0.10504355, "rpn_nwd": 0.01925571, "rcnn_cls": 2.51522303,
-                 "grid_stage1": 11.05314922, "grid_stage2": 5.10712385, "grid_stage3": 2.65578127, "ism": 0.18344350,
-                 "rsm": 3.78938437}
-PINNED_DETECTIONS = {"scores": [[0.25948235, 0.20048222, 0.19787420], [0.22967485, 0.19697644, 0.17997874]],
-                     "boxes": [[42.62458038, 33.00516510, 55.03367615, 50.59313965], [25.51593971, 24.96255493, 28.25107002, 48.77463913]]}
-
-
-def test_pinned_losses_and_detections_of_the_cpm_model():
-  spec = cpm_spec()
-  model, variables = _model_and_variables(spec)
-  images, boxes, labels, valid = _fixed_batch()
-  out = jax.jit(lambda v: model.apply(v, images, boxes, labels, valid, jax.random.key(1), method="losses"))(variables)
-  got = {k: float(v) for k, v in out.items()}
-  predict = TwoStageDetector(spec, train=False)
-  detections = jax.jit(lambda v: predict.apply(v, images, method="predict"))(variables).detections
+  got = {k: float(v) for k, v in step(variables, boxes, labels, valid).items()}
   assert set(got) == set(PINNED_LOSSES)
   for name, value in PINNED_LOSSES.items():
     assert got[name] == pytest.approx(value, rel=2e-4), (name, got)
+  # Other ground truth (another count of valid boxes, other sizes): same shapes, no retrace.
+  other = step(variables, boxes * 0.9 + 3, labels, jnp.asarray(np.array([[True, False, False], [True, True, False]])))
+  assert len(traces) == 1 and all(np.isfinite(float(v)) for v in other.values())
+
+  predict = TwoStageDetector(spec, train=False)
+  detections = jax.jit(lambda v: predict.apply(v, images, method="predict"))(variables).detections
+  assert detections.boxes.shape == (2, 30, 4) and detections.scores.shape == (2, 30)
   # Fused scores descend, valid detections first, boxes inside the 64 x 64 image.
   scores = np.asarray(detections.scores)
   assert np.all(np.diff(scores, axis=1) <= 1e-7) and np.all(detections.boxes >= 0) and np.all(detections.boxes <= 64)
   np.testing.assert_allclose(scores[:, :3], PINNED_DETECTIONS["scores"], rtol=2e-4)
   np.testing.assert_allclose(np.asarray(detections.boxes[0, :2]), PINNED_DETECTIONS["boxes"], rtol=2e-4, atol=1e-3)
+
+  grid = dataclasses.replace(spec, roi_head=dataclasses.replace(spec.roi_head, cpm=dataclasses.replace(
+      spec.roi_head.cpm, mapping_ratios=(1.0,), stage_ious=(0.5,), stage_loss_weights=(1.0,), ism=False, rsm=False)))
+  one_stage = jax.eval_shape(lambda v: TwoStageDetector(grid, train=True).apply(
+      v, images, boxes, labels, valid, jax.random.key(1), method="losses"), _model_and_variables(grid)[1])
+  assert set(one_stage) == {"rpn_cls", "rpn_bbox", "rpn_nwd", "rcnn_cls", "grid_stage1"}
 
 
 def test_the_cpm_and_grid_configs_build():
