@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+import optax  # noqa: E402
 
 from acne_jax.testing import report  # noqa: E402
 
@@ -56,7 +57,7 @@ def step_seconds(argument: str, size: int, batch: int, boxes: int, repeats: int)
   max_boxes = config.data.max_boxes
   model = TwoStageDetector(spec_from_config(config.model), train=True)
   opt = dict(config.optimizer.to_dict(), decay_steps=())
-  abstract = jax.eval_shape(lambda k: train.create_state(model, optax_identity(), k, (height, width), max_boxes, batch),
+  abstract = jax.eval_shape(lambda k: train.create_state(model, optax.identity(), k, (height, width), max_boxes, batch),
                             jax.random.key(0))["params"]
   tx, schedule = optim.make_optimizer(opt, abstract)
   state = jax.jit(lambda k: train.create_state(model, tx, k, (height, width), max_boxes, batch))(jax.random.key(0))
@@ -76,12 +77,6 @@ def step_seconds(argument: str, size: int, batch: int, boxes: int, repeats: int)
     metrics["loss"].block_until_ready()
 
   return report.median_seconds(run, repeats), batch, (height, width)
-
-
-def optax_identity():
-  import optax
-
-  return optax.identity()
 
 
 def main() -> int:
