@@ -23,8 +23,9 @@ Training, per image (``reference_notes.md`` 2.1-2.5):
 
 Static shapes: stage 0 has ``min(max_grid_rois, 512 * 0.25)`` RoI slots per image and every
 later stage that many plus ``G`` (the padded ground-truth count; enough because ground-truth
-copies are dropped before the ground truth is appended again), each with a validity mask; the
-IoU filter compacts the kept RoIs to the front with a stable sort. No Python loop runs over boxes.
+copies are dropped before the ground truth is appended again), or ``later_stage_rois`` when set,
+each with a validity mask; the IoU filter compacts the kept RoIs to the front with a stable sort
+(refined boxes before the appended ground truth). No Python loop runs over boxes.
 
 Inference: class probabilities of the proposals -> per-class score > 0.03 and NMS 0.3 on the
 *unrefined* proposal boxes (at most ``box.max_detections`` per image) -> the grid stages in turn
@@ -130,7 +131,7 @@ class CPMRoIHead(BoxRoIHead):
   def setup(self):
     s, c = self.spec, self.spec.cpm
     self.box_head = bbox_head.Shared2FCHead(s.num_classes, s.box.fc_dim, self.dtype, with_box_regression=False)
-    self.grid_stages = [GridHead(c.grid_size, c.point_channels, c.num_convs, c.gn_groups, c.fusion, self.dtype)
+    self.grid_stages = [GridHead(c.grid_size, c.point_channels, c.num_convs, c.gn_groups, c.fusion, self.dtype, c.weight_init)
                         for _ in range(c.num_stages)]
     if c.ism:
       self.ism_head = IoUScoringModule(c.ism_fc_dim, self.dtype)
@@ -162,12 +163,16 @@ class CPMRoIHead(BoxRoIHead):
     first_slots = min(c.max_grid_rois, positive_slots(s.box.num_samples, s.box.positive_fraction))
     boxes = rois.boxes[:, :first_slots]
     valid = rois.positive[:, :first_slots] & rois.valid[:, :first_slots]
-    later_slots = first_slots + gt.boxes.shape[1]
+    later_slots = c.later_stage_rois or first_slots + gt.boxes.shape[1]
     last = c.num_stages - 1
     for j in range(c.num_stages):
       if j > 0:
         boxes, valid = next_stage_rois(decoded, boxes, valid, gt.boxes, gt.valid, c.stage_ious[j], later_slots, s.plus_one)
       boxes = jax.lax.stop_gradient(boxes)
+      # Diagnostics (scripts/ablate_cpm.py), kept only when "intermediates" is mutable: RoIs per
+      # image the stage trains on, and how many of them are not ground-truth copies.
+      self.sow("intermediates", "stage_rois", jnp.sum(valid, axis=1))
+      self.sow("intermediates", "stage_refined_rois", jnp.sum(valid & ~is_ground_truth_copy(boxes, gt.boxes, gt.valid), axis=1))
       max_iou, gt_index = match_to_ground_truth(boxes, gt.boxes, gt.valid, s.plus_one)
       matched = jnp.take_along_axis(gt.boxes, gt_index[..., None], axis=1)
       targets = grid_ops.grid_targets(boxes.reshape(-1, 4), matched.reshape(-1, 4), c.mapping_ratios[j], self.map_size,
@@ -204,11 +209,17 @@ class CPMRoIHead(BoxRoIHead):
                                              b.pre_nms_top_k, b.min_size)
     boxes = detections.boxes
     ism = None
+    # Diagnostics (scripts/ablate_cpm.py), in the order before the re-ranking: the classified
+    # detections, then every stage's boxes.
+    self.sow("intermediates", "cls_detections", detections)
+    self.sow("intermediates", "stage_boxes", boxes)
     for j in range(c.num_stages):
       heatmaps, features = self._stage(j, levels, boxes)
       if j == c.num_stages - 1 and c.ism:
         ism = iou_score(self.ism_head(features), c.ism_reference).reshape(boxes.shape[:2])
+        self.sow("intermediates", "ism_score", ism)
       boxes = self._decode(j, heatmaps, boxes)
+      self.sow("intermediates", "stage_boxes", boxes)
     boxes = box_ops.clip_boxes(boxes, image_size)
     rsm = None
     if c.rsm:

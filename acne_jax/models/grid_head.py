@@ -12,14 +12,18 @@ features every 4-neighbour's, each through its own 5x5 depthwise + 1x1 transitio
 fusion repeats this on the first-order results. With fusion the head returns both heatmaps
 (trained on both, decoded from the fused one), as the reference does.
 
-Initialisation is PyTorch's default for every layer, as CPM R-CNN's head never calls its
-``init_weights`` (``reference_notes.md`` 2.2): kaiming-uniform(a = sqrt 5) kernels, i.e.
-``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, and biases from the same range.
+Initialisation (``weight_init``): ``"grid_rcnn"`` (default) is the one the head's authors wrote, as
+mmdet applies it: Kaiming-normal (fan-out, ReLU) convs with zero bias, transposed convs
+N(0, 0.001), and the last one's bias ``-log(0.99 / 0.01)``, so that every heatmap starts at the
+1 % positive prior instead of spending its first steps learning that almost every cell is
+background. ``"torch_default"`` is what Pet's CPM R-CNN runs, because its ``init_weights`` is
+never called (``reference_notes.md`` 2.2): PyTorch's default for every layer, kaiming-uniform
+(a = sqrt 5), i.e. ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, and biases from the same range.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -37,6 +41,17 @@ def _torch_default_bias(fan_in: int):
   return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
+# Grid R-CNN's (mmdet GridHead's) initialisation.
+kaiming_fan_out_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+HEATMAP_PRIOR = 0.01  # the last transposed conv's bias is the logit of this probability
+INITS = ("grid_rcnn", "torch_default")
+
+
+def _check_init(weight_init: str) -> None:
+  if weight_init not in INITS:
+    raise ValueError(f"model.roi_head.cpm.weight_init must be one of {INITS}; got {weight_init!r}.")
+
+
 class GroupedConvTranspose(nn.Module):
   """PyTorch ``ConvTranspose2d(in, out, k, stride, padding, groups)`` on NHWC: the input dilated
   by the stride, padded by ``k - 1 - padding`` and convolved per group (the kernel is stored
@@ -48,17 +63,25 @@ class GroupedConvTranspose(nn.Module):
   padding: int = 1
   groups: int = 1
   dtype: jnp.dtype = jnp.float32
+  # None: PyTorch's default initialisation; a float: kernel N(0, kernel_std**2) ...
+  kernel_std: Optional[float] = None
+  # ... and every bias this value.
+  bias_value: float = 0.0
 
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     in_channels = x.shape[-1]
     k = self.kernel_size
-    # PyTorch's fan_in for a transposed conv weight [in, out / groups, k, k] is (out / groups) * k * k.
-    fan_in = self.features // self.groups * k * k
-    bound = 1.0 / np.sqrt(fan_in)
-    kernel = self.param("kernel", lambda key, shape: jax.random.uniform(key, shape, jnp.float32, -bound, bound),
-                        (k, k, in_channels // self.groups, self.features))
-    bias = self.param("bias", _torch_default_bias(fan_in), (self.features,))
+    shape = (k, k, in_channels // self.groups, self.features)
+    if self.kernel_std is None:
+      # PyTorch's fan_in for a transposed conv weight [in, out / groups, k, k] is (out / groups) * k * k.
+      fan_in = self.features // self.groups * k * k
+      bound = 1.0 / np.sqrt(fan_in)
+      kernel = self.param("kernel", lambda key, shape: jax.random.uniform(key, shape, jnp.float32, -bound, bound), shape)
+      bias = self.param("bias", _torch_default_bias(fan_in), (self.features,))
+    else:
+      kernel = self.param("kernel", nn.initializers.normal(self.kernel_std), shape)
+      bias = self.param("bias", nn.initializers.constant(self.bias_value), (self.features,))
     pad = k - 1 - self.padding
     y = jax.lax.conv_general_dilated(
         x.astype(self.dtype), kernel.astype(self.dtype), window_strides=(1, 1), padding=((pad, pad), (pad, pad)),
@@ -95,6 +118,7 @@ class GridHead(nn.Module):
     num_convs: 3x3 convs (8), the first with stride 2.
     gn_groups: GroupNorm groups of the convs (36).
     fusion: Grid R-CNN's first- and second-order feature fusion.
+    weight_init: ``"grid_rcnn"`` or ``"torch_default"`` (module docstring).
   """
 
   grid_size: int = 3
@@ -103,6 +127,7 @@ class GridHead(nn.Module):
   gn_groups: int = 36
   fusion: bool = False
   dtype: jnp.dtype = jnp.float32
+  weight_init: str = "torch_default"
 
   @property
   def num_points(self) -> int:
@@ -110,10 +135,12 @@ class GridHead(nn.Module):
 
   def _conv(self, x, features, kernel, stride, name, groups=1, padding=None):
     pad = (kernel - 1) // 2 if padding is None else padding
-    fan_in = x.shape[-1] // groups * kernel * kernel
+    if self.weight_init == "torch_default":
+      kernel_init, bias_init = torch_default_init, _torch_default_bias(x.shape[-1] // groups * kernel * kernel)
+    else:
+      kernel_init, bias_init = kaiming_fan_out_init, nn.initializers.zeros
     return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
-                   feature_group_count=groups, kernel_init=torch_default_init, bias_init=_torch_default_bias(fan_in),
-                   name=name, dtype=self.dtype)(x)
+                   feature_group_count=groups, kernel_init=kernel_init, bias_init=bias_init, name=name, dtype=self.dtype)(x)
 
   def _transition(self, x, name):
     c = self.point_channels
@@ -137,6 +164,7 @@ class GridHead(nn.Module):
       ``({"unfused": [R, 2s, 2s, P][, "fused": ...]}, features [R, s/2, s/2, P * point_channels])``:
       heatmap logits, and the conv features the IoU scoring module reads.
     """
+    _check_init(self.weight_init)
     channels = self.num_points * self.point_channels
     x = roi_features
     for i in range(self.num_convs):
@@ -145,7 +173,7 @@ class GridHead(nn.Module):
     features = x
     # One decoder serves both heatmaps (the reference shares deconv_1 and deconv_2).
     heatmaps = {}
-    decoder = _HeatmapDecoder(self.num_points, self.point_channels, self.dtype, name="decoder")
+    decoder = _HeatmapDecoder(self.num_points, self.point_channels, self.dtype, self.weight_init, name="decoder")
     heatmaps["unfused"] = decoder(features)
     if self.fusion:
       c = self.point_channels
@@ -162,13 +190,16 @@ class _HeatmapDecoder(nn.Module):
   num_points: int
   point_channels: int
   dtype: jnp.dtype = jnp.float32
+  weight_init: str = "torch_default"
 
   @nn.compact
   def __call__(self, x):
     p = self.num_points
-    x = GroupedConvTranspose(p * self.point_channels, groups=p, name="deconv1", dtype=self.dtype)(x)
+    std = None if self.weight_init == "torch_default" else 0.001
+    prior = float(-np.log((1 - HEATMAP_PRIOR) / HEATMAP_PRIOR))
+    x = GroupedConvTranspose(p * self.point_channels, groups=p, name="deconv1", dtype=self.dtype, kernel_std=std)(x)
     x = nn.relu(nn.GroupNorm(num_groups=p, epsilon=1e-5, name="deconv1_norm", dtype=self.dtype)(x))
-    return GroupedConvTranspose(p, groups=p, name="deconv2", dtype=self.dtype)(x)
+    return GroupedConvTranspose(p, groups=p, name="deconv2", dtype=self.dtype, kernel_std=std, bias_value=prior)(x)
 
 
 def grid_loss(heatmap_logits: jnp.ndarray, targets: jnp.ndarray, valid: jnp.ndarray) -> jnp.ndarray:

@@ -159,11 +159,18 @@ class CPMHeadSpec:
   fusion: bool = False  # Grid R-CNN's first/second-order neighbour fusion (CPM: off)
   pos_radius: int = 1
   grid_loss_weight: float = 15.0
+  # "grid_rcnn": the head's intended initialisation (mmdet's; 1 % heatmap prior); "torch_default":
+  # Pet as it runs, whose init_weights is never called (docs/decisions.md).
+  weight_init: str = "torch_default"
   # Cascade mapping module: one entry per stage.
   mapping_ratios: Tuple[float, ...] = (1.0, 0.5, 0.25)  # heatmap region = (1 + ratio) x the box
   stage_ious: Tuple[float, ...] = (0.5, 0.6, 0.7)  # stage j trains on boxes with IoU >= stage_ious[j] (stage 0: the cls positives)
   stage_loss_weights: Tuple[float, ...] = (1.0, 0.5, 0.25)
   max_grid_rois: int = 96  # stage-0 positives per image (a random subset beyond)
+  # RoI slots per image of every later stage. 0: the stage-0 slots plus the padded ground-truth
+  # count, which holds every refined box and ground-truth box that can pass. A smaller number
+  # saves compute; when more pass, the refined boxes are kept first and the ground truth cut.
+  later_stage_rois: int = 0
   # IoU scoring module (last stage).
   ism: bool = True
   ism_fc_dim: int = 1024
@@ -191,6 +198,11 @@ class CPMHeadSpec:
     if channels % self.gn_groups:
       raise ValueError(f"model.roi_head.cpm.gn_groups ({self.gn_groups}) must divide the grid conv channels "
                        f"grid_size**2 * point_channels = {channels}.")
+    if self.weight_init not in ("grid_rcnn", "torch_default"):
+      raise ValueError(f"model.roi_head.cpm.weight_init must be 'grid_rcnn' or 'torch_default'; got {self.weight_init!r}.")
+    if self.later_stage_rois < 0 or self.max_grid_rois < 1:
+      raise ValueError(f"model.roi_head.cpm: max_grid_rois must be >= 1 and later_stage_rois >= 0 (0: the exact bound); "
+                       f"got {self.max_grid_rois}, {self.later_stage_rois}.")
     if self.num_convs < 1:
       raise ValueError(f"model.roi_head.cpm.num_convs must be >= 1 (the first halves the RoI); got {self.num_convs}.")
 

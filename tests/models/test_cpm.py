@@ -57,6 +57,16 @@ def test_grid_head_shapes_and_fusion():
   variables = head.init(jax.random.key(0), x)
   heatmaps, features = head.apply(variables, x)
   assert set(heatmaps) == {"unfused"} and heatmaps["unfused"].shape == (3, 28, 28, 9) and features.shape == (3, 7, 7, 36)
+  # Pet's as-run initialisation (the default): PyTorch's, biases within 1 / sqrt(fan_in) (fan_in 4 * 4 * 1 for deconv2).
+  bias = np.asarray(variables["params"]["decoder"]["deconv2"]["bias"])
+  assert np.all(np.abs(bias) <= 0.25) and np.std(bias) > 0.01
+  # Grid R-CNN's initialisation: every heatmap starts at the 1 % prior, whatever the input.
+  mmdet_head = GridHead(point_channels=4, num_convs=3, gn_groups=18, weight_init="grid_rcnn")
+  mmdet_vars = mmdet_head.init(jax.random.key(0), x)
+  np.testing.assert_allclose(mmdet_vars["params"]["decoder"]["deconv2"]["bias"], -np.log(99.0), rtol=1e-6)
+  np.testing.assert_allclose(jax.nn.sigmoid(mmdet_head.apply(mmdet_vars, x)[0]["unfused"]), 0.01, atol=2e-4)
+  with pytest.raises(ValueError, match="weight_init"):
+    GridHead(weight_init="kaiming").init(jax.random.key(0), x)
   fused_head = GridHead(point_channels=4, num_convs=3, gn_groups=18, fusion=True)
   fused_vars = fused_head.init(jax.random.key(0), x)
   # Each of the 24 directed neighbour pairs of a 3 x 3 grid has a transition per order.
@@ -118,6 +128,10 @@ def test_next_stage_keeps_refined_boxes_above_the_stage_iou_and_appends_ground_t
   # At 0.6 the third survives too, still before the appended ground truth.
   boxes, keep = cascade.next_stage_rois(decoded[None], inputs[None], valid[None], gts[None], gt_valid[None], 0.6, slots=6)
   np.testing.assert_array_equal(np.asarray(boxes)[0][np.asarray(keep)[0]], _np_next_stage(decoded, inputs, valid, gts, gt_valid, 0.6, 6))
+  # Fewer slots than kept boxes (cpm.later_stage_rois): the refined boxes stay, the ground truth is cut.
+  boxes, keep = cascade.next_stage_rois(decoded[None], inputs[None], valid[None], gts[None], gt_valid[None], 0.6, slots=2)
+  assert bool(np.all(keep)) and keep.shape == (1, 2)
+  np.testing.assert_array_equal(np.asarray(boxes)[0], decoded[1:3])
 
 
 def test_next_stage_on_random_batches_matches_the_reference():
