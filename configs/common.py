@@ -89,11 +89,13 @@ def _model(data: str, rpn_head: str, roi_head: str) -> dict:
     model["roi_head"]["box"].update(fc_dim=256, num_samples=128, pre_nms_top_k=2000)
     model["roi_head"]["mask"].update(channels=32)  # 256 would cost more than the whole backbone here
     # CPM's grid heads thinned the same way, as each stage's head costs more than the box head:
-    # 4 channels per point (36 in all, GN 18 groups of 2) and two convs instead of 576 and eight,
+    # 4 channels per point (36 in all, GN 18 groups of 2) instead of 576, but all eight convs: a
+    # point's heatmap window is centred half a box away from where the RoI features show its edge,
+    # and only the eight-conv stack's receptive field spans that (docs/decisions.md);
     # 16 stage-0 RoIs per image and 24 in each later stage (not 16 + 32 padded ground-truth slots:
     # an image has at most 20 lesions and ~13 on average, so few are cut), lighter scoring modules,
     # 100 detections (the evaluation's maxDets).
-    model["roi_head"]["cpm"].update(point_channels=4, gn_groups=18, num_convs=2, max_grid_rois=16, later_stage_rois=24,
+    model["roi_head"]["cpm"].update(point_channels=4, gn_groups=18, num_convs=8, max_grid_rois=16, later_stage_rois=24,
                                     ism_fc_dim=256, rsm_num_samples=128)
     if roi_head == "cpm":
       model["roi_head"]["box"].update(max_detections=100)

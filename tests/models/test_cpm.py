@@ -266,9 +266,13 @@ def test_the_cpm_and_grid_configs_build():
     assert (cpm.roi_head.box.score_threshold, cpm.roi_head.box.nms_iou) == (0.03, 0.3)
     grid = spec_from_config(grid_rcnn.get_config(data).model)
     assert grid.roi_head.cpm.num_stages == 1 and not grid.roi_head.cpm.ism and not grid.roi_head.cpm.rsm
+  thin = spec_from_config(cpm_rcnn.get_config().model).roi_head.cpm
+  # Thinner on the embedded data, but all eight convs: their receptive field reaches the edges (decisions.md).
+  assert (thin.point_channels, thin.num_convs, thin.max_grid_rois, thin.later_stage_rois) == (4, 8, 16, 24)
   paper = spec_from_config(cpm_rcnn.get_config("acne_scu").model).roi_head.cpm
   assert (paper.point_channels * paper.grid_size ** 2, paper.num_convs, paper.gn_groups, paper.roi_size) == (576, 8, 36, 14)
   assert (paper.mapping_ratios, paper.stage_ious, paper.stage_loss_weights, paper.max_grid_rois) == (
       (1.0, 0.5, 0.25), (0.5, 0.6, 0.7), (1.0, 0.5, 0.25), 96)
+  assert (paper.later_stage_rois, paper.weight_init) == (0, "torch_default")
   with pytest.raises(ValueError, match="one entry per stage"):
     spec_from_config({"roi_head": {"cpm": {"mapping_ratios": [1.0, 0.5]}}})
