@@ -33,7 +33,6 @@ import optax
 from acne_jax import train
 from acne_jax.data import datasets
 from acne_jax.evaluation import coco_metrics
-from acne_jax.evaluation import proposals as proposal_metrics
 from acne_jax.evaluation import whole_image
 from acne_jax.models.detector import TwoStageDetector, spec_from_config
 from acne_jax.paths import resolve
@@ -81,9 +80,7 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, step=None,
   predict = jax.jit(train.make_predict(TwoStageDetector(spec, train=False), config.data.mean, config.data.std))
   outputs = train.run_model(predict, variables, eval_data, config.eval.batch_size)
   metrics, gt, results = train.coco_evaluation(outputs, eval_data, config, class_names)
-  gt_boxes = [b[v] for b, v in zip(eval_data.boxes, eval_data.valid)]
-  proposal_boxes = [b[v] for b, v in zip(outputs.proposals.boxes, outputs.proposals.valid)]
-  metrics.update(proposal_metrics.average_recall(gt_boxes, proposal_boxes, proposal_limits))
+  metrics.update(train.proposal_recall(outputs, eval_data, proposal_limits))
   split = config.data.eval_split
   train.write_coco_pair(workdir, split, gt, results)
   with open(os.path.join(workdir, f"eval_{split}.json"), "w") as f:

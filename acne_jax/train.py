@@ -29,6 +29,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from acne_jax.data import datasets
 from acne_jax.data.loader import InMemoryDataset, steps_per_epoch
 from acne_jax.evaluation import coco_metrics, operating_point
+from acne_jax.evaluation import proposals as proposal_metrics
 from acne_jax.paths import resolve
 from acne_jax.models.detector import TwoStageDetector, spec_from_config
 from acne_jax.training import optim
@@ -269,6 +270,14 @@ def coco_evaluation(outputs: ModelOutputs, dataset: InMemoryDataset, config: ml_
   return metrics, gt, results
 
 
+def proposal_recall(outputs: ModelOutputs, dataset: InMemoryDataset, limits=(100, 300, 1000)) -> Dict[str, float]:
+  """Proposal AR@k (COCO IoUs 0.5:0.95, overall and per size bucket) of the RPN's proposals,
+  in the (resized) pixels the model saw: ``{"AR@100", "AR_s@100", ...}``."""
+  gt_boxes = [b[v] for b, v in zip(dataset.boxes, dataset.valid)]
+  proposal_boxes = [b[v] for b, v in zip(outputs.proposals.boxes, outputs.proposals.valid)]
+  return proposal_metrics.average_recall(gt_boxes, proposal_boxes, limits)
+
+
 def evaluate(predict_fn, variables, dataset: InMemoryDataset, config: ml_collections.ConfigDict, class_names, batch_sharding=None):
   """Runs the model over ``dataset``; returns ``(metrics, COCO ground truth, COCO results)``."""
   outputs = run_model(predict_fn, variables, dataset, config.eval.batch_size, batch_sharding)
@@ -423,7 +432,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
                                      "operating_point": counting})
   checkpointer.close()
 
-  final_metrics, gt, results = evaluate(predict, _eval_variables(state), eval_data, config, class_names)
+  outputs = run_model(predict, _eval_variables(state), eval_data, config.eval.batch_size)
+  final_metrics, gt, results = coco_evaluation(outputs, eval_data, config, class_names)
+  final_metrics.update(proposal_recall(outputs, eval_data))
   writer.write(steps, {f"eval/{k}": v for k, v in final_metrics.items()})
   writer.close()
   split = config.data.eval_split

@@ -35,7 +35,22 @@ _PIPELINE = dict(pipeline="grain", worker_count=8, crop_size=0, crop_min_size=10
                  resize_min_size=0, resize_max_size=0)
 
 
+def is_synthetic(data: str) -> bool:
+  """The embedded data sets: "synthetic" (easy patches) and "synthetic_hard[_plain]" (crops of
+  whole faces at AcneSCU's statistics); they share the thin CPU-sized model."""
+  return data.startswith("synthetic")
+
+
 def _data(name):
+  if name in ("synthetic_hard", "synthetic_hard_plain"):
+    # acne_jax/data/synthetic_hard.py: 384 x 384 masked crops of whole synthetic faces with
+    # AcneSCU's frequencies, sizes and density; "other" dropped as in the reference.
+    # synthetic_hard_plain trains on the same faces cut without masking (partial lesions kept).
+    return dict(
+        _PIPELINE, name="synthetic_acne", builder_config="hard", data_dir="",
+        train_split="train_plain" if name.endswith("_plain") else "train", eval_split="test",
+        image_size=(384, 384), max_boxes=32, drop_labels=(9,), mean=SKIN_MEAN, std=SKIN_STD, pipeline="in_memory",
+    )
   if name == "synthetic":
     return dict(
         _PIPELINE, name="synthetic_acne", builder_config="s256", data_dir="", train_split="train", eval_split="test",
@@ -63,7 +78,8 @@ def _data(name):
         image_size=(512, 512), max_boxes=16, drop_labels=(-1,), mean=(50.0, 50.0, 50.0), std=(50.0, 50.0, 50.0),
         class_balanced=True, vflip=False,
     )
-  raise ValueError(f"unknown data set {name!r} after ':' in --config; choose 'synthetic', 'acne_scu', 'acne04' or 'deep_lesion'.")
+  raise ValueError(f"unknown data set {name!r} after ':' in --config; choose 'synthetic', 'synthetic_hard', "
+                   "'synthetic_hard_plain', 'acne_scu', 'acne04' or 'deep_lesion'.")
 
 
 def _model(data: str, rpn_head: str, roi_head: str) -> dict:
@@ -72,11 +88,11 @@ def _model(data: str, rpn_head: str, roi_head: str) -> dict:
   defaults first, then this data set's and heads' values."""
   model = specs.default_model_config()
   model["rpn"].update(head=rpn_head, with_nwd=rpn_head == "sadh")
-  model["roi_head"].update(type=roi_head, num_classes={"synthetic": 10, "acne_scu": 10, "acne04": 1, "deep_lesion": 8}[data])
+  model["roi_head"].update(type=roi_head, num_classes=10 if is_synthetic(data) else {"acne_scu": 10, "acne04": 1, "deep_lesion": 8}[data])
   if roi_head == "cpm":
     # CPM R-CNN's inference: score > 0.03 and per-class NMS 0.3 on the unrefined boxes, before the grid stages.
     model["roi_head"]["box"].update(score_threshold=0.03, nms_iou=0.3)
-  if data == "synthetic":
+  if is_synthetic(data):
     # Sized so training and evaluation finish in ~7 minutes on a 2-core CPU, from scratch (no
     # ImageNet weights can be downloaded): a thin ResNet-18 with GroupNorm, a 64-channel FPN,
     # lighter heads, and anchors of scale 4 (16-px base on P2) because the synthetic lesions are
@@ -111,7 +127,7 @@ def _model(data: str, rpn_head: str, roi_head: str) -> dict:
 
 # Data sets whose lesions are outlined by polygons; the others (ACNE04's VOC boxes, DeepLesion's
 # RECIST boxes) store each box as a rectangle, which would teach a mask head rectangles.
-WITH_POLYGONS = ("synthetic", "acne_scu")
+WITH_POLYGONS = ("synthetic", "synthetic_hard", "synthetic_hard_plain", "acne_scu")
 
 
 def detector_config(data: str, rpn_head: str, roi_head: str = "box") -> ml_collections.ConfigDict:
@@ -126,9 +142,15 @@ def detector_config(data: str, rpn_head: str, roi_head: str = "box") -> ml_colle
   # calibration_split: where the final checkpoint's lesion-counting score thresholds are chosen
   # (max F1 at eval.iou, per class); "" for none (predict then counts at 0.5 unless told): ACNE04's
   # folds have no validation split, and DeepLesion's typed validation split is what we train on.
-  calibration_split = {"synthetic": "validation", "acne_scu": "validation", "acne04": "", "deep_lesion": ""}[data]
+  calibration_split = "validation" if is_synthetic(data) else {"acne_scu": "validation", "acne04": "", "deep_lesion": ""}[data]
   config.eval = dict(batch_size=8, iou=0.5, max_dets=100, every_steps=0, calibration_split=calibration_split)
-  if data == "synthetic":
+  if data.startswith("synthetic_hard"):
+    # The experiment budget of scripts/reproduce_sadh.py: 384 x 384 crops in batches of 2, 240
+    # steps (the learning rate halved with the batch).
+    config.optimizer = dict(lr=0.01, momentum=0.9, weight_decay=1e-4, warmup_steps=50, warmup_ratio=0.001,
+                            decay_steps=(170, 215), decay_epochs=(), decay_factor=0.1, grad_clip_norm=10.0)
+    config.train = dict(batch_size=2, steps=240, epochs=0, seed=0, log_every=20, checkpoint_every=100, keep_checkpoints=2)
+  elif data == "synthetic":
     config.optimizer = dict(lr=0.02, momentum=0.9, weight_decay=1e-4, warmup_steps=100, warmup_ratio=0.001,
                             decay_steps=(350, 450), decay_epochs=(), decay_factor=0.1, grad_clip_norm=10.0)
     config.train = dict(batch_size=4, steps=500, epochs=0, seed=0, log_every=20, checkpoint_every=100, keep_checkpoints=2)
@@ -149,7 +171,7 @@ def torchvision_conventions(config: ml_collections.ConfigDict, data: str) -> Non
   model = config.model
   model.backbone.update(depth=50, width=64, norm="frozen_bn", frozen_stages=1, zero_init_residual=False,
                         deformable_stages=(False, False, False, False),
-                        pretrained="" if data == "synthetic" else PRETRAINED_RESNET50)
+                        pretrained="" if is_synthetic(data) else PRETRAINED_RESNET50)
   model.neck.update(channels=256, extra_level="max_pool")
   model.rpn.update(head="rpn", with_nwd=False, anchor_strides=(4, 8, 16, 32, 64), anchor_scales=(8.0,),
                    anchor_ratios=(0.5, 1.0, 2.0), anchor_round=True, anchor_steps_from_sizes=True, pos_iou=0.7, neg_iou=0.3, min_pos_iou=0.0,
@@ -161,7 +183,7 @@ def torchvision_conventions(config: ml_collections.ConfigDict, data: str) -> Non
                             score_threshold=0.05, nms_iou=0.5, max_detections=100, min_size=1e-2,
                             pre_nms_top_k=1000 * (model.roi_head.num_classes))
   config.data.update(mean=IMAGENET_MEAN, std=IMAGENET_STD)
-  if data != "synthetic":
+  if not is_synthetic(data):
     # torchvision's GeneralizedRCNNTransform: shorter side 800, longer side at most 1333, the
     # batch padded to a multiple of 32; a static canvas holds either orientation.
     config.data.update(resize_min_size=800, resize_max_size=1333, image_size=(1344, 1344), crop_size=0)

@@ -58,7 +58,7 @@ def read_losses(workdir):
 def test_resume_gives_the_same_losses_as_an_uninterrupted_run(data_dir, tmp_path, monkeypatch):
   straight = str(tmp_path / "straight")
   metrics = train.train_and_evaluate(tiny_config(data_dir), straight, show_progress=False)
-  assert set(metrics) >= {"AP@0.5", "AR@0.5", "AP_s@0.5", "AP_m@0.5", "AP_l@0.5"}
+  assert set(metrics) >= {"AP@0.5", "AR@0.5", "AP_s@0.5", "AP_m@0.5", "AP_l@0.5", "AR@100", "AR@300", "AR@1000"}
   for name in ("config.json", "metrics_test.json", "detections_test.json"):
     assert os.path.exists(os.path.join(straight, name))
   assert os.listdir(os.path.join(straight, "tensorboard"))
@@ -67,7 +67,7 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(data_dir, tmp_path
   from acne_jax import evaluate
 
   monkeypatch.chdir(tmp_path)  # a relative workdir, as typed on a command line
-  again = evaluate.evaluate_workdir(tiny_config(data_dir), "straight", proposal_limits=(10, 64))
+  again = evaluate.evaluate_workdir(tiny_config(data_dir), "straight", proposal_limits=(10, 64, 100, 300, 1000))
   for name, value in metrics.items():
     assert again[name] == pytest.approx(value, abs=1e-9), name
   assert 0.0 <= again["AR@10"] <= again["AR@64"] <= 1.0

@@ -27,7 +27,7 @@ import numpy as np
 from acne_jax.evaluation import analysis
 
 
-def _model_outputs(config, workdir, eval_data, num_images: int, batch_size: int):
+def model_outputs(config, workdir, eval_data, num_images: int, batch_size: int):
   """Raw per-level head outputs, decoded anchor boxes and final detections for the first images."""
   from acne_jax import evaluate, train
   from acne_jax.models.detector import TwoStageDetector, spec_from_config
@@ -89,9 +89,9 @@ def make_figures(sadh: Tuple[Any, str], rpn: Optional[Tuple[Any, str]], out_dir:
   n = min(num_images, len(eval_data))
   gt_boxes = [b[v] for b, v in zip(eval_data.boxes[:n], eval_data.valid[:n])]
   gt_labels = [l[v] for l, v in zip(eval_data.labels[:n], eval_data.valid[:n])]
-  runs = {"SADH + NWD": _model_outputs(sadh_config, sadh_workdir, eval_data, n, batch_size)}
+  runs = {"SADH + NWD": model_outputs(sadh_config, sadh_workdir, eval_data, n, batch_size)}
   if rpn is not None:
-    runs["vanilla RPN"] = _model_outputs(rpn[0], rpn[1], eval_data, n, batch_size)
+    runs["vanilla RPN"] = model_outputs(rpn[0], rpn[1], eval_data, n, batch_size)
   results: Dict[str, Any] = {}
 
   # Fig. 6: confidence gradient.

@@ -24,6 +24,11 @@ Stored features (one example per generated image, see ``acne_jax.data.synthetic`
 Configurations: ``s256`` (default: 256 x 256, 480 / 48 / 96 images), ``s512`` (512 x 512,
 lesions of the same pixel size, four times as many per image) and ``tiny`` (96 x 96, a few
 images, for tests). Custom sizes: pass ``config=SyntheticAcneConfig(name=..., ...)``.
+
+``hard`` is the hard set of ``acne_jax.data.synthetic_hard``: whole synthetic faces with
+AcneSCU's class frequencies, lesion sizes and density, cut into 384 x 384 windows; its counts
+are *faces* (40 / 4 / 16) and it has a fourth split, ``train_plain``: the training faces cut
+without masking (partial lesions kept), for the masked-crop ablation.
 """
 
 from __future__ import annotations
@@ -49,12 +54,17 @@ class SyntheticAcneConfig(tfds.core.BuilderConfig):
   num_lesions: Tuple[int, int] = (6, 20)
   lesion_scale: float = 1.0
   seed: int = 0
+  # "patches": independent skin patches (acne_jax.data.synthetic); "hard": crops of whole
+  # faces (acne_jax.data.synthetic_hard), counts in faces, image_size the crop side.
+  kind: str = "patches"
+  face_size: Tuple[int, int] = (0, 0)  # hard: (height, width) of a face; (0, 0): synthetic_hard.FACE_HW
+  density_scale: float = 1.0  # hard: multiplies the lesion count of every face (1: VISIA density)
 
 
 class SyntheticAcne(tfds.core.GeneratorBasedBuilder):
   """Synthetic facial-skin patches with polygon-annotated lesions of 10 acne categories."""
 
-  VERSION = tfds.core.Version("1.0.0")
+  VERSION = tfds.core.Version("1.0.0")  # the hard configuration added later leaves the others' data unchanged
   RELEASE_NOTES = {"1.0.0": "First release."}
   BUILDER_CONFIGS = [
       SyntheticAcneConfig(name="s256", description="256 x 256 patches, 480 / 48 / 96 images."),
@@ -75,6 +85,27 @@ class SyntheticAcne(tfds.core.GeneratorBasedBuilder):
           num_validation=2,
           num_test=3,
           num_lesions=(2, 5),
+      ),
+      SyntheticAcneConfig(
+          name="hard",
+          description="384 x 384 crops of 40 / 4 / 16 whole faces at AcneSCU's statistics; train_plain: unmasked crops.",
+          image_size=384,
+          num_train=40,
+          num_validation=4,
+          num_test=16,
+          kind="hard",
+      ),
+      SyntheticAcneConfig(
+          name="hard_tiny",
+          description="The hard set in miniature (128 x 128 crops of 384 x 256 faces, 2 / 1 / 1 faces, 8 times the "
+                      "density so that the few crops hold lesions), for smoke runs.",
+          image_size=128,
+          num_train=2,
+          num_validation=1,
+          num_test=1,
+          kind="hard",
+          face_size=(384, 256),
+          density_scale=8.0,
       ),
   ]
   DEFAULT_CONFIG_NAME = "s256"
@@ -112,14 +143,28 @@ class SyntheticAcne(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     del dl_manager  # Nothing to download.
     config = self.builder_config
-    return {
+    splits = {
         "train": self._generate_examples("train", config.num_train),
         "validation": self._generate_examples("validation", config.num_validation),
         "test": self._generate_examples("test", config.num_test),
     }
+    if config.kind == "hard":
+      splits["train_plain"] = self._generate_examples("train", config.num_train, mode="plain")
+    return splits
 
-  def _generate_examples(self, split: str, num_images: int):
+  def _generate_examples(self, split: str, num_images: int, mode: str = "masked"):
     config = self.builder_config
+    if config.kind == "hard":
+      from acne_jax.data import synthetic_hard
+
+      height, width = tuple(config.face_size) if config.face_size[0] else synthetic_hard.FACE_HW
+      for record in synthetic_hard.generate_hard_split(split, num_images, seed=config.seed, mode=mode, height=height,
+                                                       width=width, crop_size=synthetic._as_hw(config.image_size)[0],
+                                                       density_scale=config.density_scale):
+        yield record["image_id"], synthetic.to_tfds_example(record)
+      return
+    if config.kind != "patches":
+      raise ValueError(f"SyntheticAcneConfig.kind must be 'patches' or 'hard'; got {config.kind!r}.")
     for record in synthetic.generate_split(
         split,
         num_images,

@@ -1,0 +1,185 @@
+"""The SADH paper's experiments (Tables 1, 3, 4, masked crop, Figs. 6-7), every row with one budget.
+
+    python scripts/reproduce_sadh.py [--data synthetic_hard] [--seeds 0,1] [--out workdir/reproduce_sadh]
+                                     [--markdown BENCHMARKS.md] [--quick]
+
+Each row is a config and overrides of it (``ROWS``), trained once per seed with
+``acne_jax.train.train_and_evaluate`` in its own workdir ``<out>/<data>/<row>/seed<k>``, the same
+hyper-parameters for every row (no tuning per row). A finished run writes ``result.json`` there
+and is skipped when the script runs again, so it resumes. Per run: AP@0.5, AR@0.5, AP_s@0.5,
+AP_m@0.5 (the paper's metrics: IoU 0.5, size buckets), the proposals' AR@100/300/1000, and for
+rows with an NWD branch the Fig. 7 Pearson coefficients of IoU against s_cls, the NWD score and
+s_final, and the Fig. 6 confidence drop one and two cells from the lesion centre (every row).
+The table gives each number as the mean over seeds with its spread (max - min).
+
+``--data synthetic_hard`` (default) is the hard synthetic set (acne_jax/data/synthetic_hard.py,
+384 x 384 crops, the config's 240 steps of batch 2); ``--data acne_scu`` runs the paper-sized
+setting on the real data. ``--quick`` is a smoke run of the script (a tiny model, the
+``hard_tiny`` builder config, 2 steps, one seed) that produces the table's format in minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import json
+import os
+import sys
+import time
+from typing import Dict, List, Mapping, Sequence, Tuple
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# (slug, row, paper's table, config module, data suffix, overrides of the config)
+ROWS: Tuple[Tuple[str, str, str, str, str, Mapping[str, object]], ...] = (
+    ("faster_rcnn", "Faster R-CNN (vanilla RPN)", "Table 1", "faster_rcnn", "", {}),
+    ("faster_sadh", "+ SADH", "Table 1", "sadh", "", {"model.rpn.with_nwd": False}),
+    ("faster_sadh_nwd", "+ SADH + NWD", "Table 1", "sadh", "", {}),
+    ("mask_rcnn", "Mask R-CNN (vanilla RPN)", "Table 3", "mask_rcnn", "", {}),
+    ("mask_sadh_nwd", "Mask R-CNN + SADH + NWD", "Table 3", "mask_rcnn_sadh", "", {}),
+    ("cls_3x3", "SADH + NWD, 3x3 cls conv", "Table 4: cls tower", "sadh", "", {"model.rpn.cls_kernel": 3}),
+    ("nwd_l1", "SADH + NWD, L1 instead of SBCE", "Table 4: branch loss", "sadh", "", {"model.rpn.nwd_loss": "l1"}),
+    ("target_iou", "SADH + branch target IoU", "Table 4: branch target", "sadh", "", {"model.rpn.nwd_target": "iou"}),
+    ("target_giou", "SADH + branch target GIoU", "Table 4: branch target", "sadh", "", {"model.rpn.nwd_target": "giou"}),
+    ("target_diou", "SADH + branch target DIoU", "Table 4: branch target", "sadh", "", {"model.rpn.nwd_target": "diou"}),
+    ("rpn_nwd", "vanilla RPN + NWD branch", "Table 4: head", "faster_rcnn", "", {"model.rpn.with_nwd": True}),
+    ("plain_crops", "SADH + NWD, plain crops (no masking)", "masked crop", "sadh", "_plain", {}),
+)
+METRICS = ("AP@0.5", "AR@0.5", "AP_s@0.5", "AP_m@0.5", "AR@100", "AR@300", "AR@1000")
+FIGURE_METRICS = ("pearson_s_cls", "pearson_nwd", "pearson_s_final", "gradient_1", "gradient_2")
+
+
+def row_config(module: str, data: str, overrides: Mapping[str, object], quick: bool):
+  """The row's config: ``configs/<module>.py:<data>`` with the overrides (and the quick budget)."""
+  from acne_jax.testing import tiny
+
+  config = importlib.import_module(f"configs.{module}").get_config(data)
+  with config.unlocked():
+    for key, value in overrides.items():
+      *parents, leaf = key.split(".")
+      node = config
+      for name in parents:
+        node = node[name]
+      if leaf not in node:
+        raise KeyError(f"reproduce_sadh: {key} is not a config key")
+      node[leaf] = value
+  if quick:
+    tiny.apply(config)
+    with config.unlocked():
+      config.data.builder_config = "hard_tiny"
+      config.data.image_size = (128, 128)
+      config.train.update(steps=2, log_every=1, checkpoint_every=2)
+      config.optimizer.update(warmup_steps=0, decay_steps=())
+      config.eval.update(batch_size=4, calibration_split="")
+  return config
+
+
+def figure_numbers(config, workdir: str, num_images: int) -> Dict[str, float]:
+  """Fig. 6 (confidence drop at distance 1 and 2) and Fig. 7 (Pearson of IoU with s_cls, the
+  NWD score and s_final, NaN without a branch) of a trained run on its evaluation split."""
+  from acne_jax.data import datasets
+  from acne_jax.evaluation import analysis, plots
+
+  _, eval_source, _ = datasets.load_sources(config.data)
+  eval_data = datasets.load_split(config.data, eval_source, "eval_split")
+  n = min(num_images, len(eval_data))
+  gt_boxes = [b[v] for b, v in zip(eval_data.boxes[:n], eval_data.valid[:n])]
+  out = plots.model_outputs(config, workdir, eval_data, n, config.eval.batch_size)
+  curve = analysis.confidence_gradient(out["cls"], out["feature_sizes"], out["anchors"], out["strides"], gt_boxes, 2)
+  numbers = {"gradient_1": float(curve[1]), "gradient_2": float(curve[2])}
+  if out["nwd"] is not None:
+    pairs = analysis.iou_score_pairs(out["cls"], out["nwd"], out["decoded"], gt_boxes,
+                                     nwd_weight=config.model.rpn.nwd_score_weight)
+    for name in ("s_cls", "nwd", "s_final"):
+      numbers[f"pearson_{name}"] = analysis.pearson(pairs["iou"], pairs[name])
+  else:
+    numbers.update({f"pearson_{name}": float("nan") for name in ("s_cls", "nwd", "s_final")})
+  return numbers
+
+
+def run(slug: str, module: str, data: str, overrides, seed: int, out: str, quick: bool, figure_images: int) -> dict:
+  workdir = os.path.join(out, data, slug, f"seed{seed}")
+  result_path = os.path.join(workdir, "result.json")
+  if os.path.exists(result_path):
+    with open(result_path) as f:
+      return json.load(f)
+  from acne_jax import train
+
+  config = row_config(module, data, overrides, quick)
+  with config.unlocked():
+    config.train.seed = seed
+  print(f"training {slug} (configs/{module}.py:{data}, seed {seed}) into {workdir}", flush=True)
+  start = time.time()
+  metrics = train.train_and_evaluate(config, workdir, show_progress=False)
+  result = {"row": slug, "config": f"configs/{module}.py:{data}", "overrides": dict(overrides), "seed": seed,
+            "seconds": round(time.time() - start, 1), **{k: float(metrics[k]) for k in METRICS if k in metrics},
+            **figure_numbers(config, workdir, figure_images)}
+  with open(result_path + ".tmp", "w") as f:
+    json.dump(result, f, indent=1)
+  os.replace(result_path + ".tmp", result_path)
+  return result
+
+
+def summarize(results: Sequence[dict], key: str) -> str:
+  """``mean ± half-range`` over seeds ("-" when missing or NaN)."""
+  values = np.asarray([r.get(key, np.nan) for r in results], np.float64)
+  values = values[np.isfinite(values)]
+  if not len(values):
+    return "-"
+  if len(values) == 1:
+    return f"{values[0]:.3f}"
+  return f"{values.mean():.3f} ± {(values.max() - values.min()) / 2:.3f}"
+
+
+def table(rows: List[Tuple[str, str, List[dict]]]) -> List[str]:
+  lines = ["| group | row | AP@0.5 | AR@0.5 | AP_s@0.5 | AP_m@0.5 | prop. AR@100 | AR@300 | AR@1000 | "
+           "Pearson s_cls / NWD / s_final | Δs_cls at 1 / 2 cells | min / run |",
+           "|---|---|" + "---:|" * 7 + "---|---|---:|"]
+  for group, name, results in rows:
+    cells = [summarize(results, k) for k in METRICS]
+    pearson = " / ".join(summarize(results, f"pearson_{n}") for n in ("s_cls", "nwd", "s_final"))
+    gradient = " / ".join(summarize(results, f"gradient_{d}") for d in (1, 2))
+    minutes = np.mean([r["seconds"] for r in results]) / 60
+    lines.append(f"| {group} | {name} | " + " | ".join(cells) + f" | {pearson} | {gradient} | {minutes:.1f} |")
+  return lines
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--data", default="synthetic_hard", help="synthetic_hard (default) or acne_scu")
+  parser.add_argument("--seeds", default="0,1")
+  parser.add_argument("--out", default="workdir/reproduce_sadh")
+  parser.add_argument("--rows", default="", help="comma-separated row slugs (default: all)")
+  parser.add_argument("--figure_images", type=int, default=64, help="evaluation images for the Fig. 6/7 numbers")
+  parser.add_argument("--markdown", default=None)
+  parser.add_argument("--quick", action="store_true", help="smoke run: tiny model, hard_tiny data, 2 steps, one seed")
+  args = parser.parse_args(argv)
+  from acne_jax.testing.report import emit, machine_description
+
+  seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
+  chosen = set(args.rows.split(",")) if args.rows else None
+  unknown = (chosen or set()) - {r[0] for r in ROWS}
+  if unknown:
+    parser.error(f"unknown rows {sorted(unknown)}; known: {', '.join(r[0] for r in ROWS)}")
+  start = time.time()
+  rows = []
+  for slug, name, group, module, suffix, overrides in ROWS:
+    if chosen and slug not in chosen:
+      continue
+    data = args.data + suffix if suffix and args.data.startswith("synthetic") else args.data
+    if suffix and data == args.data:
+      continue  # the real data sets have no plain-crop split
+    results = [run(slug, module, data, overrides, seed, args.out, args.quick, args.figure_images) for seed in seeds]
+    rows.append((group, name, results))
+  command = "python scripts/reproduce_sadh.py" + (" --quick" if args.quick else f" --data {args.data} --seeds {args.seeds}")
+  lines = [f"### SADH experiments on {args.data}, {datetime.date.today().isoformat()} — {machine_description()}\n",
+           f"Command: `{command}` ({len(seeds)} seed(s) per row, mean ± half the range; "
+           f"{round((time.time() - start) / 60, 1)} min for the runs not already done).\n", *table(rows)]
+  emit("\n".join(lines) + "\n", args.markdown)
+
+
+if __name__ == "__main__":
+  main()
