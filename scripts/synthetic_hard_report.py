@@ -35,7 +35,7 @@ def main(argv=None):
   from acne_jax.predict import class_colors
 
   crops, face_counts = [], []
-  for p, j in hard.faces_of_split("test", args.faces, seed=0):
+  for p, j in synthetic.images_of_split("test", args.faces, seed=0):
     rng = np.random.default_rng([0, p.index, j + 1, 0x4A5D])
     image, skin, lesions = hard.generate_face(rng, p.skin)
     face_counts.append(len(lesions))

@@ -678,8 +678,25 @@ def generate_split(
     raise ValueError(f"generate_split: split must be one of {SPLITS}, got {split!r}.")
   if num_images is None:
     num_images = DEFAULT_SPLIT_SIZES[split]
-  produced = 0
-  index = 0
+  for p, j in images_of_split(split, num_images, seed):
+    rng = np.random.default_rng([int(seed), p.index, j + 1])
+    yield generate_example(
+        rng,
+        image_size=image_size,
+        skin=p.skin,
+        image_id=MAX_IMAGES_PER_PATIENT * p.index + j,
+        file_name=f"synthetic_s{int(seed)}_{p.patient_id}_{j}.png",
+        patient_id=p.patient_id,
+        **example_kwargs,
+    )
+
+
+
+
+def images_of_split(split: str, num_images: int, seed: int = 0) -> Iterator[Tuple[Patient, int]]:
+  """``(patient, image index)`` of a split's first ``num_images`` images: patients ``0, 1, ...``
+  of ``seed`` in order, those of ``split`` with all their images (the last one cut short)."""
+  produced, index = 0, 0
   while produced < num_images:
     p = patient(seed, index)
     index += 1
@@ -687,17 +704,8 @@ def generate_split(
       continue
     for j in range(p.num_images):
       if produced >= num_images:
-        break
-      rng = np.random.default_rng([int(seed), p.index, j + 1])
-      yield generate_example(
-          rng,
-          image_size=image_size,
-          skin=p.skin,
-          image_id=MAX_IMAGES_PER_PATIENT * p.index + j,
-          file_name=f"synthetic_s{int(seed)}_{p.patient_id}_{j}.png",
-          patient_id=p.patient_id,
-          **example_kwargs,
-      )
+        return
+      yield p, j
       produced += 1
 
 

@@ -113,11 +113,6 @@ def face_skin_mask(rng: np.random.Generator, height: int, width: int) -> np.ndar
   return cv2.GaussianBlur(face.astype(np.float32), (0, 0), 4.0)
 
 
-def _polygon_on_skin(rng, label: int, cx: float, cy: float, size: float) -> np.ndarray:
-  style = synthetic._STYLES[label]
-  return synthetic._random_polygon(rng, cx, cy, size, style)
-
-
 def sample_layout(rng: np.random.Generator, skin: np.ndarray, severity: Optional[float] = None) -> List[Lesion]:
   """Lesions of one face, geometry only (no rendering), so statistics can be tested cheaply.
 
@@ -169,7 +164,7 @@ def sample_layout(rng: np.random.Generator, skin: np.ndarray, severity: Optional
       ix, iy = int(np.clip(cx, 0, width - 1)), int(np.clip(cy, 0, height - 1))
       if skin[iy, ix] < 0.5:
         continue
-      polygon = synthetic.clip_polygon(_polygon_on_skin(rng, label, cx, cy, size), width, height)
+      polygon = synthetic.clip_polygon(synthetic._random_polygon(rng, cx, cy, size, synthetic._STYLES[label]), width, height)
       if len(polygon) < 3:
         continue
       box = synthetic.polygon_box(polygon)
@@ -309,29 +304,13 @@ def crop_records(image: np.ndarray, skin: np.ndarray, lesions: Sequence[Lesion],
            "patient_id": patient_id, "crop_origin": np.asarray(crop.origin, np.int32), "objects": objects}
 
 
-def faces_of_split(split: str, num_faces: int, seed: int = 0) -> Iterator[Tuple[synthetic.Patient, int]]:
-  """``(patient, face index)`` of a split's first ``num_faces`` faces, patient by patient (the
-  easy set's patient population: disjoint splits, one skin tone per patient)."""
-  produced, index = 0, 0
-  while produced < num_faces:
-    p = synthetic.patient(seed, index)
-    index += 1
-    if p.split != split:
-      continue
-    for j in range(p.num_images):
-      if produced >= num_faces:
-        return
-      yield p, j
-      produced += 1
-
-
 def generate_hard_split(split: str, num_faces: int, seed: int = 0, mode: str = "masked",
                         height: int = FACE_HW[0], width: int = FACE_HW[1], crop_size: int = CROP_SIZE,
                         density_scale: float = 1.0) -> Iterator[Dict[str, Any]]:
   """Crop records of a split's faces (``mode`` "masked" or "plain"; the same faces either way,
   so the two train splits differ only in how windows treat cut lesions). ``density_scale``
   multiplies every face's lesion count (1: VISIA density)."""
-  for p, j in faces_of_split(split, num_faces, seed):
+  for p, j in synthetic.images_of_split(split, num_faces, seed):
     rng = np.random.default_rng([int(seed), p.index, j + 1, 0x4A5D])
     severity = density_scale * float(rng.lognormal(-0.125, 0.5))
     image, skin, lesions = generate_face(rng, p.skin, height, width, severity)
