@@ -19,6 +19,7 @@ import sys
 import time
 from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
 
+import flax.traverse_util
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -313,10 +314,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
   workdir = check_workdir(workdir)
   check_resumable(workdir, config)
   pretrained = config.model.backbone.pretrained
-  if pretrained and not os.path.isfile(resolve(pretrained)):  # before any data is read
+  if pretrained and not os.path.isfile(resolve(pretrained)) and not os.path.isdir(resolve(pretrained)):  # before any data is read
     from acne_jax.interop import torch as interop
 
     raise FileNotFoundError(interop.pretrained_missing_message(resolve(pretrained), config.model.backbone.depth))
+  if config.model.neck.pretrained and not os.path.isdir(resolve(config.model.neck.pretrained)):
+    raise FileNotFoundError(f"model.neck.pretrained: {resolve(config.model.neck.pretrained)} is not a directory; give "
+                            f"an acne_jax run's workdir, or '' to train the neck from scratch.")
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=2))
 
@@ -356,9 +360,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
   if checkpointer.latest_step() is not None:
     state, meta, start_step = checkpointer.restore(state)
     print(f"resumed from step {start_step} in {workdir}", flush=True)
-  elif pretrained:
-    state = load_pretrained_backbone(state, pretrained, replicated)
-    print(f"backbone initialised from {resolve(pretrained)}", flush=True)
+  else:
+    if pretrained:
+      state = load_pretrained_backbone(state, pretrained, replicated)
+      print(f"backbone initialised from {resolve(pretrained)}", flush=True)
+    if config.model.neck.pretrained:
+      state = load_pretrained_part(state, config.model.neck.pretrained, "neck", replicated)
+      print(f"neck initialised from {resolve(config.model.neck.pretrained)}", flush=True)
 
   # No buffer donation: the state before a step is kept until that step's loss, computed on it,
   # proves it finite; only then is it checkpointed (see the loop).
@@ -447,13 +455,67 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
 
 
 def load_pretrained_backbone(state, path: str, sharding):
-  """``state`` with its backbone replaced by a torchvision ImageNet ResNet checkpoint
-  (``model.backbone.pretrained``); the optimiser state (zero momentum) is unchanged."""
+  """``state`` with its backbone replaced by pretrained weights (``model.backbone.pretrained``):
+  a torchvision ImageNet ResNet checkpoint (a ``.pth`` file), or an acne_jax run (its workdir,
+  whose newest checkpoint's backbone is taken: e.g. a backbone trained on the easy synthetic
+  set, the ImageNet stand-in of ``scripts/reproduce_sadh.py``). The rest of the model and the
+  optimiser state (zero momentum) are unchanged.
+
+  Raises:
+    FileNotFoundError: the run has no checkpoint.
+    ValueError: the run's backbone is not this config's backbone (the first differing array is named).
+  """
+  if os.path.isdir(resolve(path)):
+    return load_pretrained_part(state, path, "backbone", sharding)
   from acne_jax.interop import torch as interop
 
   variables = interop.load_pretrained_backbone({"params": state["params"], "batch_stats": state["batch_stats"]}, path)
+  return _put_variables(state, variables, sharding)
+
+
+def load_pretrained_part(state, workdir: str, part: str, sharding):
+  """``state`` with the ``part`` module (``"backbone"``, ``"neck"``) of an acne_jax run's newest checkpoint."""
+  variables = part_from_run({"params": state["params"], "batch_stats": state["batch_stats"]}, workdir, part)
+  return _put_variables(state, variables, sharding)
+
+
+def _put_variables(state, variables, sharding):
   put = lambda tree: jax.tree_util.tree_map(lambda x: jax.device_put(jnp.asarray(x), sharding), tree)  # noqa: E731
   return {**state, "params": put(variables["params"]), "batch_stats": put(variables["batch_stats"])}
+
+
+def part_from_run(variables, workdir: str, part: str = "backbone"):
+  """``variables`` (``{"params", "batch_stats"}``) with the ``part`` subtrees (``"backbone"``,
+  ``"neck"``) replaced by those of the newest checkpoint in ``workdir`` (an acne_jax training run)."""
+  key = {"backbone": "model.backbone.pretrained", "neck": "model.neck.pretrained"}[part]
+  directory = resolve(workdir)
+  if os.path.isdir(os.path.join(directory, "checkpoints")):
+    directory = os.path.join(directory, "checkpoints")
+  checkpointer = Checkpointer(directory)
+  if checkpointer.latest_step() is None:
+    checkpointer.close()
+    raise FileNotFoundError(f"{key}: {resolve(workdir)} holds no acne_jax checkpoint; give a finished run's workdir"
+                            + (" or a torchvision .pth file." if part == "backbone" else "."))
+  saved, step = checkpointer.restore_as_saved()
+  checkpointer.close()
+  out = {}
+  for collection in ("params", "batch_stats"):
+    ours = variables[collection].get(part)
+    theirs = saved.get(collection, {}).get(part)
+    if ours is None:
+      out[collection] = variables[collection]
+      continue
+    ours_flat = flax.traverse_util.flatten_dict(ours, sep="/")
+    theirs_flat = flax.traverse_util.flatten_dict(theirs or {}, sep="/")
+    for name, value in ours_flat.items():
+      if name not in theirs_flat or tuple(theirs_flat[name].shape) != tuple(value.shape):
+        found = "missing" if name not in theirs_flat else f"shape {tuple(theirs_flat[name].shape)}"
+        raise ValueError(f"{key}: the {part} of {resolve(workdir)} (step {step}) is not this config's {part}: "
+                         f"{collection}/{part}/{name} is {found}, this model needs {tuple(value.shape)}. "
+                         f"Pretrain with the same model.{part} settings.")
+    loaded = {name: np.asarray(theirs_flat[name], dtype=value.dtype) for name, value in ours_flat.items()}
+    out[collection] = {**variables[collection], part: flax.traverse_util.unflatten_dict(loaded, sep="/")}
+  return out
 
 
 def _eval_variables(state):

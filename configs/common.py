@@ -49,7 +49,7 @@ def _data(name):
     return dict(
         _PIPELINE, name="synthetic_acne", builder_config="hard", data_dir="",
         train_split="train_plain" if name.endswith("_plain") else "train", eval_split="test",
-        image_size=(384, 384), max_boxes=32, drop_labels=(9,), mean=SKIN_MEAN, std=SKIN_STD, pipeline="in_memory",
+        image_size=(384, 384), max_boxes=64, drop_labels=(9,), mean=SKIN_MEAN, std=SKIN_STD, pipeline="in_memory",
     )
   if name == "synthetic":
     return dict(
@@ -146,7 +146,8 @@ def detector_config(data: str, rpn_head: str, roi_head: str = "box") -> ml_colle
   config.eval = dict(batch_size=8, iou=0.5, max_dets=100, every_steps=0, calibration_split=calibration_split)
   if data.startswith("synthetic_hard"):
     # The experiment budget of scripts/reproduce_sadh.py: 384 x 384 crops in batches of 2, 240
-    # steps (the learning rate halved with the batch).
+    # steps (the learning rate halved with the batch). The script also starts every row from the
+    # backbone and FPN of an easy-set run (model.backbone.pretrained, model.neck.pretrained).
     config.optimizer = dict(lr=0.01, momentum=0.9, weight_decay=1e-4, warmup_steps=50, warmup_ratio=0.001,
                             decay_steps=(170, 215), decay_epochs=(), decay_factor=0.1, grad_clip_norm=10.0)
     config.train = dict(batch_size=2, steps=240, epochs=0, seed=0, log_every=20, checkpoint_every=100, keep_checkpoints=2)

@@ -2,7 +2,8 @@
 
     python scripts/synthetic_hard_report.py [--faces 24] [--out docs/figures/synthetic_hard_samples.png]
 
-Renders ``--faces`` test faces of ``acne_jax.data.synthetic_hard`` (seed 0), cuts them into the
+Renders ``--faces`` test faces of ``acne_jax.data.synthetic_hard`` (seed 0, the ``hard`` builder
+config's lesion density unless ``--density_scale`` says otherwise), cuts them into the
 masked 384 x 384 crops the data set stores, and writes one figure: four crops raw and with their
 lesions outlined by class, and the measured class frequencies, lesion sizes and lesions per crop
 against AcneSCU's targets. Prints the same numbers as JSON.
@@ -20,10 +21,18 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def hard_builder_density() -> float:
+  from tfds_builders.synthetic_acne.synthetic_acne import SyntheticAcne
+
+  return next(c.density_scale for c in SyntheticAcne.BUILDER_CONFIGS if c.name == "hard")
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--faces", type=int, default=24)
   parser.add_argument("--out", default="docs/figures/synthetic_hard_samples.png")
+  parser.add_argument("--density_scale", type=float, default=0.0,
+                      help="lesion-count multiplier (default: the `hard` builder config's)")
   args = parser.parse_args(argv)
   import cv2
   import matplotlib
@@ -34,10 +43,9 @@ def main(argv=None):
   from acne_jax.data import synthetic, synthetic_hard as hard
   from acne_jax.predict import class_colors
 
+  density = args.density_scale if args.density_scale > 0 else hard_builder_density()
   crops, face_counts = [], []
-  for p, j in synthetic.images_of_split("test", args.faces, seed=0):
-    rng = np.random.default_rng([0, p.index, j + 1, 0x4A5D])
-    image, skin, lesions = hard.generate_face(rng, p.skin)
+  for p, _, image, skin, lesions in hard.generate_faces("test", args.faces, seed=0, density_scale=density):
     face_counts.append(len(lesions))
     crops.extend(hard.crop_records(image, skin, lesions, "masked", 0, "face", p.patient_id))
   labels = np.concatenate([c["objects"]["label"] for c in crops]).astype(int)
@@ -46,7 +54,8 @@ def main(argv=None):
   per_crop = np.array([len(c["objects"]["label"]) for c in crops])
   frequencies = np.bincount(labels, minlength=10) / max(len(labels), 1)
   stats = {"faces": len(face_counts), "lesions_per_face": float(np.mean(face_counts)),
-           "target_lesions_per_face": hard.LESIONS_PER_FRAME_PIXEL * hard.FACE_HW[0] * hard.FACE_HW[1],
+           "density_scale": density,
+           "target_lesions_per_face": density * hard.LESIONS_PER_FRAME_PIXEL * hard.FACE_HW[0] * hard.FACE_HW[1],
            "crops": len(crops), "lesions_per_crop": float(per_crop.mean()), "empty_crops": float(np.mean(per_crop == 0)),
            "size_p10_p50_p90": np.percentile(sizes, [10, 50, 90]).round(1).tolist(),
            "size_targets": hard.SIZE_TARGETS, "share_6_32": float(np.mean((sizes >= 6) & (sizes <= 32))),
@@ -84,7 +93,9 @@ def main(argv=None):
   ax.legend(fontsize=7)
   ax = fig.add_subplot(3, 3, 9)
   ax.hist(per_crop, bins=np.arange(0, per_crop.max() + 2) - 0.5, color="grey")
-  ax.set_title(f"lesions per crop (mean {per_crop.mean():.2f}; {len(crops)} crops of {len(face_counts)} faces)", fontsize=9)
+  ax.set_title(f"lesions per crop (mean {per_crop.mean():.2f}; {len(crops)} crops of {len(face_counts)} faces)\n"
+               f"{density:g} x VISIA density: {np.mean(face_counts):.0f} lesions per face "
+               f"(target {stats['target_lesions_per_face']:.0f})", fontsize=9)
   fig.tight_layout()
   os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
   fig.savefig(args.out)

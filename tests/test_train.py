@@ -219,3 +219,36 @@ def test_a_workdir_of_another_model_is_refused_before_training(tmp_path, data_di
     config.model.neck.channels = 32
   with pytest.raises(train.WorkdirError, match=r"different model \(model.neck.channels: 16 there, 32 now\).*--workdir"):
     train.check_resumable(str(workdir), config)
+
+
+def test_backbone_and_neck_pretrained_from_an_acne_jax_run(tmp_path):
+  """``model.backbone.pretrained`` naming a workdir loads only its backbone (``model.neck.pretrained``
+  only its neck); a different backbone, or a missing part, is named."""
+  from acne_jax.training.checkpoint import Checkpointer
+
+  rng = np.random.default_rng(0)
+  saved = {"params": {"backbone": {"stem": {"kernel": rng.normal(size=(3, 3, 3, 8)).astype(np.float32)}},
+                      "rpn": {"kernel": np.ones((2,), np.float32)}},
+           "batch_stats": {"backbone": {"stem": {"mean": rng.normal(size=(8,)).astype(np.float32)}}},
+           "step": np.int32(7)}
+  checkpointer = Checkpointer(str(tmp_path / "run" / "checkpoints"))
+  checkpointer.save(7, saved, {})
+  checkpointer.close()
+
+  ours = {"params": {"backbone": {"stem": {"kernel": np.zeros((3, 3, 3, 8), np.float32)}},
+                     "rpn": {"kernel": np.full((2,), 5.0, np.float32)}, "neck": {"bias": np.zeros((4,), np.float32)}},
+          "batch_stats": {"backbone": {"stem": {"mean": np.zeros((8,), np.float32)}}}}
+  loaded = train.part_from_run(ours, str(tmp_path / "run"))
+  np.testing.assert_array_equal(loaded["params"]["backbone"]["stem"]["kernel"], saved["params"]["backbone"]["stem"]["kernel"])
+  np.testing.assert_array_equal(loaded["batch_stats"]["backbone"]["stem"]["mean"], saved["batch_stats"]["backbone"]["stem"]["mean"])
+  np.testing.assert_array_equal(loaded["params"]["rpn"]["kernel"], np.full((2,), 5.0))  # the heads keep their own
+  assert set(loaded["params"]) == {"backbone", "rpn", "neck"}
+
+  wider = {"params": {"backbone": {"stem": {"kernel": np.zeros((3, 3, 3, 16), np.float32)}}}, "batch_stats": {}}
+  with pytest.raises(ValueError, match=r"params/backbone/stem/kernel is shape \(3, 3, 3, 8\), this model needs \(3, 3, 3, 16\)"):
+    train.part_from_run(wider, str(tmp_path / "run"))
+  with pytest.raises(FileNotFoundError, match="holds no acne_jax checkpoint"):
+    train.part_from_run(ours, str(tmp_path))
+  # model.neck.pretrained: the neck alone (this run saved none).
+  with pytest.raises(ValueError, match="model.neck.pretrained: the neck of .* params/neck/bias is missing"):
+    train.part_from_run(ours, str(tmp_path / "run"), "neck")

@@ -304,16 +304,23 @@ def crop_records(image: np.ndarray, skin: np.ndarray, lesions: Sequence[Lesion],
            "patient_id": patient_id, "crop_origin": np.asarray(crop.origin, np.int32), "objects": objects}
 
 
-def generate_hard_split(split: str, num_faces: int, seed: int = 0, mode: str = "masked",
-                        height: int = FACE_HW[0], width: int = FACE_HW[1], crop_size: int = CROP_SIZE,
-                        density_scale: float = 1.0) -> Iterator[Dict[str, Any]]:
-  """Crop records of a split's faces (``mode`` "masked" or "plain"; the same faces either way,
-  so the two train splits differ only in how windows treat cut lesions). ``density_scale``
-  multiplies every face's lesion count (1: VISIA density)."""
+def generate_faces(split: str, num_faces: int, seed: int = 0, height: int = FACE_HW[0], width: int = FACE_HW[1],
+                   density_scale: float = 1.0) -> Iterator[Tuple[Any, int, np.ndarray, np.ndarray, List[Lesion]]]:
+  """``(patient, visit, image, skin, lesions)`` of a split's whole faces, as the builder renders
+  them; ``density_scale`` multiplies every face's lesion count (1: VISIA density)."""
   for p, j in synthetic.images_of_split(split, num_faces, seed):
     rng = np.random.default_rng([int(seed), p.index, j + 1, 0x4A5D])
     severity = density_scale * float(rng.lognormal(-0.125, 0.5))
     image, skin, lesions = generate_face(rng, p.skin, height, width, severity)
+    yield p, j, image, skin, lesions
+
+
+def generate_hard_split(split: str, num_faces: int, seed: int = 0, mode: str = "masked",
+                        height: int = FACE_HW[0], width: int = FACE_HW[1], crop_size: int = CROP_SIZE,
+                        density_scale: float = 1.0) -> Iterator[Dict[str, Any]]:
+  """Crop records of a split's faces (``mode`` "masked" or "plain"; the same faces either way,
+  so the two train splits differ only in how windows treat cut lesions)."""
+  for p, j, image, skin, lesions in generate_faces(split, num_faces, seed, height, width, density_scale):
     face_id = synthetic.MAX_IMAGES_PER_PATIENT * p.index + j
     yield from crop_records(image, skin, lesions, mode, face_id, f"synthetic_hard_s{int(seed)}_{p.patient_id}_{j}",
                             p.patient_id, crop_size)

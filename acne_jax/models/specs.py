@@ -44,8 +44,9 @@ class BackboneSpec:
   zero_init_residual: bool = False
   # Per stage C2..C5: deformable (v1) 3x3 convolutions in its bottlenecks (the paper: c3-c5).
   deformable_stages: Tuple[bool, bool, bool, bool] = (False, False, False, False)
-  # A torchvision ImageNet ResNet checkpoint (.pth) loaded into the backbone before training
-  # starts ("" for none); acne_jax/interop/torch.py maps its keys.
+  # Loaded into the backbone before training starts ("" for none): a torchvision ImageNet ResNet
+  # checkpoint (.pth; acne_jax/interop/torch.py maps its keys) or an acne_jax run's workdir (the
+  # backbone of its newest checkpoint, same backbone settings).
   pretrained: str = ""
 
   def __post_init__(self):
@@ -62,6 +63,9 @@ class NeckSpec:
 
   channels: int = 256
   extra_level: str = "none"  # "none" (the SADH reference), "max_pool" (torchvision, Detectron2) or "conv" (3x3/2 on P5)
+  # An acne_jax run's workdir whose newest checkpoint's FPN is loaded before training starts
+  # ("" for none; same neck and backbone settings), e.g. with backbone.pretrained naming the same run.
+  pretrained: str = ""
 
   def __post_init__(self):
     _choice("neck.extra_level", self.extra_level, EXTRA_LEVELS)

@@ -26,14 +26,20 @@ TINY_MODEL: Dict[str, object] = {
 
 def apply(config: ml_collections.ConfigDict, overrides: Mapping[str, object] = TINY_MODEL) -> ml_collections.ConfigDict:
   """Sets ``config.model.<key> = value`` for every override (the config is unlocked for it)."""
+  return override(config, {f"model.{key}": value for key, value in overrides.items()}, caller="tiny.apply")
+
+
+def override(config: ml_collections.ConfigDict, overrides: Mapping[str, object], caller: str = "override") -> ml_collections.ConfigDict:
+  """Sets ``config.<dotted key> = value`` for every override; a key the config lacks raises
+  ``KeyError`` naming it (a typo must not silently add a key nothing reads)."""
   with config.unlocked():
     for key, value in overrides.items():
       *parents, leaf = key.split(".")
-      node = config.model
+      node = config
       for name in parents:
         node = node[name]
       if leaf not in node:
-        raise KeyError(f"tiny.apply: model.{key} is not a config key")
+        raise KeyError(f"{caller}: {key} is not a config key")
       node[leaf] = value
   return config
 

@@ -44,6 +44,15 @@ class Checkpointer:
     restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
     return restored["state"], dict(restored["meta"]), step
 
+  def restore_as_saved(self, step: Optional[int] = None) -> Tuple[Any, int]:
+    """Restores ``step`` (default: the latest) with the shapes it was saved with, no template
+    needed: for reading parts of another run's state (e.g. its backbone)."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    return restored["state"], step
+
   def wait(self) -> None:
     self._manager.wait_until_finished()
 

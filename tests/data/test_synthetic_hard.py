@@ -177,3 +177,34 @@ def test_the_hard_data_configs():
   # The same thin model as the easy set; the easy set stays the default.
   assert hard_config.model.backbone.to_dict() == faster_rcnn.get_config().model.backbone.to_dict()
   assert sadh.get_config().data.builder_config == "s256" and common.is_synthetic("synthetic_hard")
+
+
+def test_the_experiment_density_keeps_the_other_statistics():
+  """The builder's ``hard`` config multiplies the lesion count (the experiments' calibration,
+  docs/decisions.md); classes, sizes and the crop grid keep their targets, and no stored crop
+  holds more lesions than the synthetic_hard config's data.max_boxes."""
+  from configs import faster_rcnn
+  from tfds_builders.synthetic_acne import SyntheticAcne
+
+  density = next(c.density_scale for c in SyntheticAcne.BUILDER_CONFIGS if c.name == "hard")
+  max_boxes = faster_rcnn.get_config("synthetic_hard").data.max_boxes
+  rng = np.random.default_rng(3)
+  skin = hard.face_skin_mask(np.random.default_rng(4), *hard.FACE_HW)
+  faces = [hard.sample_layout(rng, skin, severity=density) for _ in range(12)]
+  counts = np.array([len(face) for face in faces])
+  assert counts.mean() == pytest.approx(density * 16.19, rel=0.1)
+  labels = np.concatenate([[l.label for l in face] for face in faces])
+  observed = np.bincount(labels, minlength=10) / len(labels)
+  assert 0.5 * np.abs(observed - np.asarray(hard.ACNESCU_CLASS_WEIGHTS)).sum() < 0.04
+  sizes, _ = _sizes([l for face in faces for l in face])
+  for q in (10, 50, 90):
+    low, high = hard.SIZE_TARGETS[f"p{q}"]
+    assert low <= np.percentile(sizes, q) <= high, (q, np.percentile(sizes, q))
+  blank = np.zeros(hard.FACE_HW + (3,), np.uint8)
+  fractions = hard.skin_fractions(skin)
+  per_crop = [len(crop.boxes) for face in faces
+              for crop, fraction in zip(masked_crop.masked_crops(blank, [l.polygon for l in face], [l.label for l in face],
+                                                                 crop_size=hard.CROP_SIZE, min_size=hard.MIN_BOX_SIDE), fractions)
+              if fraction >= hard.MIN_SKIN_FRACTION]
+  assert max(per_crop) <= max_boxes
+  assert np.mean(per_crop) == pytest.approx(density * 1.36, rel=0.25)  # 1.36 per crop at VISIA density

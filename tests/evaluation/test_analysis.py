@@ -1,9 +1,6 @@
-"""Analysis numbers against hand-made cases, and the figures rendered from tiny trained models."""
+"""Analysis numbers against hand-made cases (the figures rendered from trained models:
+tests/test_reproduce_sadh.py)."""
 
-import os
-import sys
-
-import cv2
 import numpy as np
 import pytest
 
@@ -57,30 +54,3 @@ def test_draw_detections_uses_class_colours_and_adds_a_legend():
   out = analysis.draw_detections(image, np.array([[10, 10, 40, 40]]), np.array([2]), ["a", "b", "c"])
   assert out.shape[0] > 60 and out.shape[1] == 300
   assert tuple(out[10, 25]) == tuple(analysis.CLASS_COLOURS[2])  # top edge of the class-2 box
-
-
-def test_figures_render_from_trained_models(tmp_path):
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  from test_train import tiny_config
-
-  from acne_jax import train
-  from acne_jax.evaluation import plots
-  from configs import faster_rcnn
-
-  data_dir = str(tmp_path / "tfds")
-  sadh_config = tiny_config(data_dir, steps=2)
-  rpn_config = faster_rcnn.get_config()
-  with rpn_config.unlocked():
-    rpn_config.data = sadh_config.data
-    rpn_config.model = sadh_config.model.to_dict()  # the same tiny model ...
-    rpn_config.model.rpn.update(head="rpn", with_nwd=False)  # ... with the vanilla RPN head
-    rpn_config.train, rpn_config.optimizer, rpn_config.eval = sadh_config.train, sadh_config.optimizer, sadh_config.eval
-  train.train_and_evaluate(sadh_config, str(tmp_path / "sadh"), show_progress=False)
-  train.train_and_evaluate(rpn_config, str(tmp_path / "rpn"), show_progress=False)
-  out_dir = str(tmp_path / "figures")
-  results = plots.make_figures((sadh_config, str(tmp_path / "sadh")), (rpn_config, str(tmp_path / "rpn")), out_dir, num_images=3, batch_size=2)
-  for name in ("confidence_gradient.png", "iou_vs_score.png", "precision_recall.png", "detections.png"):
-    image = cv2.imread(os.path.join(out_dir, name))
-    assert image is not None, name
-    assert image.shape[0] > 100 and image.shape[1] > 100 and image.std() > 5, name  # decodes, not blank
-  assert len(results["confidence_gradient/SADH + NWD"]) == 7 and "pearson/s_final" in results

@@ -64,8 +64,10 @@ class SyntheticAcneConfig(tfds.core.BuilderConfig):
 class SyntheticAcne(tfds.core.GeneratorBasedBuilder):
   """Synthetic facial-skin patches with polygon-annotated lesions of 10 acne categories."""
 
-  VERSION = tfds.core.Version("1.0.0")  # the hard configuration added later leaves the others' data unchanged
-  RELEASE_NOTES = {"1.0.0": "First release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "First release.",
+                   "1.1.0": "hard: six times the VISIA lesion density (the experiment set's calibration); "
+                            "the other configurations' data unchanged."}
   BUILDER_CONFIGS = [
       SyntheticAcneConfig(name="s256", description="256 x 256 patches, 480 / 48 / 96 images."),
       SyntheticAcneConfig(
@@ -88,12 +90,14 @@ class SyntheticAcne(tfds.core.GeneratorBasedBuilder):
       ),
       SyntheticAcneConfig(
           name="hard",
-          description="384 x 384 crops of 40 / 4 / 16 whole faces at AcneSCU's statistics; train_plain: unmasked crops.",
+          description="384 x 384 crops of 40 / 4 / 16 whole faces at AcneSCU's statistics, six times the VISIA lesion "
+                      "density; train_plain: unmasked crops.",
           image_size=384,
           num_train=40,
           num_validation=4,
           num_test=16,
           kind="hard",
+          density_scale=6.0,
       ),
       SyntheticAcneConfig(
           name="hard_tiny",
