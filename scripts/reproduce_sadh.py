@@ -89,16 +89,14 @@ def pretrain_backbone(out: str, quick: bool, data_dir: str = "") -> str:
   workdir = os.path.join(out, f"{slug}_{data}")
   from acne_jax import train
   from acne_jax.testing import tiny
-  from acne_jax.training.checkpoint import Checkpointer
 
   config = importlib.import_module(f"configs.{module}").get_config(data)
   if quick:
     apply_quick(config, "tiny", (96, 96))
   if data_dir:
     tiny.override(config, {"data.data_dir": data_dir})
-  done = os.path.isdir(os.path.join(workdir, "checkpoints")) and \
-      Checkpointer(os.path.join(workdir, "checkpoints")).latest_step() == config.train.steps
-  if not done:
+  # A finished run's final evaluation is its last write; an interrupted one resumes.
+  if not os.path.exists(os.path.join(workdir, f"metrics_{config.data.eval_split}.json")):
     print(f"pretraining the shared backbone (configs/{module}.py:{data}) into {workdir}", flush=True)
     train.train_and_evaluate(config, workdir, show_progress=False)
   return workdir
