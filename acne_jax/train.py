@@ -318,9 +318,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
     from acne_jax.interop import torch as interop
 
     raise FileNotFoundError(interop.pretrained_missing_message(resolve(pretrained), config.model.backbone.depth))
-  if config.model.neck.pretrained and not os.path.isdir(resolve(config.model.neck.pretrained)):
-    raise FileNotFoundError(f"model.neck.pretrained: {resolve(config.model.neck.pretrained)} is not a directory; give "
-                            f"an acne_jax run's workdir, or '' to train the neck from scratch.")
+  for key, value in (("model.neck.pretrained", config.model.neck.pretrained),
+                     ("model.roi_head.box.pretrained", config.model.roi_head.box.pretrained)):
+    if value and not os.path.isdir(resolve(value)):
+      raise FileNotFoundError(f"{key}: {resolve(value)} is not a directory; give an acne_jax run's workdir, or '' to "
+                              f"train that part from scratch.")
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=2))
 
@@ -367,6 +369,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
     if config.model.neck.pretrained:
       state = load_pretrained_part(state, config.model.neck.pretrained, "neck", replicated)
       print(f"neck initialised from {resolve(config.model.neck.pretrained)}", flush=True)
+    if config.model.roi_head.box.pretrained:
+      for layer in BOX_HEAD_SHARED_LAYERS:
+        state = load_pretrained_part(state, config.model.roi_head.box.pretrained, layer, replicated)
+      print(f"box head's shared layers initialised from {resolve(config.model.roi_head.box.pretrained)}", flush=True)
 
   # No buffer donation: the state before a step is kept until that step's loss, computed on it,
   # proves it finite; only then is it checkpointed (see the loop).
@@ -473,8 +479,15 @@ def load_pretrained_backbone(state, path: str, sharding):
   return _put_variables(state, variables, sharding)
 
 
+# The box head's class-independent layers (``model.roi_head.box.pretrained``).
+BOX_HEAD_SHARED_LAYERS = ("roi_head/box_head/fc1", "roi_head/box_head/fc2")
+_PRETRAINED_KEYS = {"backbone": "model.backbone.pretrained", "neck": "model.neck.pretrained",
+                    "roi_head": "model.roi_head.box.pretrained"}
+
+
 def load_pretrained_part(state, workdir: str, part: str, sharding):
-  """``state`` with the ``part`` module (``"backbone"``, ``"neck"``) of an acne_jax run's newest checkpoint."""
+  """``state`` with the ``part`` module (``"backbone"``, ``"neck"``, or a path such as
+  ``"roi_head/box_head/fc1"``) of an acne_jax run's newest checkpoint."""
   variables = part_from_run({"params": state["params"], "batch_stats": state["batch_stats"]}, workdir, part)
   return _put_variables(state, variables, sharding)
 
@@ -486,8 +499,11 @@ def _put_variables(state, variables, sharding):
 
 def part_from_run(variables, workdir: str, part: str = "backbone"):
   """``variables`` (``{"params", "batch_stats"}``) with the ``part`` subtrees (``"backbone"``,
-  ``"neck"``) replaced by those of the newest checkpoint in ``workdir`` (an acne_jax training run)."""
-  key = {"backbone": "model.backbone.pretrained", "neck": "model.neck.pretrained"}[part]
+  ``"neck"``, or a ``/`` path into the parameters such as ``"roi_head/box_head/fc1"``) replaced by
+  those of the newest checkpoint in ``workdir`` (an acne_jax training run)."""
+  key = _PRETRAINED_KEYS[part.split("/")[0]]
+  if not any(_subtree(variables[c], part) for c in ("params", "batch_stats")):
+    raise ValueError(f"{key}: this model has no {part} to load (model.roi_head.type decides the heads).")
   directory = resolve(workdir)
   if os.path.isdir(os.path.join(directory, "checkpoints")):
     directory = os.path.join(directory, "checkpoints")
@@ -500,9 +516,9 @@ def part_from_run(variables, workdir: str, part: str = "backbone"):
   checkpointer.close()
   out = {}
   for collection in ("params", "batch_stats"):
-    ours = variables[collection].get(part)
-    theirs = saved.get(collection, {}).get(part)
-    if ours is None:
+    ours = _subtree(variables[collection], part)
+    theirs = _subtree(saved.get(collection, {}), part)
+    if not ours:
       out[collection] = variables[collection]
       continue
     ours_flat = flax.traverse_util.flatten_dict(ours, sep="/")
@@ -512,10 +528,21 @@ def part_from_run(variables, workdir: str, part: str = "backbone"):
         found = "missing" if name not in theirs_flat else f"shape {tuple(theirs_flat[name].shape)}"
         raise ValueError(f"{key}: the {part} of {resolve(workdir)} (step {step}) is not this config's {part}: "
                          f"{collection}/{part}/{name} is {found}, this model needs {tuple(value.shape)}. "
-                         f"Pretrain with the same model.{part} settings.")
+                         f"Pretrain with the same model.{part.split('/')[0]} settings.")
     loaded = {name: np.asarray(theirs_flat[name], dtype=value.dtype) for name, value in ours_flat.items()}
-    out[collection] = {**variables[collection], part: flax.traverse_util.unflatten_dict(loaded, sep="/")}
+    whole = flax.traverse_util.flatten_dict(variables[collection], keep_empty_nodes=True, sep="/")
+    whole.update({f"{part}/{name}": value for name, value in loaded.items()})
+    out[collection] = flax.traverse_util.unflatten_dict(whole, sep="/")
   return out
+
+
+def _subtree(tree, path: str):
+  """The subtree of a nested dict at a ``/`` path, or None."""
+  for name in path.split("/"):
+    if not isinstance(tree, Mapping) or name not in tree:
+      return None
+    tree = tree[name]
+  return tree
 
 
 def _eval_variables(state):

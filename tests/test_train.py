@@ -252,3 +252,26 @@ def test_backbone_and_neck_pretrained_from_an_acne_jax_run(tmp_path):
   # model.neck.pretrained: the neck alone (this run saved none).
   with pytest.raises(ValueError, match="model.neck.pretrained: the neck of .* params/neck/bias is missing"):
     train.part_from_run(ours, str(tmp_path / "run"), "neck")
+
+  # model.roi_head.box.pretrained: one layer of the box head by its path, its siblings untouched.
+  fc1 = rng.normal(size=(12, 4)).astype(np.float32)
+  checkpointer = Checkpointer(str(tmp_path / "detector" / "checkpoints"))
+  checkpointer.save(3, {"params": {"roi_head": {"box_head": {"fc1": {"kernel": fc1}, "cls": {"kernel": np.ones((4, 3), np.float32)}}}},
+                        "batch_stats": {}, "step": np.int32(3)}, {})
+  checkpointer.close()
+  heads = {"params": {"roi_head": {"box_head": {"fc1": {"kernel": np.zeros((12, 4), np.float32)},
+                                                "cls": {"kernel": np.zeros((4, 5), np.float32)}}}}, "batch_stats": {}}
+  loaded = train.part_from_run(heads, str(tmp_path / "detector"), "roi_head/box_head/fc1")
+  np.testing.assert_array_equal(loaded["params"]["roi_head"]["box_head"]["fc1"]["kernel"], fc1)
+  np.testing.assert_array_equal(loaded["params"]["roi_head"]["box_head"]["cls"]["kernel"], np.zeros((4, 5)))  # other classes
+  with pytest.raises(ValueError, match="model.roi_head.box.pretrained: this model has no roi_head/box_head/fc2"):
+    train.part_from_run(heads, str(tmp_path / "detector"), "roi_head/box_head/fc2")
+
+
+@pytest.mark.parametrize("key", ["model.neck.pretrained", "model.roi_head.box.pretrained"])
+def test_a_missing_pretrained_workdir_is_named_before_any_data_is_read(tmp_path, key):
+  config = tiny_config(str(tmp_path / "never_built"))
+  tiny.override(config, {key: str(tmp_path / "no_such_run")})
+  with pytest.raises(FileNotFoundError, match=f"{key}: .*no_such_run is not a directory"):
+    train.train_and_evaluate(config, str(tmp_path / "workdir"), show_progress=False)
+  assert not (tmp_path / "never_built").exists()

@@ -134,6 +134,10 @@ class BoxHeadSpec:
   max_detections: int = 200
   pre_nms_top_k: int = 4000
   min_size: float = 0.0  # detections need width and height >= min_size (torchvision: 0.01; 0 keeps all)
+  # An acne_jax run's workdir whose box head's shared layers (fc1, fc2) are loaded before training
+  # starts ("" for none; same fc_dim, roi_size and neck channels); the class-specific cls and reg
+  # layers start from scratch, as they do from a COCO model with other classes.
+  pretrained: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
