@@ -363,16 +363,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
     state, meta, start_step = checkpointer.restore(state)
     print(f"resumed from step {start_step} in {workdir}", flush=True)
   else:
-    if pretrained:
+    # Parts taken from acne_jax runs: one checkpoint read per run named.
+    from_runs: Dict[str, list] = {}
+    if pretrained and os.path.isdir(resolve(pretrained)):
+      from_runs.setdefault(pretrained, []).append("backbone")
+    elif pretrained:
       state = load_pretrained_backbone(state, pretrained, replicated)
-      print(f"backbone initialised from {resolve(pretrained)}", flush=True)
     if config.model.neck.pretrained:
-      state = load_pretrained_part(state, config.model.neck.pretrained, "neck", replicated)
-      print(f"neck initialised from {resolve(config.model.neck.pretrained)}", flush=True)
+      from_runs.setdefault(config.model.neck.pretrained, []).append("neck")
     if config.model.roi_head.box.pretrained:
-      for layer in BOX_HEAD_SHARED_LAYERS:
-        state = load_pretrained_part(state, config.model.roi_head.box.pretrained, layer, replicated)
-      print(f"box head's shared layers initialised from {resolve(config.model.roi_head.box.pretrained)}", flush=True)
+      from_runs.setdefault(config.model.roi_head.box.pretrained, []).extend(BOX_HEAD_SHARED_LAYERS)
+    for run_dir, parts in from_runs.items():
+      state = load_pretrained_part(state, run_dir, tuple(parts), replicated)
+    for name, path in (("backbone", pretrained), ("neck", config.model.neck.pretrained),
+                       ("box head's shared layers", config.model.roi_head.box.pretrained)):
+      if path:
+        print(f"{name} initialised from {resolve(path)}", flush=True)
 
   # No buffer donation: the state before a step is kept until that step's loss, computed on it,
   # proves it finite; only then is it checkpointed (see the loop).
@@ -485,10 +491,10 @@ _PRETRAINED_KEYS = {"backbone": "model.backbone.pretrained", "neck": "model.neck
                     "roi_head": "model.roi_head.box.pretrained"}
 
 
-def load_pretrained_part(state, workdir: str, part: str, sharding):
-  """``state`` with the ``part`` module (``"backbone"``, ``"neck"``, or a path such as
+def load_pretrained_part(state, workdir: str, parts, sharding):
+  """``state`` with the ``parts`` (one or a tuple of ``"backbone"``, ``"neck"``, or paths such as
   ``"roi_head/box_head/fc1"``) of an acne_jax run's newest checkpoint."""
-  variables = part_from_run({"params": state["params"], "batch_stats": state["batch_stats"]}, workdir, part)
+  variables = part_from_run({"params": state["params"], "batch_stats": state["batch_stats"]}, workdir, parts)
   return _put_variables(state, variables, sharding)
 
 
@@ -497,13 +503,16 @@ def _put_variables(state, variables, sharding):
   return {**state, "params": put(variables["params"]), "batch_stats": put(variables["batch_stats"])}
 
 
-def part_from_run(variables, workdir: str, part: str = "backbone"):
-  """``variables`` (``{"params", "batch_stats"}``) with the ``part`` subtrees (``"backbone"``,
-  ``"neck"``, or a ``/`` path into the parameters such as ``"roi_head/box_head/fc1"``) replaced by
-  those of the newest checkpoint in ``workdir`` (an acne_jax training run)."""
-  key = _PRETRAINED_KEYS[part.split("/")[0]]
-  if not any(_subtree(variables[c], part) for c in ("params", "batch_stats")):
-    raise ValueError(f"{key}: this model has no {part} to load (model.roi_head.type decides the heads).")
+def part_from_run(variables, workdir: str, parts="backbone"):
+  """``variables`` (``{"params", "batch_stats"}``) with the ``parts`` subtrees (one or a tuple of
+  ``"backbone"``, ``"neck"``, or ``/`` paths into the parameters such as ``"roi_head/box_head/fc1"``)
+  replaced by those of the newest checkpoint in ``workdir`` (an acne_jax training run), read once."""
+  parts = (parts,) if isinstance(parts, str) else tuple(parts)
+  for part in parts:
+    if not any(_subtree(variables[c], part) for c in ("params", "batch_stats")):
+      raise ValueError(f"{_PRETRAINED_KEYS[part.split('/')[0]]}: this model has no {part} to load "
+                       f"(model.roi_head.type decides the heads).")
+  key = _PRETRAINED_KEYS[parts[0].split("/")[0]]
   directory = resolve(workdir)
   if os.path.isdir(os.path.join(directory, "checkpoints")):
     directory = os.path.join(directory, "checkpoints")
@@ -511,28 +520,28 @@ def part_from_run(variables, workdir: str, part: str = "backbone"):
   if checkpointer.latest_step() is None:
     checkpointer.close()
     raise FileNotFoundError(f"{key}: {resolve(workdir)} holds no acne_jax checkpoint; give a finished run's workdir"
-                            + (" or a torchvision .pth file." if part == "backbone" else "."))
+                            + (" or a torchvision .pth file." if parts == ("backbone",) else "."))
   saved, step = checkpointer.restore_as_saved()
   checkpointer.close()
-  out = {}
-  for collection in ("params", "batch_stats"):
-    ours = _subtree(variables[collection], part)
-    theirs = _subtree(saved.get(collection, {}), part)
-    if not ours:
-      out[collection] = variables[collection]
-      continue
-    ours_flat = flax.traverse_util.flatten_dict(ours, sep="/")
-    theirs_flat = flax.traverse_util.flatten_dict(theirs or {}, sep="/")
-    for name, value in ours_flat.items():
-      if name not in theirs_flat or tuple(theirs_flat[name].shape) != tuple(value.shape):
-        found = "missing" if name not in theirs_flat else f"shape {tuple(theirs_flat[name].shape)}"
-        raise ValueError(f"{key}: the {part} of {resolve(workdir)} (step {step}) is not this config's {part}: "
-                         f"{collection}/{part}/{name} is {found}, this model needs {tuple(value.shape)}. "
-                         f"Pretrain with the same model.{part.split('/')[0]} settings.")
-    loaded = {name: np.asarray(theirs_flat[name], dtype=value.dtype) for name, value in ours_flat.items()}
-    whole = flax.traverse_util.flatten_dict(variables[collection], keep_empty_nodes=True, sep="/")
-    whole.update({f"{part}/{name}": value for name, value in loaded.items()})
-    out[collection] = flax.traverse_util.unflatten_dict(whole, sep="/")
+  out = {"params": variables["params"], "batch_stats": variables["batch_stats"]}
+  for part in parts:
+    key = _PRETRAINED_KEYS[part.split("/")[0]]
+    for collection in ("params", "batch_stats"):
+      ours = _subtree(out[collection], part)
+      theirs = _subtree(saved.get(collection, {}), part)
+      if not ours:
+        continue
+      ours_flat = flax.traverse_util.flatten_dict(ours, sep="/")
+      theirs_flat = flax.traverse_util.flatten_dict(theirs or {}, sep="/")
+      for name, value in ours_flat.items():
+        if name not in theirs_flat or tuple(theirs_flat[name].shape) != tuple(value.shape):
+          found = "missing" if name not in theirs_flat else f"shape {tuple(theirs_flat[name].shape)}"
+          raise ValueError(f"{key}: the {part} of {resolve(workdir)} (step {step}) is not this config's {part}: "
+                           f"{collection}/{part}/{name} is {found}, this model needs {tuple(value.shape)}. "
+                           f"Pretrain with the same model.{part.split('/')[0]} settings.")
+      whole = flax.traverse_util.flatten_dict(out[collection], keep_empty_nodes=True, sep="/")
+      whole.update({f"{part}/{name}": np.asarray(theirs_flat[name], dtype=value.dtype) for name, value in ours_flat.items()})
+      out[collection] = flax.traverse_util.unflatten_dict(whole, sep="/")
   return out
 
 

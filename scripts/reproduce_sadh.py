@@ -19,10 +19,11 @@ then differ from a ``--jobs 1`` run's at float rounding level (the reductions sp
 which is far inside the seed spread.
 
 ``--data synthetic_hard`` (default) is the hard synthetic set (acne_jax/data/synthetic_hard.py,
-384 x 384 crops, the config's 240 steps of batch 2), every row starting from one backbone
-pretrained on the easy embedded set (``PRETRAIN``, trained first into ``<out>/pretrain_synthetic``:
-the stand-in for the paper's ImageNet weights); ``--data acne_scu`` runs the paper-sized setting
-on the real data from the configs' ImageNet backbone. ``--quick`` is a smoke run of the script
+384 x 384 crops, the config's 240 steps of batch 2), every row starting from the backbone, FPN
+and box-head fc layers of one detector pretrained on the easy embedded set (``PRETRAIN``, trained
+first into ``<out>/pretrain_synthetic``: the stand-in for the paper's COCO Mask R-CNN start);
+``--data acne_scu`` runs the paper-sized setting on the real data from the configs' ImageNet
+backbone. ``--quick`` is a smoke run of the script
 (a tiny model, the ``tiny`` and ``hard_tiny`` builder configs, 2 steps, one seed, the rows of
 ``QUICK_ROWS`` unless ``--rows`` names others) that produces the table's format in minutes.
 """
@@ -65,14 +66,14 @@ FIGURE_METRICS = ("pearson_s_cls", "pearson_nwd", "pearson_s_final", "gradient_1
 def row_config(module: str, data: str, overrides: Mapping[str, object], quick: bool, pretrained: str = "",
                data_dir: str = ""):
   """The row's config: ``configs/<module>.py:<data>`` with the overrides (and the quick budget),
-  its backbone and FPN initialised from ``pretrained`` (an acne_jax workdir; "" keeps the
-  config's own start), TFDS data in ``data_dir`` ("" keeps the config's)."""
+  its backbone, FPN and box-head fc layers initialised from ``pretrained`` (an acne_jax workdir;
+  "" keeps the config's own start), TFDS data in ``data_dir`` ("" keeps the config's)."""
   from acne_jax.testing import tiny
 
   config = importlib.import_module(f"configs.{module}").get_config(data)
   tiny.override(config, overrides, caller="reproduce_sadh")
   if quick:
-    apply_quick(config, "hard_tiny", (128, 128))
+    apply_quick(config, "hard_tiny")
   if pretrained:
     tiny.override(config, {"model.backbone.pretrained": pretrained, "model.neck.pretrained": pretrained,
                            "model.roi_head.box.pretrained": pretrained})
@@ -83,10 +84,11 @@ def row_config(module: str, data: str, overrides: Mapping[str, object], quick: b
   return config
 
 
-# The ImageNet stand-in of the synthetic experiments: the paper starts every row from one ImageNet
-# ResNet-50; here every row (and seed) starts from the backbone and FPN of one detector trained on
-# the easy embedded set (configs/faster_rcnn.py, the main command's budget), since no ImageNet
-# weights fit the thin model; every row's heads start from scratch (docs/decisions.md).
+# The COCO stand-in of the synthetic experiments: the paper fine-tunes every row from one COCO
+# Mask R-CNN (ImageNet ResNet-50); here every row (and seed) starts from the backbone, FPN and
+# box-head fc layers of one detector trained on the easy embedded set (configs/faster_rcnn.py, the
+# main command's budget), since no such weights fit the thin model; the RPN or SADH head and the
+# class-specific layers start from scratch (docs/decisions.md).
 PRETRAIN = ("pretrain", "faster_rcnn", "synthetic")
 
 
@@ -99,7 +101,7 @@ def pretrain_backbone(out: str, quick: bool, data_dir: str = "") -> str:
 
   config = importlib.import_module(f"configs.{module}").get_config(data)
   if quick:
-    apply_quick(config, "tiny", (96, 96))
+    apply_quick(config, "tiny")
   if data_dir:
     tiny.override(config, {"data.data_dir": data_dir})
   # A finished run's final evaluation is its last write; an interrupted one resumes.
@@ -109,14 +111,15 @@ def pretrain_backbone(out: str, quick: bool, data_dir: str = "") -> str:
   return workdir
 
 
-def apply_quick(config, builder_config: str, image_size) -> None:
-  """The smoke budget: the tiny model, a tiny builder config, 2 steps, no calibration split."""
+def apply_quick(config, builder_config: str) -> None:
+  """The smoke budget: the tiny model, a tiny builder config, 2 steps, no calibration split. One
+  input shape for the pretraining (96 px patches, padded) and the rows (128 px crops), so the
+  vanilla row reuses the pretraining's compiled programs from the compilation cache."""
   from acne_jax.testing import tiny
 
   tiny.apply(config)
   with config.unlocked():
-    config.data.builder_config = builder_config
-    config.data.image_size = image_size
+    config.data.update(builder_config=builder_config, image_size=(128, 128), max_boxes=64)
     config.train.update(steps=2, log_every=1, checkpoint_every=2)
     config.optimizer.update(warmup_steps=0, decay_steps=())
     config.eval.update(batch_size=4, calibration_split="")
@@ -259,8 +262,9 @@ def main(argv=None):
   start = time.time()
   import jax
 
-  # Seeds of one row compile the same programs: the later one reads them from this cache.
-  cache_dir = os.path.abspath(os.path.join(args.out, "jax_cache"))
+  # Seeds of one row compile the same programs: the later one reads them from this cache (or
+  # from the one JAX_COMPILATION_CACHE_DIR names, as the test suite sets).
+  cache_dir = os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.abspath(os.path.join(args.out, "jax_cache"))
   jax.config.update("jax_compilation_cache_dir", cache_dir)
   pretrained = pretrain_backbone(args.out, args.quick, args.data_dir) if args.data.startswith("synthetic") else ""
   selected = []

@@ -1,9 +1,27 @@
 """Shared pytest fixtures and settings."""
 
 import os
+import shutil
+import tempfile
 
 # Tests run on CPU; keep XLA from grabbing every core for its own thread pool per compile.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+# One persistent XLA compilation cache for the whole run: many tests (and the commands they
+# start) compile the same tiny-model programs. The pytest process that loads this first (the
+# xdist controller, or a plain run) makes the folder; xdist workers and subprocesses inherit it
+# through the environment, and JAX reads it before anything compiles (a cache folder set after
+# a process's first compile is never used). The controller deletes it at the end.
+_CACHE_VARIABLE = "ACNE_JAX_TEST_JAX_CACHE"
+_OWNS_CACHE = _CACHE_VARIABLE not in os.environ
+if _OWNS_CACHE:
+  os.environ[_CACHE_VARIABLE] = tempfile.mkdtemp(prefix="acne_jax_test_jax_cache_")
+os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ[_CACHE_VARIABLE]
+
+
+def pytest_unconfigure(config):
+  if _OWNS_CACHE:
+    shutil.rmtree(os.environ.pop(_CACHE_VARIABLE), ignore_errors=True)
 
 import numpy as np
 import pytest

@@ -113,7 +113,8 @@ def sandbox(tmp_path_factory):
     (home / name).symlink_to(ROOT / name)
   _write_fixture_releases(home)
   env = {k: v for k, v in os.environ.items() if k != "ACNE_JAX_DATA_DIR"}
-  env.update(HOME=str(home), JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(home / ".jax_cache"),
+  # JAX_COMPILATION_CACHE_DIR: the run's shared cache (conftest.py), inherited.
+  env.update(HOME=str(home), JAX_PLATFORMS="cpu",
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
              PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""))
   return home, env

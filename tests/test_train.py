@@ -1,7 +1,7 @@
 """End-to-end training on the tiny synthetic configuration: learning, exact resume, bad input.
 
-Compiling a train step dominates these tests, so they share a persistent compilation cache
-and one tiny model.
+Compiling a train step dominates these tests, so they share one tiny model and the run's
+persistent compilation cache (conftest.py).
 """
 
 import json
@@ -21,15 +21,6 @@ from configs import sadh
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
   return str(tmp_path_factory.mktemp("tfds"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-  jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-  yield
-  jax.config.update("jax_compilation_cache_dir", None)
 
 
 def tiny_config(data_dir, **train_overrides):
@@ -253,19 +244,24 @@ def test_backbone_and_neck_pretrained_from_an_acne_jax_run(tmp_path):
   with pytest.raises(ValueError, match="model.neck.pretrained: the neck of .* params/neck/bias is missing"):
     train.part_from_run(ours, str(tmp_path / "run"), "neck")
 
-  # model.roi_head.box.pretrained: one layer of the box head by its path, its siblings untouched.
-  fc1 = rng.normal(size=(12, 4)).astype(np.float32)
+  # model.roi_head.box.pretrained: layers of the box head by their paths, read in one restore; their
+  # class-specific sibling untouched.
+  fc1, fc2 = rng.normal(size=(12, 4)).astype(np.float32), rng.normal(size=(4, 4)).astype(np.float32)
   checkpointer = Checkpointer(str(tmp_path / "detector" / "checkpoints"))
-  checkpointer.save(3, {"params": {"roi_head": {"box_head": {"fc1": {"kernel": fc1}, "cls": {"kernel": np.ones((4, 3), np.float32)}}}},
+  checkpointer.save(3, {"params": {"roi_head": {"box_head": {"fc1": {"kernel": fc1}, "fc2": {"kernel": fc2},
+                                                             "cls": {"kernel": np.ones((4, 3), np.float32)}}}},
                         "batch_stats": {}, "step": np.int32(3)}, {})
   checkpointer.close()
   heads = {"params": {"roi_head": {"box_head": {"fc1": {"kernel": np.zeros((12, 4), np.float32)},
+                                                "fc2": {"kernel": np.zeros((4, 4), np.float32)},
                                                 "cls": {"kernel": np.zeros((4, 5), np.float32)}}}}, "batch_stats": {}}
-  loaded = train.part_from_run(heads, str(tmp_path / "detector"), "roi_head/box_head/fc1")
+  loaded = train.part_from_run(heads, str(tmp_path / "detector"), train.BOX_HEAD_SHARED_LAYERS)
   np.testing.assert_array_equal(loaded["params"]["roi_head"]["box_head"]["fc1"]["kernel"], fc1)
+  np.testing.assert_array_equal(loaded["params"]["roi_head"]["box_head"]["fc2"]["kernel"], fc2)
   np.testing.assert_array_equal(loaded["params"]["roi_head"]["box_head"]["cls"]["kernel"], np.zeros((4, 5)))  # other classes
+  del heads["params"]["roi_head"]["box_head"]["fc2"]
   with pytest.raises(ValueError, match="model.roi_head.box.pretrained: this model has no roi_head/box_head/fc2"):
-    train.part_from_run(heads, str(tmp_path / "detector"), "roi_head/box_head/fc2")
+    train.part_from_run(heads, str(tmp_path / "detector"), train.BOX_HEAD_SHARED_LAYERS)
 
 
 @pytest.mark.parametrize("key", ["model.neck.pretrained", "model.roi_head.box.pretrained"])

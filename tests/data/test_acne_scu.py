@@ -451,35 +451,6 @@ def test_custom_configs(labelme_dir, tmp_path):
   assert AcneScu.BUILDER_CONFIGS[1].name == "crops_1024" and AcneScu.DEFAULT_CONFIG_NAME == "crops_1024"
 
 
-def test_training_streams_the_built_crops(labelme_dir, tmp_path):
-  """A user's path end to end: build crops_256 from LabelMe files, then train on them with grain."""
-  import json
-
-  from acne_jax import train
-  from acne_jax.testing import tiny
-  from configs import sadh
-
-  data_dir = tmp_path / "tfds"
-  _build("crops_256", data_dir, labelme_dir)
-  config = tiny.apply(sadh.get_config("acne_scu"))
-  with config.unlocked():
-    config.data.update(builder_config="crops_256", data_dir=str(data_dir), image_size=(256, 256), max_boxes=16,
-                       worker_count=0, eval_split="test")
-    config.model.backbone.norm = "gn"
-    config.model.rpn.update(anchor_scales=(4.0,), train_nms_pre=100, train_max_proposals=32, test_nms_pre=100, test_max_proposals=32)
-    config.model.roi_head.box.update(num_samples=16, max_detections=20, pre_nms_top_k=64)
-    config.train.update(batch_size=2, steps=2, epochs=0, log_every=1, checkpoint_every=2)
-    config.optimizer.update(warmup_steps=0, decay_epochs=())
-    config.eval.batch_size = 2
-  workdir = tmp_path / "run"
-  metrics = train.train_and_evaluate(config, str(workdir), show_progress=False)
-  assert set(metrics) >= {"AP@0.5", "AR@0.5"}
-  losses = [json.loads(line)["loss"] for line in open(workdir / "metrics.jsonl") if '"loss"' in line]
-  assert len(losses) == 2 and all(np.isfinite(losses))
-  meta = json.loads((workdir / "checkpoints" / "2" / "meta" / "metadata").read_text())
-  assert meta["step"] == 2 and json.loads(meta["data_state"])  # the grain iterator position
-
-
 def test_synthetic_release_goes_through_the_acne_scu_builder(tmp_path):
   """synthetic.write_labelme_release + the acne_scu builder: generated data on the AcneSCU path."""
   from acne_jax.data import masked_crop, synthetic
