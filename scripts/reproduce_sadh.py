@@ -13,10 +13,10 @@ s_final, and the Fig. 6 confidence drop one and two cells from the lesion centre
 The table gives each number as the mean over seeds with its spread (max - min).
 
 ``--jobs N`` trains N runs at once, each process pinned to its own share of the CPU cores (on
-a GPU machine leave it at 1). XLA's CPU step uses two cores for only ~1.3x one core's speed on
-these small models, so on 2 cores ``--jobs 2`` finishes the table ~1.4x sooner; a run's numbers
-then differ from a ``--jobs 1`` run's at float rounding level (the reductions split differently),
-which is far inside the seed spread.
+a GPU machine leave it at 1). XLA's CPU step of these thin models runs only ~1.5x faster on two
+cores than on one, so on 2 cores ``--jobs 2`` finishes the table's runs ~1.3x sooner. A run's
+reductions then split differently than on two threads, so its numbers differ from a ``--jobs 1``
+run of the same seed by about as much as two seeds differ (docs/decisions.md).
 
 ``--data synthetic_hard`` (default) is the hard synthetic set (acne_jax/data/synthetic_hard.py,
 384 x 384 crops, the config's 240 steps of batch 2), every row starting from the backbone, FPN
