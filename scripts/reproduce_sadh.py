@@ -191,6 +191,20 @@ def _run_in_worker(args: tuple, cache_dir: str) -> dict:
   return run(*args)
 
 
+def prepare_data(jobs: List[tuple]) -> None:
+  """Builds (once, here) every data set the jobs read, so that parallel workers never race to
+  build the same TFDS data set on a fresh machine."""
+  from acne_jax.data import datasets
+
+  done = set()
+  for slug, module, data, overrides, _, _, quick, _, pretrained, data_dir in jobs:
+    config = row_config(module, data, overrides, quick, pretrained, data_dir)
+    key = (config.data.name, config.data.builder_config, config.data.data_dir)
+    if key not in done:
+      datasets.load_sources(config.data)
+      done.add(key)
+
+
 def run_all(jobs: List[tuple], num_workers: int, cache_dir: str) -> List[dict]:
   """``run(*args)`` of every job, in order; ``num_workers`` > 1 trains that many at once, each
   worker pinned to its own cores (``os.sched_setaffinity``, which XLA's CPU thread pool follows)."""
@@ -278,6 +292,8 @@ def main(argv=None):
   # Every row's first seed before any second one, so that a second seed finds its programs cached.
   jobs = [(slug, module, data, overrides, seed, args.out, args.quick, args.figure_images, pretrained, args.data_dir)
           for seed in seeds for slug, _, _, module, data, overrides in selected]
+  if args.jobs > 1:
+    prepare_data(jobs)
   results = run_all(jobs, args.jobs, cache_dir)
   rows = [(group, name, [r for r, job in zip(results, jobs) if job[0] == slug]) for slug, name, group, *_ in selected]
   command = "python scripts/reproduce_sadh.py" + (" --quick" if args.quick else f" --data {args.data} --seeds {args.seeds}")
