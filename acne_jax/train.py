@@ -538,7 +538,7 @@ def part_from_run(variables, workdir: str, parts="backbone"):
           found = "missing" if name not in theirs_flat else f"shape {tuple(theirs_flat[name].shape)}"
           raise ValueError(f"{key}: the {part} of {resolve(workdir)} (step {step}) is not this config's {part}: "
                            f"{collection}/{part}/{name} is {found}, this model needs {tuple(value.shape)}. "
-                           f"Pretrain with the same model.{part.split('/')[0]} settings.")
+                           f"Pretrain with the same {key.rsplit('.', 1)[0]} settings.")
       whole = flax.traverse_util.flatten_dict(out[collection], keep_empty_nodes=True, sep="/")
       whole.update({f"{part}/{name}": np.asarray(theirs_flat[name], dtype=value.dtype) for name, value in ours_flat.items()})
       out[collection] = flax.traverse_util.unflatten_dict(whole, sep="/")
