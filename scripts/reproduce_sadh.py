@@ -174,14 +174,9 @@ def run(slug: str, module: str, data: str, overrides, seed: int, out: str, quick
   return result
 
 
-_WORKER_CORES = None  # the cores this worker process is pinned to (set by _pin_worker)
-
-
 def _pin_worker(core_queue) -> None:
   """Pool initializer: pins this worker to the next free set of cores before JAX starts in it."""
-  global _WORKER_CORES
-  _WORKER_CORES = core_queue.get()
-  os.sched_setaffinity(0, _WORKER_CORES)
+  os.sched_setaffinity(0, core_queue.get())
 
 
 def _run_in_worker(args: tuple, cache_dir: str) -> dict:

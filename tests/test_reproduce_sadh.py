@@ -1,9 +1,10 @@
 """``scripts/reproduce_sadh.py --quick``: the experiment script end to end on a tiny budget.
 
 The shared backbone is pretrained on the easy set first and every row starts from it; the two
-rows train at once in core-pinned workers (``--jobs 2``); each row writes ``result.json`` and a rerun reads it instead of training; the table has the paper's
-columns; the Fig. 6/7 plots render. The numbers of a two-step run mean nothing, so the test
-checks their ranges and the wiring (which rows have an NWD branch), not their values.
+rows train at once in core-pinned workers (``--jobs 2``); each row writes ``result.json`` and a
+rerun reads it instead of training; the table has the paper's columns; the Fig. 6/7 plots
+render. The numbers of a two-step run mean nothing, so the test checks their ranges and the
+wiring (which rows have an NWD branch, which cores ran them), not their values.
 """
 
 import importlib
