@@ -59,7 +59,7 @@ def convert(config: ml_collections.ConfigDict, source: str, checkpoint: str, out
   frozen = optim.frozen_backbone_predicate(spec.backbone.frozen_stages) if spec.backbone.frozen_stages >= 0 else None
   tx, _ = optim.make_optimizer(train.optimizer_config(config, per_epoch=1), abstract["params"], frozen)
   if source == "resnet":  # backbone only: the rest keeps a real initialisation
-    state = jax.jit(lambda k: train.create_state(model, tx, k, image_size, max_boxes, 1))(jax.random.key(config.train.seed))
+    state = train.initial_state(model, tx, jax.random.key(config.train.seed), image_size, max_boxes, 1)
     template = {"params": state["params"], "batch_stats": state["batch_stats"]}
   else:
     template = {"params": abstract["params"], "batch_stats": abstract["batch_stats"]}

@@ -60,7 +60,7 @@ def step_seconds(argument: str, size: int, batch: int, boxes: int, repeats: int)
   abstract = jax.eval_shape(lambda k: train.create_state(model, optax.identity(), k, (height, width), max_boxes, batch),
                             jax.random.key(0))["params"]
   tx, schedule = optim.make_optimizer(opt, abstract)
-  state = jax.jit(lambda k: train.create_state(model, tx, k, (height, width), max_boxes, batch))(jax.random.key(0))
+  state = train.initial_state(model, tx, jax.random.key(0), (height, width), max_boxes, batch)
   step = jax.jit(train.make_train_step(model, tx, schedule, config.data.mean, config.data.std, config.model.backbone.norm == "bn"))
   rng = np.random.default_rng(0)
   n = min(boxes, max_boxes)
