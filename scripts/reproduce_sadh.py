@@ -179,11 +179,11 @@ def _pin_worker(core_queue) -> None:
   os.sched_setaffinity(0, core_queue.get())
 
 
-def _run_in_worker(args: tuple, cache_dir: str) -> dict:
+def _run_in_worker(target, args: tuple, cache_dir: str):
   import jax
 
   jax.config.update("jax_compilation_cache_dir", cache_dir)
-  return run(*args)
+  return target(*args)
 
 
 def prepare_data(jobs: List[tuple]) -> None:
@@ -200,11 +200,12 @@ def prepare_data(jobs: List[tuple]) -> None:
       done.add(key)
 
 
-def run_all(jobs: List[tuple], num_workers: int, cache_dir: str) -> List[dict]:
-  """``run(*args)`` of every job, in order; ``num_workers`` > 1 trains that many at once, each
-  worker pinned to its own cores (``os.sched_setaffinity``, which XLA's CPU thread pool follows)."""
+def run_all(jobs: List[tuple], num_workers: int, cache_dir: str, target=run) -> list:
+  """``target(*args)`` (default :func:`run`) of every job, in order; ``num_workers`` > 1 trains that
+  many at once, each worker pinned to its own cores (``os.sched_setaffinity``, which XLA's CPU
+  thread pool follows). ``target`` must be importable by name in a fresh interpreter."""
   if num_workers <= 1:
-    return [run(*args) for args in jobs]
+    return [target(*args) for args in jobs]
   import concurrent.futures
   import multiprocessing
 
@@ -215,7 +216,7 @@ def run_all(jobs: List[tuple], num_workers: int, cache_dir: str) -> List[dict]:
     core_queue.put(set(cores[k::num_workers]) or {cores[k % len(cores)]})
   with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=context, initializer=_pin_worker,
                                               initargs=(core_queue,)) as pool:
-    futures = [pool.submit(_run_in_worker, args, cache_dir) for args in jobs]
+    futures = [pool.submit(_run_in_worker, target, args, cache_dir) for args in jobs]
     return [f.result() for f in futures]
 
 

@@ -19,8 +19,8 @@ if _OWNS_CACHE:
 os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ[_CACHE_VARIABLE]
 
 
-# The test command distributes whole files (--dist loadfile) in collection order
-# (--no-loadscope-reorder, pyproject.toml): the longest files go first, so that no long file
+# The test command distributes whole files (--dist loadfile) in collection order (xdist's
+# reordering by number of tests is turned off in pytest_configure): the longest files go first, so that no long file
 # starts late and leaves the other worker idle at the end. Seconds of each file with two busy
 # workers, as last profiled (2026-12-01, 2 cores); a file not named keeps its place after these.
 LONGEST_FILES_FIRST = (
@@ -36,6 +36,11 @@ LONGEST_FILES_FIRST = (
     "tests/interop/test_torchvision_parity.py",  # 54
     "tests/models/test_rpn.py",  # 47
 )
+
+
+def pytest_configure(config):
+  if hasattr(config.option, "loadscopereorder"):  # xdist's --no-loadscope-reorder
+    config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(session, config, items):
