@@ -21,10 +21,15 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional
 
+import jax
 import jax.numpy as jnp
 
 from acne_jax.ops.boxes import box_iou
 from acne_jax.ops.shapes import check_shape
+
+
+# max_iou_assign's largest IoU block (ground truth x candidates), in elements: 64 MiB of float32.
+DEFAULT_MAX_OVERLAP_ELEMENTS = 1 << 24
 
 
 class Assignment(NamedTuple):
@@ -78,35 +83,55 @@ def assign_from_overlaps(
   """
   dims = check_shape("assign_from_overlaps", "overlaps", overlaps, "[G, N]")
   check_shape("assign_from_overlaps", "gt_valid", gt_valid, "[G]", dims)
+  if candidate_valid is not None:
+    check_shape("assign_from_overlaps", "candidate_valid", candidate_valid, "[N]", dims)
+  best, best_gt, claimant = _overlap_reductions(overlaps, gt_valid, candidate_valid, 0, match_low_quality, gt_max_assign_all,
+                                                min_pos_iou)
+  return _decide(best, best_gt, claimant, gt_valid, pos_iou_thr, neg_iou_thr, neg_iou_min, candidate_valid)
+
+
+def _overlap_reductions(overlaps, gt_valid, candidate_valid, first_gt, match_low_quality: bool, gt_max_assign_all: bool,
+                        min_pos_iou: float):
+  """What the assignment needs of a ``[g, N]`` block of ground truth ``first_gt ..`` by candidate.
+
+  Returns ``[N]`` each: the best overlap with a valid ground truth of the block (-1 with none),
+  the index of the first ground truth reaching it, and the highest index of a ground truth that
+  claims the candidate by low-quality matching (-1 with none). Each ground truth's own best
+  overlap needs every candidate, which a block of ground-truth rows holds whole.
+  """
   gt_valid = gt_valid.astype(bool)
-  any_valid = jnp.any(gt_valid)
   # Padding gets -1 so it can never be a candidate's best match (nor a candidate a ground truth's).
   valid_pairs = gt_valid[:, None]
   if candidate_valid is not None:
-    check_shape("assign_from_overlaps", "candidate_valid", candidate_valid, "[N]", dims)
     valid_pairs = valid_pairs & candidate_valid.astype(bool)[None, :]
   masked = jnp.where(valid_pairs, overlaps, -1.0)
-  max_iou = jnp.where(any_valid, jnp.maximum(jnp.max(masked, axis=0), 0.0), 0.0)
-  gt_index = jnp.where(any_valid, jnp.argmax(masked, axis=0), 0).astype(jnp.int32)
-
-  negative = (max_iou >= neg_iou_min) & (max_iou < neg_iou_thr)
-  positive = any_valid & (max_iou >= pos_iou_thr)
-
+  best = jnp.max(masked, axis=0)
+  best_gt = (jnp.argmax(masked, axis=0) + first_gt).astype(jnp.int32)
+  gt_index = first_gt + jnp.arange(overlaps.shape[0])
+  claimant = jnp.full(best.shape, -1, jnp.int32)
   if match_low_quality:
-    gt_best = jnp.max(masked, axis=1)  # [G]
+    gt_best = jnp.max(masked, axis=1)  # [g]
     gt_eligible = gt_valid & (gt_best >= min_pos_iou)
     if gt_max_assign_all:
-      claims = gt_eligible[:, None] & (masked == gt_best[:, None])  # [G, N]
+      claims = gt_eligible[:, None] & (masked == gt_best[:, None])  # [g, N]
     else:
-      first = jnp.argmax(masked, axis=1)  # [G]
+      first = jnp.argmax(masked, axis=1)  # [g]
       claims = gt_eligible[:, None] & (jnp.arange(overlaps.shape[1])[None, :] == first[:, None])
-    num_gt = overlaps.shape[0]
     # The last claiming ground truth wins: the arg-max of its index among the claimants.
-    claimant = jnp.max(jnp.where(claims, jnp.arange(num_gt)[:, None], -1), axis=0)
-    claimed = claimant >= 0
-    gt_index = jnp.where(claimed, claimant, gt_index).astype(jnp.int32)
-    positive = positive | claimed
+    claimant = jnp.max(jnp.where(claims, gt_index[:, None], -1), axis=0).astype(jnp.int32)
+  return best, best_gt, claimant
 
+
+def _decide(best, best_gt, claimant, gt_valid, pos_iou_thr, neg_iou_thr, neg_iou_min, candidate_valid) -> Assignment:
+  """The assignment from :func:`_overlap_reductions`' three ``[N]`` arrays over all ground truth."""
+  any_valid = jnp.any(gt_valid.astype(bool))
+  max_iou = jnp.where(any_valid, jnp.maximum(best, 0.0), 0.0)
+  gt_index = jnp.where(any_valid, best_gt, 0).astype(jnp.int32)
+  negative = (max_iou >= neg_iou_min) & (max_iou < neg_iou_thr)
+  positive = any_valid & (max_iou >= pos_iou_thr)
+  claimed = claimant >= 0
+  gt_index = jnp.where(claimed, claimant, gt_index).astype(jnp.int32)
+  positive = positive | claimed
   negative = negative & ~positive
   if candidate_valid is not None:
     positive = positive & candidate_valid.astype(bool)
@@ -125,6 +150,7 @@ def max_iou_assign(
     gt_max_assign_all: bool = True,
     neg_iou_min: float = 0.0,
     candidate_valid: Optional[jnp.ndarray] = None,
+    max_overlap_elements: int = DEFAULT_MAX_OVERLAP_ELEMENTS,
 ) -> Assignment:
   """Max-IoU assignment of candidate boxes to padded ground truth.
 
@@ -135,6 +161,11 @@ def max_iou_assign(
     boxes: ``[N, 4]`` float x1y1x2y2 candidates (anchors or proposals).
     gt_boxes: ``[G, 4]`` float x1y1x2y2 ground truth, padded.
     gt_valid: ``[G]`` bool validity of each ground-truth row.
+    max_overlap_elements: the largest ground-truth-by-candidate IoU block built at once. Above
+      it the ground truth is taken in blocks of rows (a ``lax.scan``), so memory stays at the
+      block's whatever ``G x N`` is (an RPN at 1024 x 1024 has 261,888 anchors: with 512 boxes
+      the whole matrix would be 0.5 GB). The result is the same either way: each IoU is computed
+      once, and ties resolve as in the whole matrix.
     Other arguments: as :func:`assign_from_overlaps`.
 
   Returns:
@@ -143,6 +174,13 @@ def max_iou_assign(
   dims = check_shape("max_iou_assign", "boxes", boxes, "[N, 4]")
   dims = check_shape("max_iou_assign", "gt_boxes", gt_boxes, "[G, 4]", dims)
   check_shape("max_iou_assign", "gt_valid", gt_valid, "[G]", dims)
+  if candidate_valid is not None:
+    check_shape("max_iou_assign", "candidate_valid", candidate_valid, "[N]", dims)
+  num_gt, num_boxes = gt_boxes.shape[0], boxes.shape[0]
+  rows = max(1, int(max_overlap_elements) // max(num_boxes, 1))
+  if rows < num_gt:
+    return _blockwise_assign(boxes, gt_boxes, gt_valid, rows, pos_iou_thr, neg_iou_thr, min_pos_iou, match_low_quality,
+                             gt_max_assign_all, neg_iou_min, candidate_valid)
   return assign_from_overlaps(
       box_iou(gt_boxes, boxes),
       gt_valid,
@@ -154,3 +192,27 @@ def max_iou_assign(
       neg_iou_min=neg_iou_min,
       candidate_valid=candidate_valid,
   )
+
+
+def _blockwise_assign(boxes, gt_boxes, gt_valid, rows, pos_iou_thr, neg_iou_thr, min_pos_iou, match_low_quality,
+                      gt_max_assign_all, neg_iou_min, candidate_valid) -> Assignment:
+  """:func:`max_iou_assign` over blocks of ``rows`` ground-truth boxes (padding fills the last)."""
+  num_gt = gt_boxes.shape[0]
+  blocks = -(-num_gt // rows)
+  pad = blocks * rows - num_gt
+  block_boxes = jnp.pad(gt_boxes, ((0, pad), (0, 0))).reshape(blocks, rows, 4)
+  block_valid = jnp.pad(gt_valid.astype(bool), (0, pad)).reshape(blocks, rows)
+
+  def one_block(carry, block):
+    best, best_gt, claimant = carry
+    index, block_gt, valid = block
+    b_best, b_gt, b_claimant = _overlap_reductions(box_iou(block_gt, boxes), valid, candidate_valid, index * rows,
+                                                   match_low_quality, gt_max_assign_all, min_pos_iou)
+    better = b_best > best  # strict: on a tie the earlier ground truth stays, as argmax's first index
+    return (jnp.where(better, b_best, best), jnp.where(better, b_gt, best_gt), jnp.maximum(claimant, b_claimant)), None
+
+  num_boxes = boxes.shape[0]
+  dtype = jnp.promote_types(boxes.dtype, gt_boxes.dtype)
+  start = (jnp.full((num_boxes,), -1.0, dtype), jnp.zeros((num_boxes,), jnp.int32), jnp.full((num_boxes,), -1, jnp.int32))
+  (best, best_gt, claimant), _ = jax.lax.scan(one_block, start, (jnp.arange(blocks), block_boxes, block_valid))
+  return _decide(best, best_gt, claimant, gt_valid, pos_iou_thr, neg_iou_thr, neg_iou_min, candidate_valid)

@@ -110,3 +110,45 @@ def test_padded_candidates_are_neither_positive_nor_negative(random_boxes):
   overlaps = np.asarray(box_ops.box_iou(jnp.asarray(gt, jnp.float32), jnp.asarray(boxes[:30], jnp.float32)))
   expected = np.concatenate([assign_reference(overlaps, gt_valid, 0.5, 0.3, 0.3, True, True), np.full(10, -1)])
   np.testing.assert_array_equal(np.asarray(got.mmdet_assigned_gt_inds()), expected)
+
+
+@pytest.mark.parametrize("assign_all", [True, False])
+def test_ground_truth_in_blocks_gives_the_whole_matrix_result(assign_all, rng):
+  """Above ``max_overlap_elements`` the ground truth is scanned in blocks of rows: the same
+  assignment, ties included (integer boxes repeat IoUs; two ground truths are identical)."""
+  n, g = 300, 11
+  xy = rng.integers(0, 40, size=(n, 2)).astype(np.float32)
+  boxes = np.concatenate([xy, xy + rng.integers(1, 20, size=(n, 2))], axis=1)
+  gts = boxes[rng.choice(n, g, replace=False)] + rng.integers(-2, 3, size=(g, 4))
+  gts[:, 2:] = np.maximum(gts[:, 2:], gts[:, :2] + 1)
+  gts[7] = gts[3]  # a duplicate ground truth: the later one wins low-quality claims
+  gt_valid = np.ones(g, bool)
+  gt_valid[[2, 10]] = False  # padding, one of them in the last (padded) block
+  candidate_valid = rng.random(n) > 0.1
+  args = (jnp.asarray(boxes), jnp.asarray(gts), jnp.asarray(gt_valid), 0.5, 0.3, 0.3)
+  kwargs = dict(gt_max_assign_all=assign_all, candidate_valid=jnp.asarray(candidate_valid))
+  whole = assign_ops.max_iou_assign(*args, **kwargs)
+  for rows in (1, 3, 4):  # blocks of 1, 3 (11 = 3 + 3 + 3 + 2 padded) and 4 ground-truth rows
+    blocked = jax.jit(lambda *a: assign_ops.max_iou_assign(*a[:3], *args[3:], **kwargs, max_overlap_elements=rows * n))(*args[:3])
+    for name in whole._fields:
+      np.testing.assert_array_equal(np.asarray(getattr(blocked, name)), np.asarray(getattr(whole, name)), err_msg=f"{name}, rows={rows}")
+  assert int(jnp.sum(whole.positive)) > 10 and int(jnp.sum(whole.negative)) > 10  # a case worth comparing
+
+
+def test_rpn_assignment_at_1024_stays_within_the_overlap_budget():
+  """An RPN at 1024 x 1024 (261,888 anchors) with 512 ground-truth boxes: the whole IoU matrix
+  would be 0.5 GB; the compiled assignment's temporaries stay near the 64 MiB block."""
+  from acne_jax.ops import anchors as anchor_ops
+
+  anchors = np.concatenate(anchor_ops.multilevel_anchors((1024, 1024), (4, 8, 16, 32, 64), (8.0,), (0.5, 1.0, 2.0)))
+  assert anchors.shape == (261888, 4)
+  shapes = (jax.ShapeDtypeStruct(anchors.shape, jnp.float32), jax.ShapeDtypeStruct((512, 4), jnp.float32),
+            jax.ShapeDtypeStruct((512,), bool))
+
+  def temp_bytes(budget):
+    fn = jax.jit(lambda a, g, v: assign_ops.max_iou_assign(a, g, v, 0.7, 0.3, 0.3, max_overlap_elements=budget))
+    return fn.lower(*shapes).compile().memory_analysis().temp_size_in_bytes
+
+  dense = 512 * anchors.shape[0] * 4
+  assert temp_bytes(10**12) >= dense  # the whole matrix, when the budget allows it
+  assert temp_bytes(assign_ops.DEFAULT_MAX_OVERLAP_ELEMENTS) < 3 * assign_ops.DEFAULT_MAX_OVERLAP_ELEMENTS * 4 < dense / 2
