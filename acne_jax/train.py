@@ -6,8 +6,9 @@ TensorBoard metrics, periodic checkpoints, optional periodic evaluation) -> fina
 and evaluation on the held-out split.
 
 The batch is sharded over every device on a ``data`` mesh axis and the parameters replicated;
-the same code runs on one CPU, one GPU, all local GPUs and several hosts (each host feeds its
-slice of the global batch).
+each device runs the model on its own images (``acne_jax.training.parallel``) and the devices
+exchange only the gradient sum. The loop waits for the device only every ``train.log_every``
+steps (and around checkpoints), where it checks every loss since the last wait.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from acne_jax.data import datasets
 from acne_jax.data.loader import InMemoryDataset, steps_per_epoch
@@ -33,7 +33,7 @@ from acne_jax.evaluation import coco_metrics, operating_point
 from acne_jax.evaluation import proposals as proposal_metrics
 from acne_jax.paths import resolve
 from acne_jax.models.detector import TwoStageDetector, spec_from_config
-from acne_jax.training import optim
+from acne_jax.training import optim, parallel
 from acne_jax.training.checkpoint import Checkpointer
 from acne_jax.training.writers import MetricWriter
 
@@ -95,10 +95,6 @@ def default_workdir(config_argument: str) -> str:
   path, _, arg = config_argument.partition(":")
   stem = os.path.splitext(os.path.basename(path))[0]
   return os.path.join("workdir", f"{stem}_{arg}" if arg and arg != "synthetic" else stem)
-
-
-def make_mesh() -> Mesh:
-  return Mesh(np.asarray(jax.devices()), ("data",))
 
 
 def total_steps(config: ml_collections.ConfigDict, num_train_images: int) -> Tuple[int, int]:
@@ -183,25 +179,48 @@ def make_streaming_loader(config: ml_collections.ConfigDict, source, per_process
                                   class_balanced=balanced)
 
 
-def make_train_step(model: TwoStageDetector, tx, schedule, mean, std, update_batch_stats: bool):
-  """The train step ``(state, batch, key) -> (state, metrics)``; pure, for ``jax.jit``."""
+def make_train_step(model: TwoStageDetector, tx, schedule, mean, std, update_batch_stats: bool, mesh=None):
+  """The train step ``(state, batch, key) -> (state, metrics)``; pure, for ``jax.jit``.
 
-  def train_step(state, batch, key):
+  With a ``mesh``, the losses and gradients are computed on each device's share of the batch
+  (:func:`acne_jax.training.parallel.per_device`) and summed over the devices: the same numbers
+  as on one device, with no activation leaving its device. The optimiser update runs replicated.
+  """
+
+  def gradients(params, batch_stats, batch, step_key):
     images = normalize(batch["image"], mean, std)
-    step_key = jax.random.fold_in(key, state["step"])
 
     def loss_fn(params):
-      variables = {"params": params, "batch_stats": state["batch_stats"]}
+      variables = {"params": params, "batch_stats": batch_stats}
       if update_batch_stats:
         losses, updates = model.apply(variables, images, *_gt_args(batch), step_key, method="losses", mutable=["batch_stats"],
                                       **_mask_kwargs(batch))
-        batch_stats = updates["batch_stats"]
+        new_batch_stats = updates["batch_stats"]
       else:
         losses = model.apply(variables, images, *_gt_args(batch), step_key, method="losses", **_mask_kwargs(batch))
-        batch_stats = state["batch_stats"]
-      return sum(losses.values()), (losses, batch_stats)
+        new_batch_stats = batch_stats
+      return sum(losses.values()), (losses, new_batch_stats)
 
-    (loss, (losses, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+    (loss, (losses, new_batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    return loss, losses, new_batch_stats, grads
+
+  if mesh is not None:
+    local = gradients
+
+    def gradients(params, batch_stats, batch, step_key):
+      def on_device(params, batch_stats, batch, step_key):
+        # Each device's losses are its images' share of the batch's (normalisers are batch-wide),
+        # so the sums are the batch's losses and gradients. Batch statistics are synchronised.
+        loss, losses, new_batch_stats, grads = local(params, batch_stats, batch, step_key)
+        return parallel.sum_over_devices((loss, losses, grads)) + (new_batch_stats,)
+
+      step = parallel.per_device(on_device, mesh, in_specs=(None, None, "batch", None), out_specs=None)
+      loss, losses, grads, new_batch_stats = step(params, batch_stats, batch, step_key)
+      return loss, losses, new_batch_stats, grads
+
+  def train_step(state, batch, key):
+    step_key = jax.random.fold_in(key, state["step"])
+    loss, losses, batch_stats, grads = gradients(state["params"], state["batch_stats"], batch, step_key)
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     new_state = {
         "step": state["step"] + 1,
@@ -215,11 +234,16 @@ def make_train_step(model: TwoStageDetector, tx, schedule, mean, std, update_bat
   return train_step
 
 
-def make_predict(model: TwoStageDetector, mean, std):
+def make_predict(model: TwoStageDetector, mean, std, mesh=None):
+  """``(variables, uint8 images [B, H, W, 3]) -> Prediction``; with a ``mesh``, each device
+  predicts its share of the batch (``B`` a multiple of the device count)."""
+
   def predict(variables, images):
     return model.apply(variables, normalize(images, mean, std), method="predict")
 
-  return predict
+  if mesh is None:
+    return predict
+  return parallel.per_device(predict, mesh, in_specs=(None, "batch"), out_specs="batch")
 
 
 class ModelOutputs(NamedTuple):
@@ -232,7 +256,12 @@ class ModelOutputs(NamedTuple):
 
 
 def run_model(predict_fn, variables, dataset: InMemoryDataset, batch_size: int, batch_sharding=None) -> ModelOutputs:
-  """Predictions for every image of ``dataset``, in order (masks too when the model makes them)."""
+  """Predictions for every image of ``dataset``, in order (masks too when the model makes them).
+  With a ``batch_sharding``, batches are split over its devices (``batch_size`` rounded up to a
+  multiple of their count; the padding images are dropped)."""
+  if batch_sharding is not None:
+    devices = batch_sharding.mesh.size
+    batch_size = -(-batch_size // devices) * devices
   ids, detections, proposals, masks = [], [], [], []
   for batch in dataset.eval_batches(batch_size):
     images = batch["image"] if batch_sharding is None else jax.device_put(batch["image"], batch_sharding)
@@ -342,13 +371,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=2))
 
-  mesh = make_mesh()
+  mesh = parallel.make_mesh()
   num_devices = mesh.devices.size
   batch_size = config.train.batch_size
   if batch_size % num_devices:
     raise ValueError(f"train.batch_size={batch_size} must be a multiple of the {num_devices} devices.")
-  replicated = NamedSharding(mesh, PartitionSpec())
-  batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
+  replicated, batch_sharding = parallel.replicated(mesh), parallel.batch_sharded(mesh)
 
   streaming = config.data.pipeline == "grain"
   if config.data.pipeline not in ("grain", "in_memory"):
@@ -395,12 +423,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
       if path:
         print(f"{name} initialised from {resolve(path)}", flush=True)
 
-  # No buffer donation: the state before a step is kept until that step's loss, computed on it,
-  # proves it finite; only then is it checkpointed (see the loop).
+  # The input state is donated: a state due for a checkpoint is copied first (see the loop).
   train_step = jax.jit(
-      make_train_step(model, tx, schedule, config.data.mean, config.data.std, spec.backbone.norm == "bn"),
-      in_shardings=(replicated, batch_sharding, replicated), out_shardings=(replicated, replicated))
-  predict = jax.jit(make_predict(eval_model, config.data.mean, config.data.std))
+      make_train_step(model, tx, schedule, config.data.mean, config.data.std, spec.backbone.norm == "bn", mesh),
+      in_shardings=(replicated, batch_sharding, replicated), out_shardings=(replicated, replicated), donate_argnums=0)
+  predict = jax.jit(make_predict(eval_model, config.data.mean, config.data.std, mesh))
 
   writer = MetricWriter(workdir)
   per_process = batch_size // jax.process_count()
@@ -423,42 +450,59 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
 
   last_saved = checkpointer.latest_step()
   progress = _progress(start_step, steps, show_progress)
-  step_time = None
+  # The host waits for the device only at a sync: after the first step (its time is the compile),
+  # every log_every steps, at the end, before an evaluation, and one step after a checkpoint falls
+  # due. A sync fetches the metrics of every step since the last one and checks each loss. The
+  # state after k updates is checkpointed only once the loss computed on it (step k + 1's) is known
+  # finite, so it is held (one on-device copy) until that step's sync; otherwise each step donates
+  # its input state to its output.
+  pending = []  # (step, metrics on the device) since the last sync
+  held = None  # (updates, copy of the state after them, its input position), awaiting a sync
+  interval_start = time.perf_counter()
   # Step numbers count updates: step k computes its loss on the state after k - 1 updates.
   for completed in range(start_step, steps):
     step = completed + 1
-    tick = time.perf_counter()
     position = data_state()  # the input position of `state`, saved with it
-    new_state, metrics = train_step(state, global_batch(completed), train_key)
-    loss = float(metrics["loss"])  # one scalar to the host per step: the NaN check and the progress bar
-    if not math.isfinite(loss):
-      checkpointer.wait()
-      kept = (f"the last good checkpoint (step {last_saved}) is kept in {workdir}/checkpoints" if last_saved is not None
-              else "no checkpoint had been written yet")
-      raise FloatingPointError(
-          f"non-finite loss ({loss}) at step {step}; training stopped and {kept}. Lower optimizer.lr or set "
-          f"optimizer.grad_clip_norm. Losses: { {k: float(v) for k, v in metrics.items()} }")
-    # The loss is finite, so `state` (after `completed` updates) is good: checkpoint it if due.
     if completed > start_step and completed % config.train.checkpoint_every == 0:
-      checkpointer.save(completed, state, {"step": completed, "seed": config.train.seed, "data_state": position})
-      last_saved = completed
-    state = new_state
-    elapsed = time.perf_counter() - tick
-    step_time = elapsed if step_time is None or completed == start_step + 1 else 0.9 * step_time + 0.1 * elapsed
+      held = (completed, jax.tree_util.tree_map(jnp.copy, state), position)
+    state, metrics = train_step(state, global_batch(completed), train_key)
+    pending.append((step, metrics))
     if progress is not None:
-      progress.set_postfix_str(f"loss {loss:.3f} lr {float(metrics['lr']):.2e} {step_time:.2f}s/step")
       progress.update(1)
-    if step % config.train.log_every == 0 or step == steps:
-      writer.write(step, {**{k: float(v) for k, v in metrics.items()}, "step_time": step_time})
-    if config.eval.every_steps and step % config.eval.every_steps == 0 and step != steps:
-      metrics_eval, _, _ = evaluate(predict, _eval_variables(state), eval_data, config, class_names)
+    evaluate_now = bool(config.eval.every_steps) and step % config.eval.every_steps == 0 and step != steps
+    if not (held or evaluate_now or step == start_step + 1 or step % config.train.log_every == 0 or step == steps):
+      continue
+    fetched = fetch_metrics(pending)
+    for (pending_step, _), values in zip(pending, fetched):
+      if not math.isfinite(values["loss"]):
+        checkpointer.wait()
+        kept = (f"the last good checkpoint (step {last_saved}) is kept in {workdir}/checkpoints" if last_saved is not None
+                else "no checkpoint had been written yet")
+        raise FloatingPointError(
+            f"non-finite loss ({values['loss']}) at step {pending_step}; training stopped and {kept}. Lower optimizer.lr "
+            f"or set optimizer.grad_clip_norm. Losses: {values}")
+    step_time = (time.perf_counter() - interval_start) / len(pending)
+    interval_start = time.perf_counter()
+    if held is not None:  # the loss on the held state (this step's) is finite: it is good
+      updates, held_state, held_position = held
+      checkpointer.save(updates, held_state, {"step": updates, "seed": config.train.seed, "data_state": held_position})
+      last_saved, held = updates, None
+    for (pending_step, _), values in zip(pending, fetched):
+      if pending_step % config.train.log_every == 0 or pending_step == steps:
+        writer.write(pending_step, {**values, "step_time": step_time})
+    pending = []
+    if progress is not None:
+      latest = fetched[-1]
+      progress.set_postfix_str(f"loss {latest['loss']:.3f} lr {latest['lr']:.2e} {step_time:.2f}s/step")
+    if evaluate_now:
+      metrics_eval, _, _ = evaluate(predict, _eval_variables(state), eval_data, config, class_names, batch_sharding)
       writer.write(step, {f"eval/{k}": v for k, v in metrics_eval.items()})
       _print(progress, f"step {step}: {format_metrics(metrics_eval)}")
   if progress is not None:
     progress.close()
   if start_step < steps:
     # The final checkpoint carries the score thresholds that `predict` counts lesions at.
-    counting = calibrate_counting(predict, _eval_variables(state), config, class_names)
+    counting = calibrate_counting(predict, _eval_variables(state), config, class_names, batch_sharding)
     if counting is not None:
       print(operating_point.describe(counting, counting["split"]), flush=True)
       with open(os.path.join(workdir, "operating_point.json"), "w") as f:
@@ -467,7 +511,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
                                      "operating_point": counting})
   checkpointer.close()
 
-  outputs = run_model(predict, _eval_variables(state), eval_data, config.eval.batch_size)
+  outputs = run_model(predict, _eval_variables(state), eval_data, config.eval.batch_size, batch_sharding)
   final_metrics, gt, results = coco_evaluation(outputs, eval_data, config, class_names)
   final_metrics.update(proposal_recall(outputs, eval_data))
   writer.write(steps, {f"eval/{k}": v for k, v in final_metrics.items()})
@@ -567,6 +611,13 @@ def _subtree(tree, path: str):
       return None
     tree = tree[name]
   return tree
+
+
+def fetch_metrics(pending) -> list:
+  """The metrics of ``pending`` ``(step, metrics on the device)`` pairs as dicts of floats, in one
+  transfer: the loop's only wait for the device between its syncs."""
+  fetched = jax.device_get([metrics for _, metrics in pending])
+  return [{k: float(v) for k, v in metrics.items()} for metrics in fetched]
 
 
 def _eval_variables(state):

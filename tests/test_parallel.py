@@ -1,7 +1,10 @@
-"""Data parallelism: the same run on 8 (simulated) devices and on 1 gives the same losses.
+"""Data parallelism: the same run on 8 (simulated) devices and on 1 gives the same losses, and
+the compiled 8-device programs move no activation between devices.
 
 The 8-device run happens in a subprocess because the device count is fixed when JAX starts
-(``XLA_FLAGS=--xla_force_host_platform_device_count=8``).
+(``XLA_FLAGS=--xla_force_host_platform_device_count=8``). There the train step and the batch
+prediction are also compiled for the mesh and their cross-device operations listed from the
+HLO (``acne_jax.training.parallel.collectives``).
 """
 
 import json
@@ -36,7 +39,39 @@ def test_eight_devices_match_one(data_dir, tmp_path):
       sys.path.insert(0, {os.path.join(ROOT, 'tests')!r})
       from test_train import tiny_config
       from acne_jax import train
-      train.train_and_evaluate(tiny_config({data_dir!r}, batch_size=8, steps=3, checkpoint_every=3), {sharded!r}, show_progress=False)
+      config = tiny_config({data_dir!r}, batch_size=8, steps=3, checkpoint_every=3)
+      train.train_and_evaluate(config, {sharded!r}, show_progress=False)
+
+      # The programs the run compiled (same functions, shardings and donation), compiled here to
+      # read their HLO.
+      import json
+      import jax.numpy as jnp
+      import optax
+      from acne_jax.models.detector import TwoStageDetector, spec_from_config
+      from acne_jax.training import optim, parallel
+      mesh = parallel.make_mesh()
+      replicated, batch_sharded = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+      spec = spec_from_config(config.model)
+      model = TwoStageDetector(spec, train=True)
+      key = jax.random.key(0)
+      abstract = jax.eval_shape(lambda k: train.create_state(model, optax.identity(), k, (96, 96), 8, 8), key)
+      frozen = optim.frozen_backbone_predicate(spec.backbone.frozen_stages) if spec.backbone.frozen_stages >= 0 else None
+      tx, schedule = optim.make_optimizer(train.optimizer_config(config, 10), abstract["params"], frozen)
+      state = jax.eval_shape(lambda k: train.create_state(model, tx, k, (96, 96), 8, 8), key)
+      batch = {{"image": jax.ShapeDtypeStruct((8, 96, 96, 3), jnp.uint8, sharding=batch_sharded),
+               "boxes": jax.ShapeDtypeStruct((8, 8, 4), jnp.float32, sharding=batch_sharded),
+               "labels": jax.ShapeDtypeStruct((8, 8), jnp.int32, sharding=batch_sharded),
+               "valid": jax.ShapeDtypeStruct((8, 8), bool, sharding=batch_sharded)}}
+      step = jax.jit(train.make_train_step(model, tx, schedule, config.data.mean, config.data.std, False, mesh),
+                     in_shardings=(replicated, batch_sharded, replicated), out_shardings=(replicated, replicated), donate_argnums=0)
+      predict = jax.jit(train.make_predict(TwoStageDetector(spec, train=False), config.data.mean, config.data.std, mesh))
+      on_all = lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated)
+      variables = jax.tree_util.tree_map(on_all, {{"params": state["params"], "batch_stats": state["batch_stats"]}})
+      programs = {{"train_step": step.lower(state, batch, key), "predict": predict.lower(variables, batch["image"])}}
+      found = {{name: parallel.collectives(p.compile().as_text()) for name, p in programs.items()}}
+      found["parameters"] = sum(x.size for x in jax.tree_util.tree_leaves(state["params"]))
+      with open({os.path.join(sharded, "collectives.json")!r}, "w") as f:
+        json.dump(found, f)
   """)
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
   result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
@@ -49,3 +84,14 @@ def test_eight_devices_match_one(data_dir, tmp_path):
   with open(os.path.join(single, "metrics_test.json")) as f1, open(os.path.join(sharded, "metrics_test.json")) as f8:
     m1, m8 = json.load(f1), json.load(f8)
   assert m8["AP@0.5"] == pytest.approx(m1["AP@0.5"], abs=0.02)
+
+  # What crosses devices: in the train step, the gradients (one sum per parameter, combined or
+  # not) and the loss normalisers' counts; in prediction, nothing. No gather of any activation.
+  with open(os.path.join(sharded, "collectives.json")) as f:
+    found = json.load(f)
+  kinds = {kind for program in ("train_step", "predict") for kind, _, _ in found[program]}
+  assert kinds <= {"all-reduce"}, [(k, n, line[:160]) for p in ("train_step", "predict") for k, n, line in found[p] if k != "all-reduce"]
+  assert found["predict"] == []
+  # (Parameters whose gradient is a compile-time zero are not reduced: hence 0.99.)
+  reduced = sum(n for _, n, _ in found["train_step"])
+  assert 0.99 * found["parameters"] <= reduced <= found["parameters"] + 64, (reduced, found["parameters"])

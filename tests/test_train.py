@@ -148,6 +148,24 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(data_
   assert Checkpointer(os.path.join(workdir, "checkpoints")).latest_step() == 3
 
 
+def test_the_loop_waits_for_the_device_only_at_its_syncs(data_dir, tmp_path, monkeypatch):
+  """Steps run ahead of the host: metrics are fetched after the first step, every log_every
+  steps and at the end, several steps at once; nothing else pulls a value back while training."""
+  fetches = []
+  original = train.fetch_metrics
+
+  def counted(pending):
+    fetches.append([step for step, _ in pending])
+    return original(pending)
+
+  monkeypatch.setattr(train, "fetch_metrics", counted)
+  workdir = str(tmp_path / "run")
+  with jax.transfer_guard_device_to_host("disallow"):  # an implicit pull (float(loss)) would raise
+    train.train_and_evaluate(tiny_config(data_dir, steps=7, log_every=3, checkpoint_every=100), workdir, show_progress=False)
+  assert fetches == [[1], [2, 3], [4, 5, 6], [7]]
+  assert sorted(read_losses(workdir)) == [3, 6, 7]  # the logged steps, from the fetched metrics
+
+
 def test_unwritable_workdir_fails_before_training(tmp_path):
   locked = tmp_path / "locked"
   locked.mkdir()

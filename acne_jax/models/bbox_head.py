@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from acne_jax.ops import assign as assign_ops
+from acne_jax.ops import data_axis
 from acne_jax.ops import boxes as box_ops
 from acne_jax.ops import losses
 from acne_jax.ops import nms as nms_ops
@@ -128,7 +129,7 @@ def sample_rois(
     targets = jnp.where(sample.positive[:, None], gts[matched], rois)
     return SampledRois(rois, sample.valid, labels, sample.positive, targets, matched.astype(jnp.int32))
 
-  keys = jax.random.split(key, proposal_boxes.shape[0])
+  keys = data_axis.image_keys(key, proposal_boxes.shape[0])
   return jax.vmap(one_image)(keys, proposal_boxes, proposal_valid, gt_boxes, gt_labels, gt_valid)
 
 
@@ -179,7 +180,7 @@ def rcnn_losses(
   positive = rois.positive.reshape(-1)
   labels = rois.labels.reshape(-1)
   boxes = rois.boxes.reshape(-1, 4)
-  avg_factor = jnp.maximum(jnp.sum(valid), 1).astype(class_logits.dtype)
+  avg_factor = jnp.maximum(data_axis.batch_sum(jnp.sum(valid)), 1).astype(class_logits.dtype)
   cls_loss = losses.softmax_cross_entropy(class_logits, labels, valid.astype(class_logits.dtype), avg_factor=avg_factor)
   targets = box_ops.encode_deltas(boxes, rois.target_boxes.reshape(-1, 4), stds=delta_stds)
   class_deltas = jnp.take_along_axis(deltas, jnp.clip(labels, 0, num_classes - 1)[:, None, None], axis=1)[:, 0]

@@ -46,6 +46,7 @@ from acne_jax.models.mask_head import positive_slots
 from acne_jax.models.proposals import Proposals
 from acne_jax.models.roi_heads import BoxRoIHead, GroundTruth, RoIHeadOutput
 from acne_jax.models.scoring import IoUScoringModule, fused_score, ism_loss, iou_score
+from acne_jax.ops import data_axis
 from acne_jax.ops import boxes as box_ops
 from acne_jax.ops import grid as grid_ops
 from acne_jax.ops import losses
@@ -121,7 +122,7 @@ def next_stage_rois(
 def _softmax_ce(logits: jnp.ndarray, labels: jnp.ndarray, valid: jnp.ndarray) -> jnp.ndarray:
   """Softmax cross-entropy averaged over the valid rows."""
   weight = valid.astype(logits.dtype)
-  return losses.softmax_cross_entropy(logits, labels, weight, avg_factor=jnp.maximum(jnp.sum(weight), 1.0))
+  return losses.softmax_cross_entropy(logits, labels, weight, avg_factor=jnp.maximum(data_axis.batch_sum(jnp.sum(weight)), 1.0))
 
 
 class CPMRoIHead(BoxRoIHead):

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from acne_jax.ops import data_axis
 from acne_jax.ops import losses
 
 # PyTorch's default Conv2d/ConvTranspose2d/Linear initialisation (kaiming_uniform_(a=sqrt(5))).
@@ -214,4 +215,4 @@ def grid_loss(heatmap_logits: jnp.ndarray, targets: jnp.ndarray, valid: jnp.ndar
   """
   weight = jnp.broadcast_to(valid[:, None, None, None], targets.shape).astype(jnp.float32)
   total = losses.sigmoid_binary_cross_entropy(heatmap_logits.astype(jnp.float32), targets, weight, reduction="sum")
-  return total / jnp.maximum(jnp.sum(weight), 1.0)
+  return total / jnp.maximum(data_axis.batch_sum(jnp.sum(weight)), 1.0)

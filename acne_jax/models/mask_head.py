@@ -30,6 +30,7 @@ import numpy as np
 from acne_jax.models import bbox_head
 from acne_jax.models.proposals import Proposals
 from acne_jax.models.roi_heads import BoxRoIHead, GroundTruth, RoIHeadOutput
+from acne_jax.ops import data_axis
 from acne_jax.ops import losses
 from acne_jax.ops import mask_targets as target_ops
 
@@ -74,7 +75,7 @@ def mask_loss(logits: jnp.ndarray, labels: jnp.ndarray, targets: jnp.ndarray, va
   """
   class_logits = jnp.take_along_axis(logits, jnp.clip(labels, 0, logits.shape[-1] - 1)[:, None, None, None], axis=-1)[..., 0]
   weight = jnp.broadcast_to(valid[:, None, None], targets.shape).astype(logits.dtype)
-  avg_factor = jnp.maximum(jnp.sum(weight), 1.0)
+  avg_factor = jnp.maximum(data_axis.batch_sum(jnp.sum(weight)), 1.0)
   return losses.sigmoid_binary_cross_entropy(class_logits, targets, weight, reduction="sum") / avg_factor
 
 

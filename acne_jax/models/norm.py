@@ -19,6 +19,8 @@ from typing import Callable
 import flax.linen as nn
 import jax.numpy as jnp
 
+from acne_jax.ops import data_axis
+
 NORMS = ("frozen_bn", "eval_bn", "bn", "gn")
 
 
@@ -94,7 +96,10 @@ def make_norm(kind: str, train: bool, groups: int = 32, dtype=jnp.float32) -> Ca
   if kind == "eval_bn":
     return EvalBatchNorm
   if kind == "bn":
-    return functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype)
+    # Statistics over the whole batch, across the data axis when sharded (SyncBN): a step on 8
+    # devices normalises as on one.
+    return functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
+                             axis_name=data_axis.current())
   if kind == "gn":
     return functools.partial(GroupNorm, num_groups=groups, epsilon=1e-5, dtype=dtype)
   raise ValueError(f"unknown norm {kind!r}; choose one of {NORMS}.")

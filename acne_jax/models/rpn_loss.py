@@ -30,6 +30,7 @@ import jax.numpy as jnp
 
 from acne_jax.models.rpn import LevelPredictions
 from acne_jax.ops import assign as assign_ops
+from acne_jax.ops import data_axis
 from acne_jax.ops import boxes as box_ops
 from acne_jax.ops import losses
 from acne_jax.ops import sample as sample_ops
@@ -122,9 +123,9 @@ def rpn_losses(
     count = jnp.maximum(num_pos, 1) + jnp.maximum(num_neg, 1)
     return cls_loss, bbox_loss, nwd_loss, count
 
-  keys = jax.random.split(key, batch)
+  keys = data_axis.image_keys(key, batch)
   cls_loss, bbox_loss, nwd_loss, count = jax.vmap(one_image)(keys, cls_logits, deltas, nwd_logits, gt_boxes, gt_valid)
-  avg_factor = jnp.sum(count).astype(cls_logits.dtype)
+  avg_factor = data_axis.batch_sum(jnp.sum(count)).astype(cls_logits.dtype)
   out = {"rpn_cls": jnp.sum(cls_loss) / avg_factor, "rpn_bbox": jnp.sum(bbox_loss) / avg_factor}
   if with_nwd:
     out["rpn_nwd"] = nwd_loss_weight * jnp.sum(nwd_loss) / avg_factor

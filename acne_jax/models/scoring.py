@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from acne_jax.ops import data_axis
 from acne_jax.ops.shapes import check_shape
 
 # PyTorch's nn.Linear after kaiming_uniform_(a=1) (Pet's make_fc): U(-sqrt(3 / fan_in), ..).
@@ -75,7 +76,7 @@ def ism_loss(iou_logits: jnp.ndarray, iou: jnp.ndarray, valid: jnp.ndarray, refe
   check_shape("ism_loss", "iou", iou, "[R]", dims)
   targets = ism_targets(iou.astype(jnp.float32))
   entries = (targets > 0) & valid[:, None]
-  count = jnp.sum(entries).astype(jnp.float32)
+  count = data_axis.batch_sum(jnp.sum(entries)).astype(jnp.float32)
   if not reference:
     x = jax.nn.softmax(iou_logits.astype(jnp.float32), axis=-1)
     return 0.5 * jnp.sum(jnp.where(entries, (x - targets) ** 2, 0.0)) / jnp.maximum(count, 1.0)
@@ -83,10 +84,11 @@ def ism_loss(iou_logits: jnp.ndarray, iou: jnp.ndarray, valid: jnp.ndarray, refe
   row_error = jnp.sum((x - targets) ** 2, axis=-1)  # [R]
   own = jnp.sum(jnp.sum(entries, axis=-1) * jnp.where(valid, row_error, 0.0))
   # The k-th valid row of the batch (the reference concatenates only valid rows).
-  rank = jnp.cumsum(valid) - 1
-  first = jnp.sum(jnp.where(valid & (rank == 0), row_error, 0.0))
-  second = jnp.sum(jnp.where(valid & (rank == 1), row_error, 0.0))
-  gathered = jnp.sum(entries[:, 0]) * first + jnp.sum(entries[:, 1]) * second
+  rank = jnp.cumsum(valid) - 1 + data_axis.count_before(jnp.sum(valid))
+  first = data_axis.batch_sum(jnp.sum(jnp.where(valid & (rank == 0), row_error, 0.0)))
+  second = data_axis.batch_sum(jnp.sum(jnp.where(valid & (rank == 1), row_error, 0.0)))
+  gathered = (data_axis.batch_sum(jnp.sum(entries[:, 0])) * first + data_axis.batch_sum(jnp.sum(entries[:, 1])) * second)
+  gathered = jnp.where(data_axis.is_first_device(), gathered, 0.0)  # counted once over the devices
   return jnp.where(count > 0, 0.5 * (own + gathered) / jnp.maximum(count, 1.0), 0.0)
 
 
