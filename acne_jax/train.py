@@ -82,7 +82,8 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
   except (OSError, ValueError):
     return  # unreadable: let the restore speak
   new = _flatten_json(json.loads(config.to_json_best_effort()).get("model", {}))
-  differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+  # The computation dtype changes no parameter: a run may resume in another precision.
+  differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "compute_dtype")
   if differ:
     shown = ", ".join(f"model.{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in differ[:5])
     raise WorkdirError(f"workdir {workdir} holds checkpoints of a different model ({shown}{', ...' if len(differ) > 5 else ''}); "

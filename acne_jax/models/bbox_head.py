@@ -59,10 +59,11 @@ class Shared2FCHead(nn.Module):
     x = nn.relu(nn.Dense(self.fc_dim, name="fc1", dtype=self.dtype, kernel_init=nn.initializers.xavier_uniform())(x))
     x = nn.relu(nn.Dense(self.fc_dim, name="fc2", dtype=self.dtype, kernel_init=nn.initializers.xavier_uniform())(x))
     class_logits = nn.Dense(self.num_classes + 1, name="cls", dtype=self.dtype, kernel_init=nn.initializers.normal(0.01))(x)
+    class_logits = class_logits.astype(jnp.float32)  # losses and detection are float32 whatever self.dtype
     if not self.with_box_regression:
       return class_logits, None
     deltas = nn.Dense(self.num_classes * 4, name="reg", dtype=self.dtype, kernel_init=nn.initializers.normal(0.001))(x)
-    return class_logits, deltas.reshape(-1, self.num_classes, 4)
+    return class_logits, deltas.astype(jnp.float32).reshape(-1, self.num_classes, 4)
 
 
 class SampledRois(NamedTuple):

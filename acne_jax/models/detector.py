@@ -51,7 +51,12 @@ class TwoStageDetector(nn.Module):
 
   spec: DetectorSpec
   train: bool = False
-  dtype: jnp.dtype = jnp.float32
+
+  @property
+  def dtype(self) -> jnp.dtype:
+    """Computation dtype of convolutions and matmuls (``model.compute_dtype``); every head's
+    outputs are float32 whatever it is."""
+    return jnp.dtype(self.spec.compute_dtype)
 
   def setup(self):
     s = self.spec

@@ -182,7 +182,7 @@ class GridHead(nn.Module):
       first = self._fuse(parts, parts, "first_order")
       second = self._fuse(parts, first, "second_order")
       heatmaps["fused"] = decoder(jnp.concatenate(second, axis=-1))
-    return heatmaps, features
+    return {name: h.astype(jnp.float32) for name, h in heatmaps.items()}, features
 
 
 class _HeatmapDecoder(nn.Module):

@@ -55,7 +55,7 @@ class FCNMaskHead(nn.Module):
                           dtype=self.dtype)(x))
     x = nn.relu(nn.ConvTranspose(self.channels, (2, 2), strides=(2, 2), padding="VALID", kernel_init=mask_init, name="upsample",
                                  dtype=self.dtype)(x))
-    return nn.Conv(self.num_classes, (1, 1), kernel_init=mask_init, name="logits", dtype=self.dtype)(x)
+    return nn.Conv(self.num_classes, (1, 1), kernel_init=mask_init, name="logits", dtype=self.dtype)(x).astype(jnp.float32)
 
 
 def positive_slots(num_samples: int, positive_fraction: float) -> int:

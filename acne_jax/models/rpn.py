@@ -52,7 +52,9 @@ def _conv(features, kernel, name, dtype):
 
 
 def _flatten(x: jnp.ndarray, last: int) -> jnp.ndarray:
+  """``[B, H, W, A * last]`` -> float32 ``[B, H*W*A(, last)]`` (losses, decoding and NMS are float32)."""
   batch = x.shape[0]
+  x = x.astype(jnp.float32)
   return x.reshape(batch, -1) if last == 1 else x.reshape(batch, -1, last)
 
 

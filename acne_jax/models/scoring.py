@@ -41,7 +41,7 @@ class IoUScoringModule(nn.Module):
     x = grid_features.reshape(grid_features.shape[0], -1)
     x = nn.relu(nn.Dense(self.fc_dim, name="fc1", dtype=self.dtype, kernel_init=fc_init)(x))
     x = nn.relu(nn.Dense(self.fc_dim, name="fc2", dtype=self.dtype, kernel_init=fc_init)(x))
-    return nn.Dense(2, name="iou", dtype=self.dtype, kernel_init=nn.initializers.normal(0.01))(x)
+    return nn.Dense(2, name="iou", dtype=self.dtype, kernel_init=nn.initializers.normal(0.01))(x).astype(jnp.float32)
 
 
 def iou_score(iou_logits: jnp.ndarray, reference: bool = False) -> jnp.ndarray:

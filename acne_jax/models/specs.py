@@ -245,8 +245,13 @@ class DetectorSpec:
   neck: NeckSpec = NeckSpec()
   rpn: RPNSpec = RPNSpec()
   roi_head: RoIHeadSpec = RoIHeadSpec()
+  # "bfloat16": mixed precision, bf16 convolutions and matmuls; parameters, optimiser state,
+  # normalisation statistics, losses, box decoding and NMS stay float32.
+  compute_dtype: str = "float32"
 
   def __post_init__(self):
+    if self.compute_dtype not in ("float32", "bfloat16"):
+      raise ValueError(f"model.compute_dtype must be 'float32' or 'bfloat16'; got {self.compute_dtype!r}.")
     if self.rpn.head == "sadh" and self.neck.channels % self.rpn.gn_groups:
       raise ValueError(f"model.neck.channels ({self.neck.channels}) must be divisible by model.rpn.gn_groups "
                        f"({self.rpn.gn_groups}) for the SADH head.")

@@ -116,7 +116,8 @@ def test_every_config_has_the_whole_model_section():
   for module in (sadh, faster_rcnn):
     for data in ("synthetic", "acne_scu", "acne04", "deep_lesion"):
       config = module.get_config(data)
-      assert set(config.model) == {"backbone", "neck", "rpn", "roi_head"}
+      assert set(config.model) == {"backbone", "neck", "rpn", "roi_head", "compute_dtype"}
+      assert config.model.compute_dtype == "float32"
       assert config.model.to_dict().keys() == specs.default_model_config().keys()
       spec_from_config(config.model)  # builds
 
@@ -189,6 +190,47 @@ def test_pinned_losses_of_the_box_and_mask_models():
     assert box[name] == pytest.approx(value, rel=2e-4), (name, box)
   for name, value in PINNED_MASK.items():
     assert mask[name] == pytest.approx(value, rel=2e-4), (name, mask)
+
+
+def test_bfloat16_computes_in_bf16_and_keeps_parameters_and_losses_float32():
+  """model.compute_dtype="bfloat16": every convolution and matmul of the losses takes bf16
+  operands, while the parameters' gradients and every loss stay float32, and the losses of the
+  pinned batch stay near the float32 ones (bf16 keeps ~3 significant digits)."""
+  spec = dataclasses.replace(small_spec(), compute_dtype="bfloat16")
+  images, boxes, labels, valid = _fixed_batch()
+  key = jax.random.key(0)
+  model = TwoStageDetector(spec, train=True)
+  abstract = jax.eval_shape(lambda: model.init(key, images, boxes, labels, valid, key, method="losses"))
+  params = tiny.draw_parameters(abstract["params"], np.random.default_rng(7), spread=0.05)
+
+  def total(p):
+    out = model.apply({"params": p}, images, boxes, labels, valid, jax.random.key(1), method="losses")
+    return sum(out.values()), out
+
+  jaxpr = jax.make_jaxpr(jax.grad(total, has_aux=True))(params)
+  heavy = [e for e in _equations(jaxpr.jaxpr) if e.primitive.name in ("conv_general_dilated", "dot_general")]
+  operand_dtypes = {str(v.aval.dtype) for e in heavy for v in e.invars[:2]}
+  assert heavy and operand_dtypes == {"bfloat16"}, operand_dtypes
+  grads, _ = jax.eval_shape(jax.grad(total, has_aux=True), params)
+  assert {str(g.dtype) for g in jax.tree_util.tree_leaves(grads)} == {"float32"}
+  losses = jax.jit(lambda p: total(p)[1])(params)
+  assert {str(v.dtype) for v in losses.values()} == {"float32"}
+  for name, value in PINNED_BOX.items():
+    assert float(losses[name]) == pytest.approx(value, rel=0.03), (name, value, float(losses[name]))
+  with pytest.raises(ValueError, match="model.compute_dtype"):
+    dataclasses.replace(spec, compute_dtype="float16")
+
+
+def _equations(jaxpr):
+  """Every equation of ``jaxpr`` and of the jaxprs nested in it (scan, while, pjit bodies)."""
+  for equation in jaxpr.eqns:
+    yield equation
+    for param in equation.params.values():
+      for inner in (param if isinstance(param, (list, tuple)) else [param]):
+        if hasattr(inner, "jaxpr"):  # ClosedJaxpr
+          yield from _equations(inner.jaxpr)
+        elif hasattr(inner, "eqns"):  # Jaxpr
+          yield from _equations(inner)
 
 
 def _rpn_branch_loss(**options):
