@@ -22,6 +22,7 @@ from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
 
 import flax.traverse_util
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -33,7 +34,7 @@ from acne_jax.evaluation import coco_metrics, operating_point
 from acne_jax.evaluation import proposals as proposal_metrics
 from acne_jax.paths import resolve
 from acne_jax.models.detector import TwoStageDetector, spec_from_config
-from acne_jax.training import optim, parallel
+from acne_jax.training import distributed, optim, parallel
 from acne_jax.training.checkpoint import Checkpointer
 from acne_jax.training.writers import MetricWriter
 
@@ -263,10 +264,18 @@ def run_model(predict_fn, variables, dataset: InMemoryDataset, batch_size: int, 
   if batch_sharding is not None:
     devices = batch_sharding.mesh.size
     batch_size = -(-batch_size // devices) * devices
+  processes = jax.process_count()
   ids, detections, proposals, masks = [], [], [], []
   for batch in dataset.eval_batches(batch_size):
-    images = batch["image"] if batch_sharding is None else jax.device_put(batch["image"], batch_sharding)
-    prediction = jax.device_get(predict_fn(variables, images))
+    if batch_sharding is None:
+      images = batch["image"]
+    else:  # each process puts its slice of the batch on its devices
+      share = batch_size // processes
+      mine = slice(jax.process_index() * share, (jax.process_index() + 1) * share)
+      images = jax.make_array_from_process_local_data(batch_sharding, batch["image"][mine])
+    output = predict_fn(variables, images)
+    # Several processes: every one receives the whole batch's predictions (one gather per batch).
+    prediction = multihost_utils.process_allgather(output, tiled=True) if processes > 1 else jax.device_get(output)
     keep = batch["image_valid"]
     ids.append(batch["image_id"][keep])
     detections.append(jax.tree_util.tree_map(lambda x: x[keep], prediction.detections))
@@ -369,8 +378,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
     if value and not os.path.isdir(resolve(value)):
       raise FileNotFoundError(f"{key}: {resolve(value)} is not a directory; give an acne_jax run's workdir, or '' to "
                               f"train that part from scratch.")
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
+  primary = distributed.is_primary()  # with several processes, the first writes the files
+  if primary:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
 
   mesh = parallel.make_mesh()
   num_devices = mesh.devices.size
@@ -430,7 +441,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
       in_shardings=(replicated, batch_sharding, replicated), out_shardings=(replicated, replicated), donate_argnums=0)
   predict = jax.jit(make_predict(eval_model, config.data.mean, config.data.std, mesh))
 
-  writer = MetricWriter(workdir)
+  writer = MetricWriter(workdir, enabled=primary)
   per_process = batch_size // jax.process_count()
   process_slice = slice(jax.process_index() * per_process, (jax.process_index() + 1) * per_process)
 
@@ -450,7 +461,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
     return {k: jax.make_array_from_process_local_data(batch_sharding, local[k]) for k in keys}
 
   last_saved = checkpointer.latest_step()
-  progress = _progress(start_step, steps, show_progress)
+  progress = _progress(start_step, steps, show_progress and primary)
   # The host waits for the device only at a sync: after the first step (its time is the compile),
   # every log_every steps, at the end, before an evaluation, and one step after a checkpoint falls
   # due. A sync fetches the metrics of every step since the last one and checks each loss. The
@@ -504,7 +515,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
   if start_step < steps:
     # The final checkpoint carries the score thresholds that `predict` counts lesions at.
     counting = calibrate_counting(predict, _eval_variables(state), config, class_names, batch_sharding)
-    if counting is not None:
+    if counting is not None and primary:
       print(operating_point.describe(counting, counting["split"]), flush=True)
       with open(os.path.join(workdir, "operating_point.json"), "w") as f:
         json.dump({"step": steps, **counting}, f, indent=2)
@@ -518,11 +529,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
   writer.write(steps, {f"eval/{k}": v for k, v in final_metrics.items()})
   writer.close()
   split = config.data.eval_split
-  write_coco_pair(workdir, split, gt, results)
-  with open(os.path.join(workdir, f"metrics_{split}.json"), "w") as f:
-    json.dump({"step": steps, **final_metrics}, f, indent=2)
-  print(f"evaluation on {config.data.name}/{split} ({len(eval_data)} images) after {steps} steps:", flush=True)
-  print(format_metrics(final_metrics), flush=True)
+  if primary:
+    write_coco_pair(workdir, split, gt, results)
+    with open(os.path.join(workdir, f"metrics_{split}.json"), "w") as f:
+      json.dump({"step": steps, **final_metrics}, f, indent=2)
+    print(f"evaluation on {config.data.name}/{split} ({len(eval_data)} images) after {steps} steps:", flush=True)
+    print(format_metrics(final_metrics), flush=True)
   return final_metrics
 
 
@@ -680,6 +692,10 @@ def main(argv=None) -> int:
   config_flag = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/sadh.py or configs/sadh.py:acne_scu.", flag_values=flag_values, lock_config=True)
   flags.DEFINE_string("workdir", None, "Checkpoints, metrics and detections go here (default ./workdir/<config name>[_<data set>]).",
                       flag_values=flag_values)
+  flags.DEFINE_string("coordinator_address", None, "Several processes: host:port of process 0 (acne_jax/training/distributed.py).",
+                      flag_values=flag_values)
+  flags.DEFINE_integer("num_processes", None, "Several processes: how many.", flag_values=flag_values)
+  flags.DEFINE_integer("process_id", None, "Several processes: this one's index, 0 .. num_processes - 1.", flag_values=flag_values)
   argv = list(sys.argv if argv is None else argv)
   saved_argv = sys.argv
   sys.argv = argv  # config_flags finds `--config.*` overrides in sys.argv, whatever argv is parsed
@@ -696,6 +712,7 @@ def main(argv=None) -> int:
     return 2
   workdir = flag_values.workdir or default_workdir(flag_values["config"].config_filename)
   try:
+    distributed.initialize(flag_values.coordinator_address, flag_values.num_processes, flag_values.process_id)
     train_and_evaluate(config_flag.value, workdir)
   except (WorkdirError, datasets.DatasetNotFoundError, ValueError, FloatingPointError) as e:
     print(f"error: {e}", file=sys.stderr)

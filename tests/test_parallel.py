@@ -27,9 +27,30 @@ def data_dir(tmp_path_factory):
   return str(tmp_path_factory.mktemp("tfds_parallel"))
 
 
-def test_eight_devices_match_one(data_dir, tmp_path):
-  single = str(tmp_path / "one_device")
+def test_a_single_process_joins_nothing_and_half_a_launch_is_refused(monkeypatch):
+  from acne_jax.training import distributed
+
+  for name in (*distributed.ENVIRONMENT, "SLURM_NTASKS", "SLURM_PROCID"):
+    monkeypatch.delenv(name, raising=False)
+  assert distributed.initialize() is False  # no flags, no environment, no SLURM
+  assert distributed.initialize("localhost:1", 1, 0) is False  # one process: nothing to join
+  with pytest.raises(ValueError, match="--num_processes and --process_id"):
+    distributed.initialize("localhost:1")
+  monkeypatch.setenv("ACNE_JAX_PROCESS_ID", "1")
+  with pytest.raises(ValueError, match="ACNE_JAX_COORDINATOR_ADDRESS"):
+    distributed.initialize()
+
+
+@pytest.fixture(scope="module")
+def one_device_run(data_dir, tmp_path_factory):
+  """The reference: the run on one device in this process (it also builds the data set)."""
+  single = str(tmp_path_factory.mktemp("one_device") / "run")
   train.train_and_evaluate(tiny_config(data_dir, batch_size=8, steps=3, checkpoint_every=3), single, show_progress=False)
+  return single
+
+
+def test_eight_devices_match_one(data_dir, one_device_run, tmp_path):
+  single = one_device_run
 
   sharded = str(tmp_path / "eight_devices")
   script = textwrap.dedent(f"""
@@ -95,3 +116,44 @@ def test_eight_devices_match_one(data_dir, tmp_path):
   # (Parameters whose gradient is a compile-time zero are not reduced: hence 0.99.)
   reduced = sum(n for _, n, _ in found["train_step"])
   assert 0.99 * found["parameters"] <= reduced <= found["parameters"] + 64, (reduced, found["parameters"])
+
+
+def test_two_processes_match_one(data_dir, one_device_run, tmp_path):
+  """Two processes on this machine (one CPU device each, gloo collectives), joined through the
+  environment as a launcher would: the same losses as one process on the same global batch, and
+  only the first process writes the run's files."""
+  import socket
+
+  with socket.socket() as probe:  # a free port for the coordinator
+    probe.bind(("localhost", 0))
+    port = probe.getsockname()[1]
+  workdir = str(tmp_path / "two_processes")
+  script = textwrap.dedent(f"""
+      import sys
+      sys.path.insert(0, {os.path.join(ROOT, 'tests')!r})
+      from acne_jax.training import distributed
+      assert distributed.initialize()
+      import jax
+      assert jax.process_count() == 2 and jax.device_count() == 2, (jax.process_count(), jax.devices())
+      from test_train import tiny_config
+      from acne_jax import train
+      train.train_and_evaluate(tiny_config({data_dir!r}, batch_size=8, steps=3, checkpoint_every=3), {workdir!r}, show_progress=False)
+      print("process", jax.process_index(), "done", flush=True)
+  """)
+  processes = []
+  for index in range(2):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT, ACNE_JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
+               ACNE_JAX_NUM_PROCESSES="2", ACNE_JAX_PROCESS_ID=str(index))
+    env.pop("XLA_FLAGS", None)
+    processes.append(subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+  outputs = [p.communicate(timeout=900) for p in processes]
+  for index, (p, (out, err)) in enumerate(zip(processes, outputs)):
+    assert p.returncode == 0 and f"process {index} done" in out, f"process {index}:\n{err[-3000:]}"
+  one, two = read_losses(one_device_run), read_losses(workdir)
+  assert sorted(two) == [1, 2, 3]  # one metrics file, written once
+  for step in one:
+    assert two[step] == pytest.approx(one[step], rel=1e-4), (step, one, two)
+  with open(os.path.join(one_device_run, "metrics_test.json")) as f1, open(os.path.join(workdir, "metrics_test.json")) as f2:
+    assert json.load(f2)["AP@0.5"] == pytest.approx(json.load(f1)["AP@0.5"], abs=0.02)
+  assert "evaluation on" in outputs[0][0] and "evaluation on" not in outputs[1][0]

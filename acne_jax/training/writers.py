@@ -18,11 +18,16 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 class MetricWriter:
   """Writes scalars to ``<workdir>/metrics.jsonl`` and ``<workdir>/tensorboard/``."""
 
-  def __init__(self, workdir: str):
-    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
-    self._events = EventFileWriter(os.path.join(workdir, "tensorboard"))
+  def __init__(self, workdir: str, enabled: bool = True):
+    """``enabled=False``: writes nothing (the processes of a multi-process run but the first)."""
+    self._enabled = enabled
+    if enabled:
+      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+      self._events = EventFileWriter(os.path.join(workdir, "tensorboard"))
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    if not self._enabled:
+      return
     scalars = {k: float(v) for k, v in scalars.items()}
     self._jsonl.write(json.dumps({"step": int(step), "time": time.time(), **scalars}) + "\n")
     self._jsonl.flush()
@@ -31,5 +36,7 @@ class MetricWriter:
     self._events.flush()
 
   def close(self) -> None:
+    if not self._enabled:
+      return
     self._jsonl.close()
     self._events.close()
