@@ -24,17 +24,17 @@ os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ[_CACHE_VARIABLE]
 # starts late and leaves the other worker idle at the end. Seconds of each file with two busy
 # workers, as last profiled (2026-12-01, 2 cores); a file not named keeps its place after these.
 LONGEST_FILES_FIRST = (
-    "tests/test_readme.py",  # 610
-    "tests/test_train.py",  # 210
-    "tests/test_reproduce_sadh.py",  # 181
-    "tests/interop/test_torch_checkpoints.py",  # 159
-    "tests/test_parallel.py",  # 123
-    "tests/models/test_cpm.py",  # 117
-    "tests/ops/test_nms.py",  # 99
-    "tests/ops/test_roi_align.py",  # 81
-    "tests/models/test_detector.py",  # 75
-    "tests/interop/test_torchvision_parity.py",  # 54
-    "tests/models/test_rpn.py",  # 47
+    "tests/test_readme.py",  # 567
+    "tests/test_train.py",  # 221
+    "tests/test_parallel.py",  # ~180
+    "tests/test_reproduce_sadh.py",  # 175
+    "tests/interop/test_torch_checkpoints.py",  # 160
+    "tests/models/test_cpm.py",  # 115
+    "tests/models/test_detector.py",  # 115
+    "tests/ops/test_roi_align.py",  # 105
+    "tests/ops/test_nms.py",  # 89
+    "tests/models/test_rpn.py",  # 52
+    "tests/interop/test_torchvision_parity.py",  # 44
 )
 
 

@@ -1,10 +1,9 @@
-"""Data parallelism: the same run on 8 (simulated) devices and on 1 gives the same losses, and
-the compiled 8-device programs move no activation between devices.
+"""Data parallelism: the compiled 8-device programs move no activation between devices, and the
+same run on 8 (simulated) devices in two processes gives the losses of one device.
 
-The 8-device run happens in a subprocess because the device count is fixed when JAX starts
-(``XLA_FLAGS=--xla_force_host_platform_device_count=8``). There the train step and the batch
-prediction are also compiled for the mesh and their cross-device operations listed from the
-HLO (``acne_jax.training.parallel.collectives``).
+Device counts are fixed when JAX starts, so those runs happen in subprocesses
+(``XLA_FLAGS=--xla_force_host_platform_device_count=N``). The cross-device operations are read
+from the compiled HLO (``acne_jax.training.parallel.collectives``).
 """
 
 import json
@@ -49,66 +48,50 @@ def one_device_run(data_dir, tmp_path_factory):
   return single
 
 
-def test_eight_devices_match_one(data_dir, one_device_run, tmp_path):
-  single = one_device_run
-
-  sharded = str(tmp_path / "eight_devices")
+def test_the_eight_device_programs_move_no_activation(data_dir, tmp_path):
+  """The train step and the batch prediction compiled for 8 devices, read from their HLO: in the
+  train step, only the gradients (one sum per parameter, combined or not) and the loss
+  normalisers' counts cross devices; in prediction, nothing. No gather of any activation."""
+  out = str(tmp_path / "collectives.json")
   script = textwrap.dedent(f"""
+      import json, sys
       import jax
       assert jax.device_count() == 8, jax.devices()
-      import sys
+      import jax.numpy as jnp
+      import optax
       sys.path.insert(0, {os.path.join(ROOT, 'tests')!r})
       from test_train import tiny_config
       from acne_jax import train
-      config = tiny_config({data_dir!r}, batch_size=8, steps=3, checkpoint_every=3)
-      train.train_and_evaluate(config, {sharded!r}, show_progress=False)
-
-      # The programs the run compiled (same functions, shardings and donation), compiled here to
-      # read their HLO.
-      import json
-      import jax.numpy as jnp
-      import optax
       from acne_jax.models.detector import TwoStageDetector, spec_from_config
       from acne_jax.training import optim, parallel
+
+      # As train_and_evaluate builds them (functions, shardings, donation), lowered from shapes.
+      config = tiny_config({data_dir!r}, batch_size=8)
       mesh = parallel.make_mesh()
       replicated, batch_sharded = parallel.replicated(mesh), parallel.batch_sharded(mesh)
       spec = spec_from_config(config.model)
       model = TwoStageDetector(spec, train=True)
       key = jax.random.key(0)
       abstract = jax.eval_shape(lambda k: train.create_state(model, optax.identity(), k, (96, 96), 8, 8), key)
-      frozen = optim.frozen_backbone_predicate(spec.backbone.frozen_stages) if spec.backbone.frozen_stages >= 0 else None
-      tx, schedule = optim.make_optimizer(train.optimizer_config(config, 10), abstract["params"], frozen)
+      tx, schedule = optim.make_optimizer(train.optimizer_config(config, 10), abstract["params"], None)
       state = jax.eval_shape(lambda k: train.create_state(model, tx, k, (96, 96), 8, 8), key)
-      batch = {{"image": jax.ShapeDtypeStruct((8, 96, 96, 3), jnp.uint8, sharding=batch_sharded),
-               "boxes": jax.ShapeDtypeStruct((8, 8, 4), jnp.float32, sharding=batch_sharded),
-               "labels": jax.ShapeDtypeStruct((8, 8), jnp.int32, sharding=batch_sharded),
-               "valid": jax.ShapeDtypeStruct((8, 8), bool, sharding=batch_sharded)}}
+      batch = {{"image": jax.ShapeDtypeStruct((8, 96, 96, 3), jnp.uint8), "boxes": jax.ShapeDtypeStruct((8, 8, 4), jnp.float32),
+               "labels": jax.ShapeDtypeStruct((8, 8), jnp.int32), "valid": jax.ShapeDtypeStruct((8, 8), bool)}}
       step = jax.jit(train.make_train_step(model, tx, schedule, config.data.mean, config.data.std, False, mesh),
                      in_shardings=(replicated, batch_sharded, replicated), out_shardings=(replicated, replicated), donate_argnums=0)
-      predict = jax.jit(train.make_predict(TwoStageDetector(spec, train=False), config.data.mean, config.data.std, mesh))
-      on_all = lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated)
-      variables = jax.tree_util.tree_map(on_all, {{"params": state["params"], "batch_stats": state["batch_stats"]}})
+      predict = jax.jit(train.make_predict(TwoStageDetector(spec, train=False), config.data.mean, config.data.std, mesh),
+                        in_shardings=(replicated, batch_sharded))
+      variables = {{"params": state["params"], "batch_stats": state["batch_stats"]}}
       programs = {{"train_step": step.lower(state, batch, key), "predict": predict.lower(variables, batch["image"])}}
       found = {{name: parallel.collectives(p.compile().as_text()) for name, p in programs.items()}}
       found["parameters"] = sum(x.size for x in jax.tree_util.tree_leaves(state["params"]))
-      with open({os.path.join(sharded, "collectives.json")!r}, "w") as f:
+      with open({out!r}, "w") as f:
         json.dump(found, f)
   """)
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
   result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
-
-  one, eight = read_losses(single), read_losses(sharded)
-  assert sorted(one) == sorted(eight) == [1, 2, 3]
-  for step in one:
-    assert eight[step] == pytest.approx(one[step], rel=1e-4), (step, one, eight)
-  with open(os.path.join(single, "metrics_test.json")) as f1, open(os.path.join(sharded, "metrics_test.json")) as f8:
-    m1, m8 = json.load(f1), json.load(f8)
-  assert m8["AP@0.5"] == pytest.approx(m1["AP@0.5"], abs=0.02)
-
-  # What crosses devices: in the train step, the gradients (one sum per parameter, combined or
-  # not) and the loss normalisers' counts; in prediction, nothing. No gather of any activation.
-  with open(os.path.join(sharded, "collectives.json")) as f:
+  with open(out) as f:
     found = json.load(f)
   kinds = {kind for program in ("train_step", "predict") for kind, _, _ in found[program]}
   assert kinds <= {"all-reduce"}, [(k, n, line[:160]) for p in ("train_step", "predict") for k, n, line in found[p] if k != "all-reduce"]
@@ -118,10 +101,10 @@ def test_eight_devices_match_one(data_dir, one_device_run, tmp_path):
   assert 0.99 * found["parameters"] <= reduced <= found["parameters"] + 64, (reduced, found["parameters"])
 
 
-def test_two_processes_match_one(data_dir, one_device_run, tmp_path):
-  """Two processes on this machine (one CPU device each, gloo collectives), joined through the
-  environment as a launcher would: the same losses as one process on the same global batch, and
-  only the first process writes the run's files."""
+def test_two_processes_of_four_devices_match_one_device(data_dir, one_device_run, tmp_path):
+  """Two processes on this machine with four CPU devices each (8 in all, gloo collectives between
+  the processes), joined through the environment as a launcher would: the losses of one device on
+  the same global batch, and only the first process writes the run's files."""
   import socket
 
   with socket.socket() as probe:  # a free port for the coordinator
@@ -134,7 +117,7 @@ def test_two_processes_match_one(data_dir, one_device_run, tmp_path):
       from acne_jax.training import distributed
       assert distributed.initialize()
       import jax
-      assert jax.process_count() == 2 and jax.device_count() == 2, (jax.process_count(), jax.devices())
+      assert (jax.process_count(), jax.local_device_count(), jax.device_count()) == (2, 4, 8), jax.devices()
       from test_train import tiny_config
       from acne_jax import train
       train.train_and_evaluate(tiny_config({data_dir!r}, batch_size=8, steps=3, checkpoint_every=3), {workdir!r}, show_progress=False)
@@ -142,18 +125,17 @@ def test_two_processes_match_one(data_dir, one_device_run, tmp_path):
   """)
   processes = []
   for index in range(2):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT, ACNE_JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
-               ACNE_JAX_NUM_PROCESSES="2", ACNE_JAX_PROCESS_ID=str(index))
-    env.pop("XLA_FLAGS", None)
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               ACNE_JAX_COORDINATOR_ADDRESS=f"localhost:{port}", ACNE_JAX_NUM_PROCESSES="2", ACNE_JAX_PROCESS_ID=str(index))
     processes.append(subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True))
   outputs = [p.communicate(timeout=900) for p in processes]
   for index, (p, (out, err)) in enumerate(zip(processes, outputs)):
     assert p.returncode == 0 and f"process {index} done" in out, f"process {index}:\n{err[-3000:]}"
-  one, two = read_losses(one_device_run), read_losses(workdir)
-  assert sorted(two) == [1, 2, 3]  # one metrics file, written once
+  one, eight = read_losses(one_device_run), read_losses(workdir)
+  assert sorted(one) == sorted(eight) == [1, 2, 3]  # one metrics file, written once
   for step in one:
-    assert two[step] == pytest.approx(one[step], rel=1e-4), (step, one, two)
-  with open(os.path.join(one_device_run, "metrics_test.json")) as f1, open(os.path.join(workdir, "metrics_test.json")) as f2:
-    assert json.load(f2)["AP@0.5"] == pytest.approx(json.load(f1)["AP@0.5"], abs=0.02)
+    assert eight[step] == pytest.approx(one[step], rel=1e-4), (step, one, eight)
+  with open(os.path.join(one_device_run, "metrics_test.json")) as f1, open(os.path.join(workdir, "metrics_test.json")) as f8:
+    assert json.load(f8)["AP@0.5"] == pytest.approx(json.load(f1)["AP@0.5"], abs=0.02)
   assert "evaluation on" in outputs[0][0] and "evaluation on" not in outputs[1][0]

@@ -11,9 +11,10 @@ temporary folder (so commands that use an earlier one's output, such as ``evalua
 - the small overrides of :func:`adapt`, appended to the command (a later ``--config.x=v`` wins
   over an earlier one): the tiny model of ``acne_jax.testing.tiny``; two training steps; for the
   embedded data set the ``tiny`` builder configuration (96 x 96 patches); for the real data sets
-  ``data.worker_count=0``, with 256 x 256 input for ACNE04's 40 x 30 fixture photos and for
-  AcneSCU's crops; and the text substitutions of ``SUBSTITUTIONS`` (fewer, smaller generated
-  photos; the ``crops_256`` build instead of ``crops_1024``, the same builder and crop code);
+  ``data.worker_count=0``, with 256 x 256 input for ACNE04's 40 x 30 fixture photos, DeepLesion's
+  16 x 16 fixture slices and AcneSCU's crops; and the text substitutions of ``SUBSTITUTIONS``
+  (fewer, smaller generated photos; the ``crops_256`` build instead of ``crops_1024``, the same
+  builder and crop code);
 - not run: the install command (checked to be the one ``.ci/run`` runs before this suite) and
   the test command (this suite; ``test_repo.py`` checks ``.ci/run`` runs exactly it).
 
@@ -79,8 +80,8 @@ def adapt(command: str) -> str:
   overrides = {f"model.{k}": v for k, v in tiny.TINY_MODEL.items()}
   if ":" in config:
     overrides.update({"data.worker_count": 0, "eval.batch_size": 2})
-    if config.endswith(":acne04"):
-      overrides["data.image_size"] = "(256, 256)"  # the fixture photos are 40 x 30
+    if config.endswith((":acne04", ":deep_lesion")):  # the fixture photos are 40 x 30, the CT slices 16 x 16
+      overrides["data.image_size"] = "(256, 256)"
     if config.endswith(":acne_scu"):  # the crops_256 build (SUBSTITUTIONS)
       overrides.update({"data.builder_config": "crops_256", "data.image_size": "(256, 256)", "data.max_boxes": 64})
   else:

@@ -77,10 +77,10 @@ def test_rpn_losses_summed_over_shards_are_the_whole_batch_losses(rng):
   def losses(cls, deltas, nwd, gt, gt_valid):
     return rpn_losses(key, [rpn.LevelPredictions(cls, deltas, nwd)], [jnp.asarray(anchors)], gt, gt_valid, num_samples=32)
 
-  whole = losses(cls, deltas, nwd, jnp.asarray(gt), jnp.asarray(gt_valid))
-  shards = over_shards(losses, 2, cls, deltas, nwd, jnp.asarray(gt), jnp.asarray(gt_valid))
+  whole = jax.jit(losses)(cls, deltas, nwd, jnp.asarray(gt), jnp.asarray(gt_valid))
+  shards = jax.jit(lambda *a: over_shards(losses, 2, *a))(cls, deltas, nwd, jnp.asarray(gt), jnp.asarray(gt_valid))
   for name in ("rpn_cls", "rpn_bbox", "rpn_nwd"):
     np.testing.assert_allclose(float(jnp.sum(shards[name])), float(whole[name]), rtol=1e-5, err_msg=name)
   # Without the batch-wide normaliser and keys (each shard on its own) the numbers differ.
-  alone = jax.vmap(losses)(*[x.reshape(2, 2, *x.shape[1:]) for x in (cls, deltas, nwd, jnp.asarray(gt), jnp.asarray(gt_valid))])
+  alone = jax.jit(jax.vmap(losses))(*[x.reshape(2, 2, *x.shape[1:]) for x in (cls, deltas, nwd, jnp.asarray(gt), jnp.asarray(gt_valid))])
   assert abs(float(jnp.mean(alone["rpn_cls"])) - float(whole["rpn_cls"])) > 1e-4
