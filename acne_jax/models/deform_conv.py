@@ -12,6 +12,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from acne_jax.models.layers import Conv
 from acne_jax.ops.deform_conv import deform_conv2d
 
 
@@ -39,7 +40,7 @@ class DeformConv(nn.Module):
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     """``x: [B, H, W, C_in]`` -> ``[B, H_out, W_out, features]`` in ``dtype``."""
     k, p = self.kernel_size, self.padding
-    offsets = nn.Conv(
+    offsets = Conv(
         2 * k * k, (k, k), strides=self.stride, padding=((p, p), (p, p)),
         kernel_dilation=self.dilation, use_bias=True, kernel_init=nn.initializers.zeros,
         bias_init=nn.initializers.zeros, dtype=self.dtype, name="conv_offset")(x)

@@ -15,6 +15,8 @@ from typing import Dict
 import flax.linen as nn
 import jax.numpy as jnp
 
+from acne_jax.models.layers import Conv
+
 # MMDetection's FPN uses PyTorch's default conv init; Xavier-uniform is the Detectron2 choice and
 # trains as well from scratch.
 fpn_init = nn.initializers.xavier_uniform()
@@ -48,19 +50,19 @@ class FPN(nn.Module):
     if missing:
       raise ValueError(f"FPN: argument 'features' lacks {missing}; it needs C2-C5.")
     laterals = [
-        nn.Conv(self.channels, (1, 1), kernel_init=fpn_init, name=f"lateral_{n}", dtype=self.dtype)(features[n])
+        Conv(self.channels, (1, 1), kernel_init=fpn_init, name=f"lateral_{n}", dtype=self.dtype)(features[n])
         for n in names
     ]
     for i in range(len(laterals) - 1, 0, -1):
       laterals[i - 1] = laterals[i - 1] + _upsample_to(laterals[i], laterals[i - 1].shape[1:3])
     outputs = {
-        f"P{i + 2}": nn.Conv(self.channels, (3, 3), padding=((1, 1), (1, 1)), kernel_init=fpn_init, name=f"output_P{i + 2}", dtype=self.dtype)(lateral)
+        f"P{i + 2}": Conv(self.channels, (3, 3), padding=((1, 1), (1, 1)), kernel_init=fpn_init, name=f"output_P{i + 2}", dtype=self.dtype)(lateral)
         for i, lateral in enumerate(laterals)
     }
     if self.extra_level == "max_pool":
       outputs["P6"] = outputs["P5"][:, ::2, ::2, :]
     elif self.extra_level == "conv":
-      outputs["P6"] = nn.Conv(self.channels, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), kernel_init=fpn_init,
+      outputs["P6"] = Conv(self.channels, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), kernel_init=fpn_init,
                               name="extra_P6", dtype=self.dtype)(outputs["P5"])
     elif self.extra_level != "none":
       raise ValueError(f"FPN: extra_level must be 'none', 'max_pool' or 'conv'; got {self.extra_level!r}.")

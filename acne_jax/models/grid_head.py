@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from acne_jax.models.layers import Conv
 from acne_jax.ops import data_axis
 from acne_jax.ops import losses
 
@@ -140,7 +141,7 @@ class GridHead(nn.Module):
       kernel_init, bias_init = torch_default_init, _torch_default_bias(x.shape[-1] // groups * kernel * kernel)
     else:
       kernel_init, bias_init = kaiming_fan_out_init, nn.initializers.zeros
-    return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
+    return Conv(features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
                    feature_group_count=groups, kernel_init=kernel_init, bias_init=bias_init, name=name, dtype=self.dtype)(x)
 
   def _transition(self, x, name):

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from acne_jax.models import bbox_head
+from acne_jax.models.layers import Conv
 from acne_jax.models.proposals import Proposals
 from acne_jax.models.roi_heads import BoxRoIHead, GroundTruth, RoIHeadOutput
 from acne_jax.ops import data_axis
@@ -51,11 +52,11 @@ class FCNMaskHead(nn.Module):
     """Args: roi_features ``[R, s, s, C]``. Returns: ``[R, 2s, 2s, K]`` mask logits."""
     x = roi_features
     for i in range(self.num_convs):
-      x = nn.relu(nn.Conv(self.channels, (3, 3), padding=((1, 1), (1, 1)), kernel_init=mask_init, name=f"conv{i + 1}",
+      x = nn.relu(Conv(self.channels, (3, 3), padding=((1, 1), (1, 1)), kernel_init=mask_init, name=f"conv{i + 1}",
                           dtype=self.dtype)(x))
     x = nn.relu(nn.ConvTranspose(self.channels, (2, 2), strides=(2, 2), padding="VALID", kernel_init=mask_init, name="upsample",
                                  dtype=self.dtype)(x))
-    return nn.Conv(self.num_classes, (1, 1), kernel_init=mask_init, name="logits", dtype=self.dtype)(x).astype(jnp.float32)
+    return Conv(self.num_classes, (1, 1), kernel_init=mask_init, name="logits", dtype=self.dtype)(x).astype(jnp.float32)
 
 
 def positive_slots(num_samples: int, positive_fraction: float) -> int:

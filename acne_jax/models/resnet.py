@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from acne_jax.models.layers import Conv
 from acne_jax.models.norm import make_norm
 from acne_jax.models.deform_conv import DeformConv
 
@@ -32,7 +33,7 @@ conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 def conv(features: int, kernel: int, stride: int = 1, name: str | None = None, use_bias: bool = False, dtype=jnp.float32):
   """A 2-D convolution with PyTorch's symmetric padding ``kernel // 2``."""
   pad = kernel // 2
-  return nn.Conv(
+  return Conv(
       features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
       use_bias=use_bias, kernel_init=conv_init, name=name, dtype=dtype,
   )

@@ -28,6 +28,8 @@ from typing import NamedTuple, Optional, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from acne_jax.models.layers import Conv
+
 head_init = nn.initializers.normal(stddev=0.01)
 
 
@@ -47,7 +49,7 @@ class LevelPredictions(NamedTuple):
 
 def _conv(features, kernel, name, dtype):
   pad = kernel // 2
-  return nn.Conv(features, (kernel, kernel), padding=((pad, pad), (pad, pad)), kernel_init=head_init,
+  return Conv(features, (kernel, kernel), padding=((pad, pad), (pad, pad)), kernel_init=head_init,
                  bias_init=nn.initializers.zeros, name=name, dtype=dtype)
 
 
