@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from acne_jax.models.layers import Conv
+from acne_jax.models.norm import GroupNorm
 from acne_jax.ops import data_axis
 from acne_jax.ops import losses
 
@@ -171,7 +172,7 @@ class GridHead(nn.Module):
     x = roi_features
     for i in range(self.num_convs):
       x = self._conv(x, channels, 3, 2 if i == 0 else 1, f"conv{i + 1}")
-      x = nn.relu(nn.GroupNorm(num_groups=self.gn_groups, epsilon=1e-5, name=f"conv{i + 1}_norm", dtype=self.dtype)(x))
+      x = nn.relu(GroupNorm(num_groups=self.gn_groups, epsilon=1e-5, name=f"conv{i + 1}_norm", dtype=self.dtype)(x))
     features = x
     # One decoder serves both heatmaps (the reference shares deconv_1 and deconv_2).
     heatmaps = {}
@@ -200,7 +201,7 @@ class _HeatmapDecoder(nn.Module):
     std = None if self.weight_init == "torch_default" else 0.001
     prior = float(-np.log((1 - HEATMAP_PRIOR) / HEATMAP_PRIOR))
     x = GroupedConvTranspose(p * self.point_channels, groups=p, name="deconv1", dtype=self.dtype, kernel_std=std)(x)
-    x = nn.relu(nn.GroupNorm(num_groups=p, epsilon=1e-5, name="deconv1_norm", dtype=self.dtype)(x))
+    x = nn.relu(GroupNorm(num_groups=p, epsilon=1e-5, name="deconv1_norm", dtype=self.dtype)(x))
     return GroupedConvTranspose(p, groups=p, name="deconv2", dtype=self.dtype, kernel_std=std, bias_value=prior)(x)
 
 

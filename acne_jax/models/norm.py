@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from acne_jax.ops import data_axis
+from acne_jax.ops.group_norm import group_norm
 
 NORMS = ("frozen_bn", "eval_bn", "bn", "gn")
 
@@ -66,9 +67,30 @@ class EvalBatchNorm(nn.Module):
 
 
 class GroupNorm(nn.Module):
+  """``flax.linen.GroupNorm``'s parameters (``scale``, ``bias``: ``[C]``) and numbers, computed by
+  :func:`acne_jax.ops.group_norm.group_norm` (per-channel statistics, which vectorise on CPU).
+
+  Attributes:
+    num_groups: ``G``; must divide the channel count.
+  """
+
+  num_groups: int = 32
+  epsilon: float = 1e-5
+  scale_init: Callable = nn.initializers.ones
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    """``x: [B, ..., C]`` -> ``[B, ..., C]`` in ``dtype``."""
+    scale = self.param("scale", self.scale_init, (x.shape[-1],), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (x.shape[-1],), jnp.float32)
+    return group_norm(x, scale, bias, self.num_groups, self.epsilon, dtype=self.dtype)
+
+
+class DivisorGroupNorm(nn.Module):
   """GroupNorm with ``gcd(num_groups, channels)`` groups, so thin networks can use it too.
 
-  Parameters are named as in ``flax.linen.GroupNorm`` (``scale``, ``bias``).
+  The backbone's ``"gn"``; its parameters sit in an inner module ``gn`` (``.../gn/scale``).
   """
 
   num_groups: int = 32
@@ -79,7 +101,7 @@ class GroupNorm(nn.Module):
   @nn.compact
   def __call__(self, x):
     groups = math.gcd(self.num_groups, x.shape[-1])
-    return nn.GroupNorm(num_groups=groups, epsilon=self.epsilon, scale_init=self.scale_init, dtype=self.dtype, name="gn")(x)
+    return GroupNorm(num_groups=groups, epsilon=self.epsilon, scale_init=self.scale_init, dtype=self.dtype, name="gn")(x)
 
 
 def make_norm(kind: str, train: bool, groups: int = 32, dtype=jnp.float32) -> Callable[..., nn.Module]:
@@ -101,5 +123,5 @@ def make_norm(kind: str, train: bool, groups: int = 32, dtype=jnp.float32) -> Ca
     return functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
                              axis_name=data_axis.current())
   if kind == "gn":
-    return functools.partial(GroupNorm, num_groups=groups, epsilon=1e-5, dtype=dtype)
+    return functools.partial(DivisorGroupNorm, num_groups=groups, epsilon=1e-5, dtype=dtype)
   raise ValueError(f"unknown norm {kind!r}; choose one of {NORMS}.")

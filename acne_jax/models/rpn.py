@@ -29,6 +29,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from acne_jax.models.layers import Conv
+from acne_jax.models.norm import GroupNorm
 
 head_init = nn.initializers.normal(stddev=0.01)
 
@@ -114,9 +115,9 @@ class SADHHead(nn.Module):
   def __call__(self, features: Sequence[jnp.ndarray]) -> Sequence[LevelPredictions]:
     """Args: features, one ``[B, H_l, W_l, C]`` per level. Returns one LevelPredictions per level."""
     cls_conv = _conv(self.channels, self.cls_kernel, "cls_tower_conv", self.dtype)
-    cls_norm = nn.GroupNorm(num_groups=self.gn_groups, epsilon=1e-5, name="cls_tower_gn", dtype=self.dtype)
+    cls_norm = GroupNorm(num_groups=self.gn_groups, epsilon=1e-5, name="cls_tower_gn", dtype=self.dtype)
     reg_conv = _conv(self.channels, self.reg_kernel, "reg_tower_conv", self.dtype)
-    reg_norm = nn.GroupNorm(num_groups=self.gn_groups, epsilon=1e-5, name="reg_tower_gn", dtype=self.dtype)
+    reg_norm = GroupNorm(num_groups=self.gn_groups, epsilon=1e-5, name="reg_tower_gn", dtype=self.dtype)
     cls_out = _conv(self.num_anchors, 1, "rpn_cls", self.dtype)
     reg_out = _conv(self.num_anchors * 4, 1, "rpn_reg", self.dtype)
     nwd_out = _conv(self.num_anchors, 1, "rpn_nwd", self.dtype) if self.with_nwd else None
