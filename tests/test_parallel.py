@@ -65,7 +65,8 @@ def test_the_eight_device_programs_move_no_activation(data_dir, tmp_path):
       from acne_jax.models.detector import TwoStageDetector, spec_from_config
       from acne_jax.training import optim, parallel
 
-      # As train_and_evaluate builds them (functions, shardings, donation), lowered from shapes.
+      # As train_and_evaluate builds them (functions, shardings, donation), lowered from shapes; the
+      # optimiser has no frozen-backbone mask, so that every parameter's gradient must be reduced.
       config = tiny_config({data_dir!r}, batch_size=8)
       mesh = parallel.make_mesh()
       replicated, batch_sharded = parallel.replicated(mesh), parallel.batch_sharded(mesh)
