@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import sys
 import time
 from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
@@ -34,8 +35,8 @@ from acne_jax.evaluation import coco_metrics, operating_point
 from acne_jax.evaluation import proposals as proposal_metrics
 from acne_jax.paths import resolve
 from acne_jax.models.detector import TwoStageDetector, spec_from_config
-from acne_jax.training import distributed, optim, parallel
-from acne_jax.training.checkpoint import Checkpointer
+from acne_jax.training import distributed, optim, parallel, preemption
+from acne_jax.training.checkpoint import CheckpointError, Checkpointer
 from acne_jax.training.writers import MetricWriter
 
 
@@ -471,45 +472,52 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
   pending = []  # (step, metrics on the device) since the last sync
   held = None  # (updates, copy of the state after them, its input position), awaiting a sync
   interval_start = time.perf_counter()
-  # Step numbers count updates: step k computes its loss on the state after k - 1 updates.
-  for completed in range(start_step, steps):
-    step = completed + 1
-    position = data_state()  # the input position of `state`, saved with it
-    if completed > start_step and completed % config.train.checkpoint_every == 0:
-      held = (completed, jax.tree_util.tree_map(jnp.copy, state), position)
-    state, metrics = train_step(state, global_batch(completed), train_key)
-    pending.append((step, metrics))
-    if progress is not None:
-      progress.update(1)
-    evaluate_now = bool(config.eval.every_steps) and step % config.eval.every_steps == 0 and step != steps
-    if not (held or evaluate_now or step == start_step + 1 or step % config.train.log_every == 0 or step == steps):
-      continue
-    fetched = fetch_metrics(pending)
-    for (pending_step, _), values in zip(pending, fetched):
-      if not math.isfinite(values["loss"]):
-        checkpointer.wait()
-        kept = (f"the last good checkpoint (step {last_saved}) is kept in {workdir}/checkpoints" if last_saved is not None
-                else "no checkpoint had been written yet")
-        raise FloatingPointError(
-            f"non-finite loss ({values['loss']}) at step {pending_step}; training stopped and {kept}. Lower optimizer.lr "
-            f"or set optimizer.grad_clip_norm. Losses: {values}")
-    step_time = (time.perf_counter() - interval_start) / len(pending)
-    interval_start = time.perf_counter()
-    if held is not None:  # the loss on the held state (this step's) is finite: it is good
-      updates, held_state, held_position = held
-      checkpointer.save(updates, held_state, {"step": updates, "seed": config.train.seed, "data_state": held_position})
-      last_saved, held = updates, None
-    for (pending_step, _), values in zip(pending, fetched):
-      if pending_step % config.train.log_every == 0 or pending_step == steps:
-        writer.write(pending_step, {**values, "step_time": step_time})
-    pending = []
-    if progress is not None:
-      latest = fetched[-1]
-      progress.set_postfix_str(f"loss {latest['loss']:.3f} lr {latest['lr']:.2e} {step_time:.2f}s/step")
-    if evaluate_now:
-      metrics_eval, _, _ = evaluate(predict, _eval_variables(state), eval_data, config, class_names, batch_sharding)
-      writer.write(step, {f"eval/{k}": v for k, v in metrics_eval.items()})
-      _print(progress, f"step {step}: {format_metrics(metrics_eval)}")
+  # SIGTERM / SIGINT: the state of the next step boundary is held and checkpointed like a due
+  # checkpoint (once the following step's loss is known finite), then the run stops (Preempted).
+  with preemption.StopOnSignal() as stop:
+    # Step numbers count updates: step k computes its loss on the state after k - 1 updates.
+    for completed in range(start_step, steps):
+      step = completed + 1
+      position = data_state()  # the input position of `state`, saved with it
+      if stop.requested and completed == last_saved:  # nothing new since the newest checkpoint
+        _stop_on_signal(stop, checkpointer, writer, progress)
+      if stop.requested or (completed > start_step and completed % config.train.checkpoint_every == 0):
+        held = (completed, jax.tree_util.tree_map(jnp.copy, state), position)
+      state, metrics = train_step(state, global_batch(completed), train_key)
+      pending.append((step, metrics))
+      if progress is not None:
+        progress.update(1)
+      evaluate_now = bool(config.eval.every_steps) and step % config.eval.every_steps == 0 and step != steps
+      if not (held or evaluate_now or step == start_step + 1 or step % config.train.log_every == 0 or step == steps):
+        continue
+      fetched = fetch_metrics(pending)
+      for (pending_step, _), values in zip(pending, fetched):
+        if not math.isfinite(values["loss"]):
+          checkpointer.wait()
+          kept = (f"the last good checkpoint (step {last_saved}) is kept in {workdir}/checkpoints" if last_saved is not None
+                  else "no checkpoint had been written yet")
+          raise FloatingPointError(
+              f"non-finite loss ({values['loss']}) at step {pending_step}; training stopped and {kept}. Lower optimizer.lr "
+              f"or set optimizer.grad_clip_norm. Losses: {values}")
+      step_time = (time.perf_counter() - interval_start) / len(pending)
+      interval_start = time.perf_counter()
+      if held is not None:  # the loss on the held state (this step's) is finite: it is good
+        updates, held_state, held_position = held
+        checkpointer.save(updates, held_state, {"step": updates, "seed": config.train.seed, "data_state": held_position})
+        last_saved, held = updates, None
+      for (pending_step, _), values in zip(pending, fetched):
+        if pending_step % config.train.log_every == 0 or pending_step == steps:
+          writer.write(pending_step, {**values, "step_time": step_time})
+      pending = []
+      if progress is not None:
+        latest = fetched[-1]
+        progress.set_postfix_str(f"loss {latest['loss']:.3f} lr {latest['lr']:.2e} {step_time:.2f}s/step")
+      if stop.requested and last_saved == completed:  # the state held at the signal is saved
+        _stop_on_signal(stop, checkpointer, writer, progress)
+      if evaluate_now:
+        metrics_eval, _, _ = evaluate(predict, _eval_variables(state), eval_data, config, class_names, batch_sharding)
+        writer.write(step, {f"eval/{k}": v for k, v in metrics_eval.items()})
+        _print(progress, f"step {step}: {format_metrics(metrics_eval)}")
   if progress is not None:
     progress.close()
   if start_step < steps:
@@ -536,6 +544,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
     print(f"evaluation on {config.data.name}/{split} ({len(eval_data)} images) after {steps} steps:", flush=True)
     print(format_metrics(final_metrics), flush=True)
   return final_metrics
+
+
+def _stop_on_signal(stop, checkpointer, writer, progress):
+  """Ends a run stopped by SIGTERM / SIGINT once its checkpoint is written: raises Preempted."""
+  checkpointer.close()
+  writer.close()
+  if progress is not None:
+    progress.close()
+  raise preemption.Preempted(stop.requested, checkpointer.latest_step(), checkpointer.directory)
 
 
 def load_pretrained_backbone(state, path: str, sharding):
@@ -714,10 +731,21 @@ def main(argv=None) -> int:
   try:
     distributed.initialize(flag_values.coordinator_address, flag_values.num_processes, flag_values.process_id)
     train_and_evaluate(config_flag.value, workdir)
-  except (WorkdirError, datasets.DatasetNotFoundError, ValueError, FloatingPointError) as e:
+  except preemption.Preempted as e:
+    print(f"{e}; resume with: {resume_command(argv, workdir)}", flush=True)
+    return 0
+  except (WorkdirError, datasets.DatasetNotFoundError, ValueError, FloatingPointError, CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   return 0
+
+
+def resume_command(argv, workdir: str) -> str:
+  """The command line that continues a stopped run: the same arguments, with its workdir spelt out."""
+  arguments = list(argv[1:])
+  if not any(a == "--workdir" or a.startswith("--workdir=") for a in arguments):
+    arguments.append(f"--workdir={workdir}")
+  return "python -m acne_jax.train " + shlex.join(arguments)
 
 
 if __name__ == "__main__":

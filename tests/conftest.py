@@ -25,7 +25,8 @@ os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ[_CACHE_VARIABLE]
 # workers, as last profiled (2026-12-01, 2 cores); a file not named keeps its place after these.
 LONGEST_FILES_FIRST = (
     "tests/test_readme.py",  # 567
-    "tests/test_train.py",  # 221
+    "tests/test_train.py",  # 221 before its resume runs moved to test_preemption.py
+    "tests/test_preemption.py",  # ~90
     "tests/test_parallel.py",  # ~180
     "tests/test_reproduce_sadh.py",  # 175
     "tests/interop/test_torch_checkpoints.py",  # 160

@@ -46,7 +46,7 @@ def read_losses(workdir):
   return {r["step"]: r["loss"] for r in rows if "loss" in r}
 
 
-def test_resume_gives_the_same_losses_as_an_uninterrupted_run(data_dir, tmp_path, monkeypatch):
+def test_a_run_writes_its_files_and_evaluate_reproduces_its_numbers(data_dir, tmp_path, monkeypatch):
   straight = str(tmp_path / "straight")
   metrics = train.train_and_evaluate(tiny_config(data_dir), straight, show_progress=False)
   assert set(metrics) >= {"AP@0.5", "AR@0.5", "AP_s@0.5", "AP_m@0.5", "AP_l@0.5", "AR@100", "AR@300", "AR@1000"}
@@ -74,14 +74,7 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(data_dir, tmp_path
   assert stored["step"] == 4 and stored["split"] == "validation" and stored["images"] == 2
   _, step, meta = evaluate.restore(tiny_config(data_dir), "straight")
   assert step == 4 and meta["operating_point"]["per_class"] == stored["per_class"]
-
-  interrupted = str(tmp_path / "interrupted")
-  train.train_and_evaluate(tiny_config(data_dir, steps=2), interrupted, show_progress=False)  # stops after step 2
-  train.train_and_evaluate(tiny_config(data_dir), interrupted, show_progress=False)  # resumes at step 2
-  expected, resumed = read_losses(straight), read_losses(interrupted)
-  assert sorted(resumed) == [1, 2, 3, 4]
-  for step in (3, 4):
-    assert resumed[step] == pytest.approx(expected[step], rel=1e-6, abs=1e-6), step
+  # Resuming after an interruption: tests/test_preemption.py (SIGTERM and SIGKILL, bit for bit).
 
 
 def test_streaming_pipeline_resumes_exactly(data_dir, tmp_path):

@@ -1,20 +1,40 @@
 """Orbax checkpoints of the train state, written atomically and resumed automatically.
 
 Orbax writes each checkpoint into a temporary directory and renames it when complete, so an
-interrupted save never leaves a half-written step behind; the newest complete step is what a
-restarted run resumes from. Beside the state each step stores a small JSON ``meta`` record
-(the data-iterator position and the host-side PRNG state), so resuming continues the exact
-sequence of batches and random draws of an uninterrupted run.
+interrupted save (``kill -9``, a crash) never leaves a half-written step behind; the newest
+complete step is what a restarted run resumes from. Beside the state each step stores a small
+JSON ``meta`` record (the data-iterator position and the host-side PRNG state), so resuming
+continues the exact sequence of batches and random draws of an uninterrupted run.
+
+What can still go wrong is named, and the previous checkpoint stays usable:
+
+- a save that fails (full disk, unwritable directory) raises :class:`CheckpointError` naming
+  the step, the directory, the cause and the newest intact checkpoint; each save is waited for,
+  so a failure surfaces at the step that caused it;
+- a complete-looking newest step that cannot be read (files lost or damaged after the rename:
+  a copied or synced workdir, a failing disk) is reported by name, moved aside to
+  ``<step>.unreadable`` and the previous step is restored instead.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any, Dict, Optional, Tuple
 
 import jax
 import orbax.checkpoint as ocp
 
 from acne_jax.paths import resolve
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint could not be written, or no checkpoint could be read."""
+
+
+def _reason(error: BaseException) -> str:
+  text = " ".join(str(error).split())
+  return f"{type(error).__name__}: {text[:300]}"
 
 
 class Checkpointer:
@@ -33,16 +53,65 @@ class Checkpointer:
     return list(self._manager.all_steps())
 
   def save(self, step: int, state: Any, meta: Dict[str, Any]) -> None:
-    self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+    """Writes ``step`` and waits until it is complete.
+
+    Raises:
+      CheckpointError: it could not be written (the message names the newest intact step).
+    """
+    intact = self.latest_step()
+    try:
+      self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+                         force=True)
+      self._manager.wait_until_finished()
+    except Exception as error:  # orbax raises OSError, ValueError or its own errors, also from its writer thread
+      kept = f"the newest intact checkpoint is step {intact}" if intact is not None else "no checkpoint had been written yet"
+      raise CheckpointError(
+          f"could not write checkpoint step {step} to {self.directory} ({_reason(error)}); {kept}. Free disk space or "
+          f"make the directory writable (or give another --workdir), then run the same command again: it resumes from "
+          f"the newest intact checkpoint.") from error
 
   def restore(self, state_template: Any, step: Optional[int] = None) -> Tuple[Any, Dict[str, Any], int]:
-    """Restores ``step`` (default: the latest) into arrays shaped and sharded like ``state_template``."""
-    step = self.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError("no checkpoint to restore")
+    """Restores ``step`` (default: the newest readable one) into arrays shaped and sharded like
+    ``state_template``. An unreadable newest step is reported, moved aside to ``<step>.unreadable``
+    and the one before it tried, and so on.
+
+    Raises:
+      FileNotFoundError: there is no checkpoint.
+      CheckpointError: ``step`` was given and cannot be read, or none of the checkpoints can be.
+    """
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state_template)
-    restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-    return restored["state"], dict(restored["meta"]), step
+    arguments = ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
+    if step is not None:
+      try:
+        restored = self._manager.restore(step, args=arguments)
+      except Exception as error:
+        raise CheckpointError(f"checkpoint step {step} in {self.directory} cannot be read ({_reason(error)}).") from error
+      return restored["state"], dict(restored["meta"]), step
+    candidates = sorted(self.all_steps(), reverse=True)
+    if not candidates:
+      raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    for candidate in candidates:
+      try:
+        restored = self._manager.restore(candidate, args=arguments)
+        return restored["state"], dict(restored["meta"]), candidate
+      except Exception as error:
+        aside = self._set_aside(candidate)
+        print(f"warning: checkpoint step {candidate} in {self.directory} cannot be read ({_reason(error)}); moved to "
+              f"{aside}, trying the one before it.", file=sys.stderr, flush=True)
+    raise CheckpointError(f"none of the checkpoints in {self.directory} can be read (steps {candidates}, moved aside "
+                          f"to <step>.unreadable); delete the directory to start again.")
+
+  def _set_aside(self, step: int) -> str:
+    """Renames step ``step``'s directory to ``<step>.unreadable`` (orbax no longer lists it)."""
+    source = os.path.join(self.directory, str(step))
+    target = source + ".unreadable"
+    suffix = 1
+    while os.path.exists(target):
+      suffix += 1
+      target = f"{source}.unreadable{suffix}"
+    os.rename(source, target)
+    self._manager.reload()
+    return target
 
   def restore_as_saved(self, step: Optional[int] = None) -> Tuple[Any, int]:
     """Restores ``step`` (default: the latest) with the shapes it was saved with, no template

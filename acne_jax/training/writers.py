@@ -22,7 +22,9 @@ class MetricWriter:
     """``enabled=False``: writes nothing (the processes of a multi-process run but the first)."""
     self._enabled = enabled
     if enabled:
-      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+      path = os.path.join(workdir, "metrics.jsonl")
+      _drop_torn_last_line(path)
+      self._jsonl = open(path, "a", encoding="utf-8")
       self._events = EventFileWriter(os.path.join(workdir, "tensorboard"))
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
@@ -40,3 +42,14 @@ class MetricWriter:
       return
     self._jsonl.close()
     self._events.close()
+
+
+def _drop_torn_last_line(path: str) -> None:
+  """Cuts a last line left without its newline by a process killed mid-write, so that the
+  resumed run's lines do not run into it (every complete line stays)."""
+  if not os.path.exists(path):
+    return
+  with open(path, "rb+") as f:
+    data = f.read()
+    if data and not data.endswith(b"\n"):
+      f.truncate(data.rfind(b"\n") + 1)
