@@ -79,3 +79,17 @@ def test_resume_command_repeats_the_arguments_and_names_the_workdir():
 def test_no_checkpoint_at_all_is_file_not_found(tmp_path):
   with pytest.raises(FileNotFoundError, match="no checkpoint in"):
     Checkpointer(str(tmp_path / "none")).restore(_state(0))
+
+
+
+def test_a_template_that_fits_no_step_sets_nothing_aside(tmp_path):
+  """Another model's state (a shape mismatch) fails on every step: an error, every step kept."""
+  directory = str(tmp_path / "checkpoints")
+  saver = Checkpointer(directory)
+  for step in (1, 2):
+    saver.save(step, _state(step), {"step": step})
+  saver.close()
+  wrong = {"params": {"w": jnp.zeros((5, 2))}, "step": jnp.asarray(0, jnp.int32)}
+  with pytest.raises(CheckpointError, match="no checkpoint in .* can be read \\(steps \\[2, 1\\]"):
+    Checkpointer(directory).restore(wrong)
+  assert sorted(os.listdir(directory)) == ["1", "2"]

@@ -73,7 +73,8 @@ class Checkpointer:
   def restore(self, state_template: Any, step: Optional[int] = None) -> Tuple[Any, Dict[str, Any], int]:
     """Restores ``step`` (default: the newest readable one) into arrays shaped and sharded like
     ``state_template``. An unreadable newest step is reported, moved aside to ``<step>.unreadable``
-    and the one before it tried, and so on.
+    and the one before it restored; only once an older step has restored, so that a template that
+    fits no step (another model) sets nothing aside.
 
     Raises:
       FileNotFoundError: there is no checkpoint.
@@ -90,16 +91,24 @@ class Checkpointer:
     candidates = sorted(self.all_steps(), reverse=True)
     if not candidates:
       raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    failures = []  # (step, error) of the newer steps that could not be read
     for candidate in candidates:
       try:
         restored = self._manager.restore(candidate, args=arguments)
-        return restored["state"], dict(restored["meta"]), candidate
       except Exception as error:
-        aside = self._set_aside(candidate)
-        print(f"warning: checkpoint step {candidate} in {self.directory} cannot be read ({_reason(error)}); moved to "
-              f"{aside}, trying the one before it.", file=sys.stderr, flush=True)
-    raise CheckpointError(f"none of the checkpoints in {self.directory} can be read (steps {candidates}, moved aside "
-                          f"to <step>.unreadable); delete the directory to start again.")
+        failures.append((candidate, error))
+        continue
+      # An older step reads with the same template: the newer ones' files are at fault, not the
+      # template (a mismatched model fails on every step and sets nothing aside).
+      for failed, error in failures:
+        aside = self._set_aside(failed)
+        print(f"warning: checkpoint step {failed} in {self.directory} cannot be read ({_reason(error)}); moved to "
+              f"{aside}; resuming from step {candidate}.", file=sys.stderr, flush=True)
+      return restored["state"], dict(restored["meta"]), candidate
+    step, error = failures[0]
+    raise CheckpointError(f"no checkpoint in {self.directory} can be read (steps {candidates}; the newest, step {step}: "
+                          f"{_reason(error)}). If the model or its config changed since they were written, use another "
+                          f"--workdir; if the files are damaged, delete the directory to start again.") from error
 
   def _set_aside(self, step: int) -> str:
     """Renames step ``step``'s directory to ``<step>.unreadable`` (orbax no longer lists it)."""
