@@ -394,6 +394,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
   streaming = config.data.pipeline == "grain"
   if config.data.pipeline not in ("grain", "in_memory"):
     raise ValueError(f"data.pipeline must be 'grain' or 'in_memory'; got {config.data.pipeline!r}.")
+  check_pipeline_options(config.data)
   train_source, eval_source, class_names = datasets.load_sources(config.data)
   eval_data = datasets.load_split(config.data, eval_source, "eval_split")
   train_data = None if streaming else datasets.load_split(config.data, train_source, "train_split")
@@ -544,6 +545,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
     print(f"evaluation on {config.data.name}/{split} ({len(eval_data)} images) after {steps} steps:", flush=True)
     print(format_metrics(final_metrics), flush=True)
   return final_metrics
+
+
+# Options only the grain pipeline (acne_jax/data/pipeline.py) carries out, with their inactive values.
+GRAIN_ONLY_OPTIONS = {"vflip": False, "rotate90": False, "brightness": 0.0, "crop_size": 0, "class_balanced": False}
+
+
+def check_pipeline_options(data) -> None:
+  """Refuses a data config whose options the chosen pipeline would silently ignore.
+
+  Raises:
+    ValueError: with ``data.pipeline="in_memory"``, an augmentation or sampling option that only
+      the grain pipeline carries out is set (each is named, with the fix).
+  """
+  if data.pipeline != "in_memory":
+    return
+  active = [f"data.{key}={data.get(key)!r}" for key, off in GRAIN_ONLY_OPTIONS.items() if data.get(key, off) != off]
+  if active:
+    raise ValueError(f"{', '.join(active)}: the in-memory loader (data.pipeline='in_memory') does not carry out "
+                     f"{'this option' if len(active) == 1 else 'these options'}, only the horizontal flip; set "
+                     f"data.pipeline='grain' to stream with {'it' if len(active) == 1 else 'them'}, or leave "
+                     f"{'it' if len(active) == 1 else 'them'} off.")
 
 
 def _stop_on_signal(stop, checkpointer, writer, progress):

@@ -22,7 +22,9 @@ PRETRAINED_RESNET50 = "~/.cache/torch/hub/checkpoints/resnet50-0676ba61.pth"
 
 
 # Input-pipeline settings every data set has (``data.pipeline``: "in_memory" decodes the training
-# split once and serves batches from memory; "grain" streams it through worker processes).
+# split once and serves batches from memory; "grain" streams it through worker_count processes).
+# crop_size / crop_min_size (masked crops), vflip, rotate90, brightness and class_balanced act in
+# the grain pipeline only; the in-memory loader flips horizontally (hflip) and refuses the rest.
 # with_masks: the batches carry each lesion's mask (from its polygon) as a mask_size x mask_size
 # bitmap over its own box (acne_jax/ops/mask_targets.py); set by the mask configs.
 # resize_min_size / resize_max_size: resize every image like torchvision's detectors

@@ -282,3 +282,15 @@ def test_a_missing_pretrained_workdir_is_named_before_any_data_is_read(tmp_path,
   with pytest.raises(FileNotFoundError, match=f"{key}: .*no_such_run is not a directory"):
     train.train_and_evaluate(config, str(tmp_path / "workdir"), show_progress=False)
   assert not (tmp_path / "never_built").exists()
+
+
+@pytest.mark.parametrize("option, value", [("vflip", True), ("rotate90", True), ("brightness", 0.2), ("crop_size", 64),
+                                           ("class_balanced", True)])
+def test_an_option_the_in_memory_loader_would_ignore_is_refused(tmp_path, option, value):
+  config = tiny_config(str(tmp_path / "tfds"))
+  with config.unlocked():
+    config.data.pipeline = "in_memory"
+    config.data[option] = value
+  with pytest.raises(ValueError, match=f"data.{option}={value!r}: the in-memory loader .* does not carry out this option"):
+    train.train_and_evaluate(config, str(tmp_path / "work"), show_progress=False)
+  assert not os.path.exists(tmp_path / "tfds")  # refused before any data is built or read
