@@ -32,7 +32,6 @@ import argparse
 import datetime
 import importlib
 import os
-import statistics
 import sys
 import time
 
@@ -142,22 +141,10 @@ def torchvision_step(size: int, batch: int, boxes: int):
 
 def medians(run_ours, run_torch, repeats: int):
   """Median seconds of ``repeats`` steps of ours, then of torchvision's, each block after one
-  untimed step. Not alternated step by step: torch's OpenMP threads keep spinning for a while
+  untimed step (``report.median_seconds``). Not alternated step by step: torch's OpenMP threads keep spinning for a while
   after each of its steps and slowed the next JAX step by half (5.5 s against 3.6 s measured).
   """
-  result = []
-  for run in (run_ours, run_torch):
-    if run is None:
-      result.append(None)
-      continue
-    run()
-    times = []
-    for _ in range(repeats):
-      start = time.perf_counter()
-      run()
-      times.append(time.perf_counter() - start)
-    result.append(statistics.median(times))
-  return tuple(result)
+  return tuple(None if run is None else report.median_seconds(run, repeats) for run in (run_ours, run_torch))
 
 
 def main() -> int:

@@ -1,6 +1,7 @@
 """Checkpoints that cannot be written or read are named, and the previous one stays usable."""
 
 import errno
+import json
 import os
 import shutil
 
@@ -93,3 +94,15 @@ def test_a_template_that_fits_no_step_sets_nothing_aside(tmp_path):
   with pytest.raises(CheckpointError, match="no checkpoint in .* can be read \\(steps \\[2, 1\\]"):
     Checkpointer(directory).restore(wrong)
   assert sorted(os.listdir(directory)) == ["1", "2"]
+
+
+def test_a_metrics_line_cut_by_a_kill_is_dropped_when_the_next_run_opens_the_file(tmp_path):
+  from acne_jax.training.writers import MetricWriter
+
+  path = tmp_path / "metrics.jsonl"
+  path.write_text('{"step": 1, "loss": 2.5}\n{"step": 2, "lo')  # killed while writing step 2
+  writer = MetricWriter(str(tmp_path))
+  writer.write(2, {"loss": 2.25})
+  writer.close()
+  lines = path.read_text().splitlines()
+  assert [json.loads(line)["step"] for line in lines] == [1, 2] and json.loads(lines[1])["loss"] == 2.25
