@@ -31,7 +31,7 @@ import ml_collections
 import optax
 
 from acne_jax import train
-from acne_jax.data import datasets
+from acne_jax import datasets
 from acne_jax.evaluation import coco_metrics
 from acne_jax.evaluation import whole_image
 from acne_jax.models.detector import TwoStageDetector, spec_from_config

@@ -288,17 +288,9 @@ def class_names_for(config) -> Tuple[str, ...]:
   """Class names of the config's data set, without loading the data set."""
   num_classes = int(config.model.roi_head.num_classes)
   name = config.data.name
-  names: Sequence[str] = ()
-  if name in ("synthetic_acne", "acne_scu"):
-    from acne_jax.data.synthetic import CLASS_NAMES
+  from acne_jax.data.records import CLASS_NAMES
 
-    names = CLASS_NAMES
-  elif name == "deep_lesion":
-    from acne_jax.data.deep_lesion import LESION_TYPES
-
-    names = LESION_TYPES
-  elif name == "acne04":
-    names = ("acne",)  # tfds_builders.acne04.CLASS_NAMES (not imported: it pulls in TFDS)
+  names: Sequence[str] = CLASS_NAMES.get(name, ())
   if len(names) != num_classes:
     names = tuple(f"class_{i}" for i in range(num_classes))
   return tuple(names)
@@ -455,7 +447,7 @@ def counting_thresholds(config, meta: Mapping[str, Any], predict_fn: Callable, v
   calibrated now on ``eval.calibration_split``; else ``FALLBACK_SCORE_THRESHOLD``.
   """
   from acne_jax import train
-  from acne_jax.data import datasets
+  from acne_jax import datasets
   from acne_jax.evaluation import operating_point
 
   num_classes = len(class_names)

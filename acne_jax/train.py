@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from acne_jax.data import datasets
+from acne_jax import datasets
 from acne_jax.data.loader import InMemoryDataset, steps_per_epoch
 from acne_jax.evaluation import coco_metrics, operating_point
 from acne_jax.evaluation import proposals as proposal_metrics

@@ -90,7 +90,7 @@ def stage_diagnostics(workdir: str) -> dict:
   import numpy as np
 
   from acne_jax import evaluate, train
-  from acne_jax.data import datasets
+  from acne_jax import datasets
   from acne_jax.models.detector import TwoStageDetector, spec_from_config
   from acne_jax.ops import boxes as box_ops
 

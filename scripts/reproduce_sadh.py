@@ -128,7 +128,7 @@ def apply_quick(config, builder_config: str) -> None:
 def figure_numbers(config, workdir: str, num_images: int) -> Dict[str, float]:
   """Fig. 6 (confidence drop at distance 1 and 2) and Fig. 7 (Pearson of IoU with s_cls, the
   NWD score and s_final, NaN without a branch) of a trained run on its evaluation split."""
-  from acne_jax.data import datasets
+  from acne_jax import datasets
   from acne_jax.evaluation import analysis, plots
 
   _, eval_source, _ = datasets.load_sources(config.data)
@@ -189,7 +189,7 @@ def _run_in_worker(target, args: tuple, cache_dir: str):
 def prepare_data(jobs: List[tuple]) -> None:
   """Builds (once, here) every data set the jobs read, so that parallel workers never race to
   build the same TFDS data set on a fresh machine."""
-  from acne_jax.data import datasets
+  from acne_jax import datasets
 
   done = set()
   for slug, module, data, overrides, _, _, quick, _, pretrained, data_dir in jobs:

@@ -400,7 +400,7 @@ OPERATING_POINT = {
 
 def test_counting_thresholds_stored_overridden_calibrated_now_or_fallback(monkeypatch):
   from acne_jax import train
-  from acne_jax.data import datasets
+  from acne_jax import datasets
   from configs import sadh
 
   config = sadh.get_config()

@@ -99,7 +99,7 @@ def test_loss_falls_on_a_fixed_batch(data_dir):
   """~30 steps on one batch (the tiny model, plain SGD) must cut the loss clearly."""
   import jax.numpy as jnp
 
-  from acne_jax.data import datasets
+  from acne_jax import datasets
   from acne_jax.models.detector import TwoStageDetector, spec_from_config
   from acne_jax.training import optim
 

@@ -2,7 +2,7 @@
 
 ``<data_dir>/<dataset>/<config>/<version>/build_summary.json`` records what a build kept,
 skipped, clipped or found inconsistent, so nothing is lost silently; ``python -m
-acne_jax.data.build`` prints it.
+tfds_builders.build`` prints it.
 """
 
 from __future__ import annotations

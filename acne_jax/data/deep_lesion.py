@@ -44,6 +44,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from acne_jax.data import records
+
 HU_OFFSET = 32768  # PNG value - HU_OFFSET = Hounsfield units
 DEFAULT_WINDOW: Tuple[float, float] = (-1024.0, 3071.0)
 DEFAULT_SLICE_INTERVAL_MM = 2.0
@@ -52,16 +54,7 @@ IMAGES_DIR = "Images_png"
 CSV_NAME = "DL_info.csv"
 
 # Coarse_lesion_type 1..8 -> label 0..7 (-1, "unknown", stays -1).
-LESION_TYPES: Tuple[str, ...] = (
-    "bone",
-    "abdomen",
-    "mediastinum",
-    "liver",
-    "lung",
-    "kidney",
-    "soft_tissue",
-    "pelvis",
-)
+LESION_TYPES: Tuple[str, ...] = records.DEEP_LESION_CLASS_NAMES
 SPLIT_CODES: Dict[int, str] = {1: "train", 2: "validation", 3: "test"}
 
 # (slice index, weight) taps of one channel.

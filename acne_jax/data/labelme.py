@@ -52,7 +52,8 @@ import cv2
 import numpy as np
 
 from acne_jax.data.masked_crop import circle_to_polygon, polygon_bounds
-from acne_jax.data.synthetic import CLASS_NAMES, clip_polygon
+from acne_jax.data.records import ACNE_SCU_CLASS_NAMES as CLASS_NAMES
+from acne_jax.data.synthetic import clip_polygon
 
 logger = logging.getLogger(__name__)
 

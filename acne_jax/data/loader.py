@@ -31,7 +31,7 @@ from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 import numpy as np
 
 from acne_jax.data import resize as resize_lib
-from acne_jax.data.synthetic import decode_record
+from acne_jax.data.records import decode_record
 
 
 @dataclasses.dataclass

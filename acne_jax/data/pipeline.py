@@ -2,7 +2,7 @@
 
 Per record, in grain worker processes:
 
-1. decode (:func:`acne_jax.data.synthetic.decode_record`; PNG/JPEG bytes or decoded arrays);
+1. decode (:func:`acne_jax.data.records.decode_record`; PNG/JPEG bytes or decoded arrays);
 2. optionally drop classes (``drop_labels``: the AcneSCU reference never supervises ``other``),
    then optionally resize like torchvision's detectors (``resize_min_size`` / ``resize_max_size``,
    :func:`acne_jax.data.resize.resize_example`: boxes and polygons scaled with the image);
@@ -40,7 +40,7 @@ import grain.python as grain
 import numpy as np
 
 from acne_jax.data import resize
-from acne_jax.data.synthetic import decode_record
+from acne_jax.data.records import decode_record
 
 BATCH_KEYS = ("image", "boxes", "labels", "valid", "image_id")
 MASK_KEYS = ("masks", "mask_frames")

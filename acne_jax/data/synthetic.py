@@ -11,7 +11,8 @@ polygon mask (colour blend + relief shading from a height map lit from the top l
 smooth illumination field multiplies the whole image, a mild Gaussian blur and sensor noise
 are applied, and the image is quantised to uint8.
 
-Record layout (shared with the real AcneSCU builder)::
+Layout of a generated record (``acne_jax.data.records.to_tfds_example`` stores it in the common
+schema of :mod:`acne_jax.data.records`)::
 
   {"image": uint8 [H, W, 3] RGB,
    "image_id": int, "file_name": str, "patient_id": str,
@@ -41,18 +42,8 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-CLASS_NAMES: Tuple[str, ...] = (
-    "closed_comedo",
-    "open_comedo",
-    "papule",
-    "pustule",
-    "nodule",
-    "atrophic_scar",
-    "hypertrophic_scar",
-    "melasma",
-    "nevus",
-    "other",
-)
+from acne_jax.data.records import ACNE_SCU_CLASS_NAMES as CLASS_NAMES  # the ten AcneSCU classes
+
 NUM_CLASSES = len(CLASS_NAMES)
 
 # Relative lesion frequencies, ordered like AcneSCU's (closed comedones, papules, atrophic
@@ -709,106 +700,6 @@ def images_of_split(split: str, num_images: int, seed: int = 0) -> Iterator[Tupl
       produced += 1
 
 
-# --------------------------------------------------------------------------------------------
-# Serialisation (shared with the TFDS builders) and decoding.
-
-
-def encode_png(image: np.ndarray) -> bytes:
-  """PNG bytes of a uint8 ``[H, W, 3]`` RGB image (deterministic, lossless)."""
-  ok, buffer = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
-  if not ok:
-    raise RuntimeError("encode_png: cv2.imencode failed.")
-  return buffer.tobytes()
-
-
-def decode_png(data: bytes) -> np.ndarray:
-  """uint8 ``[H, W, 3]`` RGB from PNG (or any cv2-readable) bytes."""
-  image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-  if image is None:
-    raise ValueError("decode_png: could not decode image bytes.")
-  return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def to_tfds_example(record: Mapping[str, Any]) -> Dict[str, Any]:
-  """A generator record in the TFDS storage layout.
-
-  TFDS cannot serialise a ragged tensor inside a ``Sequence`` without TensorFlow, so polygons
-  are stored flat at the top level: ``polygons`` float32 ``[sum_k 2 V_k]`` (all polygons
-  concatenated in object order) and ``objects/polygon_size`` int32 ``[K]`` (``2 V_k``, the
-  number of floats of each). The image is stored as PNG bytes.
-  """
-  objects = record["objects"]
-  polygons = [np.asarray(p, np.float32).reshape(-1) for p in objects["polygon"]]
-  flat = np.concatenate(polygons) if polygons else np.zeros((0,), np.float32)
-  image = record["image"]
-  return {
-      "image": image if isinstance(image, (bytes, bytearray)) else encode_png(image),
-      "image_id": int(record["image_id"]),
-      "file_name": str(record["file_name"]),
-      "patient_id": str(record["patient_id"]),
-      "crop_origin": np.asarray(record["crop_origin"], np.int32).reshape(2),
-      "objects": {
-          "bbox": np.asarray(objects["bbox"], np.float32).reshape(-1, 4),
-          "label": np.asarray(objects["label"], np.int64).reshape(-1),
-          "area": np.asarray(objects["area"], np.float32).reshape(-1),
-          "polygon_size": np.asarray([len(p) for p in polygons], np.int32),
-      },
-      "polygons": flat,
-  }
-
-
-def _text(value: Any) -> str:
-  if isinstance(value, (bytes, bytearray)):
-    return value.decode("utf-8")
-  if isinstance(value, np.ndarray):
-    return _text(value.item())
-  return str(value)
-
-
-def decode_record(record: Mapping[str, Any]) -> Dict[str, Any]:
-  """NumPy arrays from a record read back from TFDS (or straight from the generator).
-
-  Accepts the image as a decoded array or as encoded bytes, sequence features as Python lists
-  (``[]`` when empty) or arrays, and polygons either in the TFDS layout (``polygons`` +
-  ``objects/polygon_size``) or the generator's (``objects/polygon`` list).
-
-  Returns:
-    ``{"image": uint8 [H, W, 3] RGB, "boxes": float32 [K, 4] x1y1x2y2 pixels,
-    "labels": int32 [K], "areas": float32 [K], "polygons": list of K float32 [2 V_k],
-    "image_id": int, "file_name": str, "patient_id": str, "crop_origin": int32 [2]}``.
-  """
-  image = record["image"]
-  if isinstance(image, (bytes, bytearray, np.bytes_)):
-    image = decode_png(bytes(image))
-  image = np.asarray(image, np.uint8)
-  if image.ndim == 2:
-    image = np.repeat(image[..., None], 3, axis=-1)
-  objects = record["objects"]
-  boxes = np.asarray(objects["bbox"], np.float32).reshape(-1, 4)
-  labels = np.asarray(objects["label"], np.int64).reshape(-1).astype(np.int32)
-  areas = np.asarray(objects.get("area", []), np.float32).reshape(-1)
-  if areas.shape[0] != boxes.shape[0]:
-    areas = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).astype(np.float32)
-  if "polygon_size" in objects:
-    sizes = np.asarray(objects["polygon_size"], np.int64).reshape(-1)
-    flat = np.asarray(record.get("polygons", []), np.float32).reshape(-1)
-    splits = np.cumsum(sizes)[:-1] if len(sizes) else []
-    polygons = [np.asarray(p, np.float32) for p in np.split(flat, splits)] if len(sizes) else []
-  else:
-    polygons = [np.asarray(p, np.float32).reshape(-1) for p in objects.get("polygon", [])]
-  return {
-      "image": image,
-      "boxes": boxes,
-      "labels": labels,
-      "areas": areas,
-      "polygons": polygons,
-      "image_id": int(np.asarray(record.get("image_id", 0))),
-      "file_name": _text(record.get("file_name", "")),
-      "patient_id": _text(record.get("patient_id", "")),
-      "crop_origin": np.asarray(record.get("crop_origin", (0, 0)), np.int32).reshape(2),
-  }
-
-
 def _release_split_counts(num_images: int) -> Dict[str, int]:
   """Images per split of :func:`write_labelme_release`: the AcneSCU builder's default shares
   (10 % test, 5 % validation, rounded), at least one each while there are images, the rest train."""
@@ -850,7 +741,7 @@ def write_labelme_release(
   parsing, clipping, masked crops and patient split)::
 
     write_labelme_release("/tmp/fake_scu", num_images=20, image_size=(2048, 3072))
-    python -m acne_jax.data.build --dataset=acne_scu --config=crops_1024 --manual_dir=/tmp/fake_scu
+    python -m tfds_builders.build --dataset=acne_scu --config=crops_1024 --manual_dir=/tmp/fake_scu
 
   Files are named like AcneSCU's, ``S__p<patient><suffix>_<timestamp>_<view>.jpg``, so
   ``acne_jax.data.labelme.patient_of`` recovers the generated patient. Images of all three

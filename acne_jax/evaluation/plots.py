@@ -80,7 +80,7 @@ def make_figures(sadh: Tuple[Any, str], rpn: Optional[Tuple[Any, str]], out_dir:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  from acne_jax.data import datasets
+  from acne_jax import datasets
 
   os.makedirs(out_dir, exist_ok=True)
   sadh_config, sadh_workdir = sadh

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 import cv2
 
 from acne_jax.data import labelme
-from acne_jax.data.synthetic import CLASS_NAMES
+from acne_jax.data.records import ACNE_SCU_CLASS_NAMES as CLASS_NAMES
 from acne_jax.paths import resolve
 
 DETECTIONS_SUFFIX = "_detections.json"

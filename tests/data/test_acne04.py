@@ -14,7 +14,7 @@ from acne_jax.data import voc
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-from acne_jax.data.synthetic import decode_record  # noqa: E402
+from acne_jax.data.records import decode_record  # noqa: E402
 from tfds_builders.acne04 import acne04 as A  # noqa: E402
 
 W, H = 40, 30  # size of the fixture photos (width, height)
@@ -290,11 +290,11 @@ def test_missing_inputs_are_named(release, tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# The build CLI (python -m acne_jax.data.build) on the same fixture.
+# The build CLI (python -m tfds_builders.build) on the same fixture.
 
 
 def test_build_cli_prints_a_summary_with_the_skips(release, tmp_path, capsys):
-  from acne_jax.data import build
+  from tfds_builders import build
 
   code = build.main(["--dataset=acne04", "--config=fold1", f"--manual_dir={release}", f"--data_dir={tmp_path}"])
   out = capsys.readouterr().out
@@ -307,7 +307,7 @@ def test_build_cli_prints_a_summary_with_the_skips(release, tmp_path, capsys):
 
 
 def test_build_cli_missing_manual_dir_names_it(tmp_path, capsys):
-  from acne_jax.data import build
+  from tfds_builders import build
 
   missing = tmp_path / "nowhere"
   assert build.main(["--dataset=acne04", f"--manual_dir={missing}", f"--data_dir={tmp_path}"]) == 1

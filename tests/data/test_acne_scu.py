@@ -21,7 +21,8 @@ import pytest
 
 from acne_jax.data import labelme as L
 from acne_jax.data import masked_crop as M
-from acne_jax.data.synthetic import CLASS_NAMES, clip_polygon, decode_record
+from acne_jax.data.records import ACNE_SCU_CLASS_NAMES as CLASS_NAMES, decode_record
+from acne_jax.data.synthetic import clip_polygon
 
 tfds = pytest.importorskip("tensorflow_datasets")
 from tfds_builders.acne_scu import AcneScu, AcneScuConfig, BuildSummary, ManualDataError, load_build_summary, summary_path  # noqa: E402

@@ -16,7 +16,7 @@ from acne_jax.data import deep_lesion as dl
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-from acne_jax.data.synthetic import decode_record  # noqa: E402
+from acne_jax.data.records import decode_record  # noqa: E402
 from tfds_builders.deep_lesion import deep_lesion as D  # noqa: E402
 
 SIZE = 16  # fixture slices are 16 x 16

@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 
-from acne_jax.data import pipeline, sources
+from acne_jax import datasets
+from acne_jax.data import pipeline
 
 
 @pytest.fixture(scope="module")
 def tiny_source(tmp_path_factory):
-  return sources.load_synthetic_source("train", str(tmp_path_factory.mktemp("tfds")), "tiny")
+  return datasets.load_synthetic_source("train", str(tmp_path_factory.mktemp("tfds")), "tiny")
 
 
 def _loader(source, **kwargs):

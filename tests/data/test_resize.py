@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from acne_jax.data import pipeline, resize, synthetic
+from acne_jax.data.records import decode_record
 from acne_jax.data.loader import InMemoryDataset
 
 # (height, width, min_size, max_size): up-scaling capped by max_size, down-scaling, odd sizes.
@@ -135,7 +136,7 @@ def test_example_transform_resizes_then_pads():
   transform = pipeline.ExampleTransform(image_size=(160, 224), max_boxes=8, augmentation=pipeline.Augmentation(hflip=False),
                                         resize_min_size=100, resize_max_size=140)
   example = transform(record, np.random.default_rng(0))
-  decoded = synthetic.decode_record(record)
+  decoded = decode_record(record)
   image, boxes, _, _ = resize.resize_example(decoded["image"], decoded["boxes"], 100, 140)
   assert image.shape == (93, 140, 3)  # 60 x 90 -> scale min(100 / 60, 140 / 90) = 1.556
   np.testing.assert_array_equal(example["image"][:93, :140], image)
@@ -171,7 +172,7 @@ def test_in_memory_dataset_keeps_ratios_and_originals():
   np.testing.assert_array_equal(masks, plain.masks)
   np.testing.assert_array_equal(frames, plain.mask_frames)
   for n, record in enumerate(records):
-    decoded = synthetic.decode_record(record)
+    decoded = decode_record(record)
     image, resized_boxes, _, ratios = resize.resize_example(decoded["image"], decoded["boxes"], 100, 140)
     h, w = image.shape[:2]
     np.testing.assert_array_equal(data.images[n, :h, :w], image)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from acne_jax.data import records
 from acne_jax.data import synthetic as S
 
 
@@ -180,20 +181,20 @@ def test_class_looks_are_distinct(tone):
 
 def test_decode_record_of_generator_record():
   record = S.generate_example(5, image_size=64, num_lesions=3)
-  decoded = S.decode_record(S.to_tfds_example(record))
+  decoded = records.decode_record(records.to_tfds_example(record))
   np.testing.assert_array_equal(decoded["image"], record["image"])
   np.testing.assert_array_equal(decoded["boxes"], record["objects"]["bbox"])
   assert decoded["labels"].dtype == np.int32
   for p, q in zip(decoded["polygons"], record["objects"]["polygon"]):
     np.testing.assert_array_equal(p, q)
   empty = S.generate_example(5, image_size=64, num_lesions=0)
-  decoded = S.decode_record(S.to_tfds_example(empty))
+  decoded = records.decode_record(records.to_tfds_example(empty))
   assert decoded["boxes"].shape == (0, 4) and decoded["labels"].shape == (0,) and decoded["polygons"] == []
 
 
 def test_tfds_builder_round_trip(tmp_path):
   tfds = pytest.importorskip("tensorflow_datasets")
-  from acne_jax.data import sources
+  from acne_jax import datasets as sources
   from tfds_builders.synthetic_acne import SyntheticAcneConfig
 
   config = SyntheticAcneConfig(name="test_tiny", image_size=64, num_train=4, num_validation=2, num_test=2, num_lesions=(0, 4), seed=5)
@@ -202,7 +203,7 @@ def test_tfds_builder_round_trip(tmp_path):
     assert len(source) == n
     expected = list(S.generate_split(split, n, seed=5, image_size=64, num_lesions=(0, 4)))
     for i, want in enumerate(expected):
-      got = S.decode_record(source[i])
+      got = records.decode_record(source[i])
       assert got["image"].shape == (64, 64, 3) and got["image"].dtype == np.uint8
       np.testing.assert_array_equal(got["image"], want["image"])
       np.testing.assert_array_equal(got["boxes"], want["objects"]["bbox"])

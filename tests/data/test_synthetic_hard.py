@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from acne_jax.data import masked_crop, synthetic, synthetic_hard as hard
+from acne_jax.data import masked_crop, records, synthetic, synthetic_hard as hard
 
 NUM_LAYOUTS = 240
 
@@ -155,12 +155,12 @@ def test_the_builder_makes_masked_and_plain_crops_of_the_same_faces(tmp_path):
   assert set(builder.info.splits) == {"train", "train_plain", "validation", "test"}
   masked = builder.as_data_source(split="train")
   plain = builder.as_data_source(split="train_plain")
-  masked_records = [synthetic.decode_record(masked[i]) for i in range(len(masked))]
-  plain_records = [synthetic.decode_record(plain[i]) for i in range(len(plain))]
+  masked_records = [records.decode_record(masked[i]) for i in range(len(masked))]
+  plain_records = [records.decode_record(plain[i]) for i in range(len(plain))]
   assert [r["image_id"] for r in masked_records] == [r["image_id"] for r in plain_records]
   assert all(r["image"].shape == (128, 128, 3) for r in masked_records)
   assert sum(len(r["boxes"]) for r in plain_records) >= sum(len(r["boxes"]) for r in masked_records)
-  patients = {split: {synthetic.decode_record(s[i])["patient_id"] for i in range(len(s))}
+  patients = {split: {records.decode_record(s[i])["patient_id"] for i in range(len(s))}
               for split, s in ((k, builder.as_data_source(split=k)) for k in ("train", "validation", "test"))}
   assert not (patients["train"] & patients["test"]) and not (patients["validation"] & patients["test"])
 

@@ -14,7 +14,7 @@ Configurations ``fold0`` .. ``fold4``: the release's 5 cross-validation folds, s
 ``NNEW_trainval_k.txt`` and split ``test`` = ``NNEW_test_k.txt`` (no validation split).
 
 Record layout (the ``objects``/``polygons``/``crop_origin`` part is the one of
-``tfds_builders.synthetic_acne``, so ``acne_jax.data.synthetic.decode_record`` reads it)::
+``tfds_builders.synthetic_acne``, so ``acne_jax.data.records.decode_record`` reads it)::
 
   image         uint8 [H, W, 3] RGB; stored as the release's JPEG bytes, unchanged
   image_id      int64: 100000 * grade_in_name + n for "levle{grade}_{n}.jpg" (else a CRC32 of the name)
@@ -65,15 +65,15 @@ from etils import epath
 from tfds_builders import build_summary
 from tfds_builders.build_summary import SUMMARY_FILE, BuildSummary  # noqa: F401  (re-exported)
 
-from acne_jax.data import voc
+from acne_jax.data import records, voc
 
 _LOG = logging.getLogger(__name__)
 
 NUM_FOLDS = 5
-CLASS_NAMES: Tuple[str, ...] = ("acne",)
+CLASS_NAMES: Tuple[str, ...] = records.ACNE04_CLASS_NAMES
 VOC_CLASS = "fore"
 # Hayashi severity grades (label of the list files).
-GRADE_NAMES: Tuple[str, ...] = ("mild", "moderate", "severe", "very_severe")
+GRADE_NAMES: Tuple[str, ...] = records.ACNE04_GRADE_NAMES
 
 CLASSIFICATION_DIR = "Classification"
 CLASSIFICATION_IMAGES = os.path.join("Classification", "JPEGImages")
@@ -238,22 +238,10 @@ the classification and detection parts, and pass the folder as manual_dir, laid 
     return tfds.core.DatasetInfo(
         builder=self,
         description=__doc__.splitlines()[0],
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(None, None, 3), dtype=np.uint8, encoding_format="jpeg"),
-            "image_id": np.int64,
-            "file_name": tfds.features.Text(),
-            "crop_origin": tfds.features.Tensor(shape=(2,), dtype=np.int32),
-            "grade": tfds.features.ClassLabel(names=GRADE_NAMES),
-            "lesion_count": np.int32,
-            "objects": tfds.features.Sequence({
-                "bbox": tfds.features.Tensor(shape=(4,), dtype=np.float32),
-                "label": tfds.features.ClassLabel(names=CLASS_NAMES),
-                "area": np.float32,
-                "polygon_size": np.int32,
-                "difficult": np.bool_,
-            }),
-            "polygons": tfds.features.Tensor(shape=(None,), dtype=np.float32),
-        }),
+        features=records.tfds_features(
+            CLASS_NAMES, image_encoding="jpeg",
+            extra={"grade": tfds.features.ClassLabel(names=GRADE_NAMES), "lesion_count": np.int32},
+            extra_objects={"difficult": np.bool_}),
         homepage="https://github.com/xpwu95/LDL",
         citation="Wu et al., Joint Acne Image Grading and Counting via Label Distribution Learning, ICCV 2019.",
         # Keep list-file order: record i of a split is the i-th kept line of its list.

@@ -10,7 +10,7 @@ Build without TensorFlow into ArrayRecord files and read back with ``tfds.data_s
   print(load_build_summary(data_dir, "crops_1024").format())
 
 Stored features (the layout of ``tfds_builders.synthetic_acne``; turn a record into NumPy
-arrays with ``acne_jax.data.synthetic.decode_record``):
+arrays with ``acne_jax.data.records.decode_record``):
 
 * ``image``: uint8 ``[H, W, 3]`` RGB. ``whole``: the image file's own bytes (JPEG as shipped)
   when OpenCV decodes them to the annotated pixels, else a PNG of those pixels (EXIF-rotated,
@@ -81,7 +81,8 @@ from etils import epath
 
 from acne_jax.data import labelme
 from acne_jax.data import masked_crop
-from acne_jax.data.synthetic import CLASS_NAMES
+from acne_jax.data import records
+from acne_jax.data.records import ACNE_SCU_CLASS_NAMES as CLASS_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ password) holding the photographs and their LabelMe annotations; download and ex
 
 {LAYOUT}
 Then build, e.g.
-  python -m acne_jax.data.build --dataset=acne_scu --manual_dir=FOLDER --data_dir=DATA_DIR
+  python -m tfds_builders.build --dataset=acne_scu --manual_dir=FOLDER --data_dir=DATA_DIR
 or from Python: AcneScu(config="crops_1024", data_dir=DATA_DIR).download_and_prepare(
     file_format="array_record",
     download_config=tfds.download.DownloadConfig(manual_dir=FOLDER)).
@@ -274,20 +275,8 @@ class AcneScu(tfds.core.GeneratorBasedBuilder):
         builder=self,
         description=__doc__.splitlines()[0],
         homepage="https://github.com/pingguokiller/acnedetection",
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=shape, dtype=np.uint8, encoding_format="png" if size else "jpeg"),
-            "image_id": np.int64,
-            "file_name": tfds.features.Text(),
-            "patient_id": tfds.features.Text(),
-            "crop_origin": tfds.features.Tensor(shape=(2,), dtype=np.int32),
-            "objects": tfds.features.Sequence({
-                "bbox": tfds.features.Tensor(shape=(4,), dtype=np.float32),
-                "label": tfds.features.ClassLabel(names=CLASS_NAMES),
-                "area": np.float32,
-                "polygon_size": np.int32,
-            }),
-            "polygons": tfds.features.Tensor(shape=(None,), dtype=np.float32),
-        }),
+        features=records.tfds_features(CLASS_NAMES, image_shape=shape, image_encoding="png" if size else "jpeg",
+                                       extra={"patient_id": tfds.features.Text()}),
         # Records in file-name order (crops row-major), as _generate_examples yields them.
         disable_shuffling=True,
     )

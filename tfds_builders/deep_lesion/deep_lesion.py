@@ -83,7 +83,7 @@ from tfds_builders import build_summary
 from tfds_builders.build_summary import SUMMARY_FILE, BuildSummary  # noqa: F401  (re-exported)
 
 from acne_jax.data import deep_lesion as dl
-from acne_jax.data import voc
+from acne_jax.data import records, voc
 
 _LOG = logging.getLogger(__name__)
 
@@ -181,37 +181,30 @@ DL_info.csv and the Images_png_NN.zip archives, then pass the folder as manual_d
     return tfds.core.DatasetInfo(
         builder=self,
         description=__doc__.splitlines()[0],
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(None, None, 3), dtype=dtype, encoding_format="png"),
-            "image_id": np.int64,
-            "file_name": tfds.features.Text(),
-            "patient_id": tfds.features.Text(),
-            "study_index": np.int32,
-            "series_id": np.int32,
-            "key_slice": np.int32,
-            "crop_origin": tfds.features.Tensor(shape=(2,), dtype=np.int32),
-            "spacing": tfds.features.Tensor(shape=(3,), dtype=np.float32),
-            "slice_range": tfds.features.Tensor(shape=(2,), dtype=np.int32),
-            "slice_positions": tfds.features.Tensor(shape=(3,), dtype=np.float32),
-            "window": tfds.features.Tensor(shape=(2,), dtype=np.float32),
-            "dicom_window": tfds.features.Tensor(shape=(2,), dtype=np.float32),
-            "split_code": np.int32,
-            "patient_gender": tfds.features.Text(),
-            "patient_age": np.int32,
-            "objects": tfds.features.Sequence({
-                "bbox": tfds.features.Tensor(shape=(4,), dtype=np.float32),
-                "label": tfds.features.ClassLabel(names=dl.LESION_TYPES),
+        features=records.tfds_features(
+            records.DEEP_LESION_CLASS_NAMES, image_dtype=dtype,
+            extra={
+                "patient_id": tfds.features.Text(),
+                "study_index": np.int32,
+                "series_id": np.int32,
+                "key_slice": np.int32,
+                "spacing": tfds.features.Tensor(shape=(3,), dtype=np.float32),
+                "slice_range": tfds.features.Tensor(shape=(2,), dtype=np.int32),
+                "slice_positions": tfds.features.Tensor(shape=(3,), dtype=np.float32),
+                "window": tfds.features.Tensor(shape=(2,), dtype=np.float32),
+                "dicom_window": tfds.features.Tensor(shape=(2,), dtype=np.float32),
+                "split_code": np.int32,
+                "patient_gender": tfds.features.Text(),
+                "patient_age": np.int32,
+            },
+            extra_objects={
                 "coarse_type": np.int32,
-                "area": np.float32,
-                "polygon_size": np.int32,
                 "noisy": np.bool_,
                 "recist": tfds.features.Tensor(shape=(8,), dtype=np.float32),
                 "diameters": tfds.features.Tensor(shape=(2,), dtype=np.float32),
                 "location": tfds.features.Tensor(shape=(3,), dtype=np.float32),
                 "csv_line": np.int32,
             }),
-            "polygons": tfds.features.Tensor(shape=(None,), dtype=np.float32),
-        }),
         homepage="https://nihcc.app.box.com/v/DeepLesion",
         citation="Yan et al., DeepLesion: automated mining of large-scale lesion annotations and universal lesion detection with deep learning, J. Med. Imaging 5(3), 2018.",
         disable_shuffling=True,

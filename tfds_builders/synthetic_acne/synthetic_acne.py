@@ -18,7 +18,7 @@ Stored features (one example per generated image, see ``acne_jax.data.synthetic`
   ``polygon_size`` int32 (number of floats of the object's polygon);
 * ``polygons``: float32 ``[sum_k polygon_size_k]``, the objects' flat ``[x0, y0, x1, y1, ...]``
   polygons concatenated in object order. (A ragged tensor nested in a ``Sequence`` cannot be
-  serialised without TensorFlow, hence this layout; ``acne_jax.data.synthetic.decode_record``
+  serialised without TensorFlow, hence this layout; ``acne_jax.data.records.decode_record``
   splits it back into one array per object.)
 
 Configurations: ``s256`` (default: 256 x 256, 480 / 48 / 96 images), ``s512`` (512 x 512,
@@ -40,7 +40,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from acne_jax.data import synthetic
+from acne_jax.data import records, synthetic
 
 
 @dataclasses.dataclass(eq=False)
@@ -126,20 +126,8 @@ class SyntheticAcne(tfds.core.GeneratorBasedBuilder):
     return tfds.core.DatasetInfo(
         builder=self,
         description=__doc__.splitlines()[0],
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(height, width, 3), dtype=np.uint8, encoding_format="png"),
-            "image_id": np.int64,
-            "file_name": tfds.features.Text(),
-            "patient_id": tfds.features.Text(),
-            "crop_origin": tfds.features.Tensor(shape=(2,), dtype=np.int32),
-            "objects": tfds.features.Sequence({
-                "bbox": tfds.features.Tensor(shape=(4,), dtype=np.float32),
-                "label": tfds.features.ClassLabel(names=synthetic.CLASS_NAMES),
-                "area": np.float32,
-                "polygon_size": np.int32,
-            }),
-            "polygons": tfds.features.Tensor(shape=(None,), dtype=np.float32),
-        }),
+        features=records.tfds_features(synthetic.CLASS_NAMES, image_shape=(height, width, 3),
+                                       extra={"patient_id": tfds.features.Text()}),
         # Keep generation order: record i of a split is the i-th image generate_split yields.
         disable_shuffling=True,
     )
@@ -165,7 +153,7 @@ class SyntheticAcne(tfds.core.GeneratorBasedBuilder):
       for record in synthetic_hard.generate_hard_split(split, num_images, seed=config.seed, mode=mode, height=height,
                                                        width=width, crop_size=synthetic._as_hw(config.image_size)[0],
                                                        density_scale=config.density_scale):
-        yield record["image_id"], synthetic.to_tfds_example(record)
+        yield record["image_id"], records.to_tfds_example(record)
       return
     if config.kind != "patches":
       raise ValueError(f"SyntheticAcneConfig.kind must be 'patches' or 'hard'; got {config.kind!r}.")
@@ -177,4 +165,4 @@ class SyntheticAcne(tfds.core.GeneratorBasedBuilder):
         num_lesions=tuple(config.num_lesions),
         lesion_scale=config.lesion_scale,
     ):
-      yield record["image_id"], synthetic.to_tfds_example(record)
+      yield record["image_id"], records.to_tfds_example(record)

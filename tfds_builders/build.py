@@ -1,7 +1,7 @@
 """Build a data set into ArrayRecord files without TensorFlow.
 
-    python -m acne_jax.data.build --dataset=acne_scu --config=crops_1024 --manual_dir=~/AcneSCU --data_dir=~/tensorflow_datasets
-    python -m acne_jax.data.build --dataset=synthetic_acne                  # the embedded data set
+    python -m tfds_builders.build --dataset=acne_scu --config=crops_1024 --manual_dir=~/AcneSCU --data_dir=~/tensorflow_datasets
+    python -m tfds_builders.build --dataset=synthetic_acne                  # the embedded data set
 
 (``tfds build`` needs TensorFlow; this does the same through the builders' Python API.) Prints
 TFDS's progress bars while building, then a summary: records per split, boxes, and every file
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
   parser.add_argument("--manual_dir", default=None, help="folder with the manually downloaded files")
   parser.add_argument("--data_dir", default=None, help="where TFDS data sets live (default $ACNE_JAX_DATA_DIR or ~/tensorflow_datasets)")
   args = parser.parse_args(argv)
-  from acne_jax.data.sources import default_data_dir
+  from acne_jax.datasets import default_data_dir
 
   data_dir = resolve(args.data_dir or default_data_dir())
   if args.manual_dir and not os.path.isdir(resolve(args.manual_dir)):

@@ -1,8 +1,12 @@
 """Data sets by name, as the ``data`` config section asks for them.
 
+This is the one module of ``acne_jax`` that imports the TFDS builders (``tfds_builders/``), to
+open a prepared data set or build the embedded one; the builders import ``acne_jax.data``
+(formats, the record schema of :mod:`acne_jax.data.records`), which never imports them.
+
 The embedded synthetic data set builds itself on first use. The real ones (``acne_scu``,
 ``acne04``, ``deep_lesion``) must first be built from their manual downloads with
-``python -m acne_jax.data.build``; when they are missing the error says where the data must be
+``python -m tfds_builders.build``; when they are missing the error says where the data must be
 and how to build it.
 
 - :func:`load_sources` returns random-access TFDS sources (for the streaming pipeline);
@@ -14,12 +18,45 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Any, Mapping, Sequence, Tuple
+from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
-from acne_jax.data import sources
+from acne_jax.data import records
 from acne_jax.data.loader import InMemoryDataset
-from acne_jax.data.synthetic import CLASS_NAMES
 from acne_jax.paths import resolve
+
+DATA_DIR_ENV = "ACNE_JAX_DATA_DIR"
+
+
+def default_data_dir() -> str:
+  """``$ACNE_JAX_DATA_DIR`` if set, else ``~/tensorflow_datasets``."""
+  return resolve(os.environ.get(DATA_DIR_ENV) or os.path.join("~", "tensorflow_datasets"))
+
+
+def synthetic_builder(data_dir: Optional[str] = None, config: Union[str, Any] = "s256"):
+  """The ``synthetic_acne`` TFDS builder for ``config`` (a name or a ``SyntheticAcneConfig``)."""
+  from tfds_builders.synthetic_acne import SyntheticAcne  # imports tensorflow_datasets
+
+  return SyntheticAcne(config=config, data_dir=resolve(data_dir or default_data_dir()))
+
+
+def load_synthetic_source(split: str, data_dir: Optional[str] = None, config: Union[str, Any] = "s256"):
+  """Data source of one split of the synthetic acne data set, built on first use.
+
+  Args:
+    split: "train", "validation" or "test" (or any TFDS split expression, e.g. "train[:10]").
+    data_dir: where TFDS data sets live (default ``default_data_dir()``).
+    config: builder configuration name ("s256", "s512", "tiny") or a ``SyntheticAcneConfig``.
+
+  Returns:
+    A random-access ``tfds`` data source (``len()``, ``[i]``) of records; ``source[i]["image"]``
+    is a decoded uint8 ``[H, W, 3]`` array, sequence features are Python lists.
+  """
+  builder = synthetic_builder(data_dir, config)
+  if not os.path.isdir(builder.data_dir):
+    # TFDS's own message says "Downloading and preparing"; nothing is downloaded here.
+    print(f"Generating the embedded synthetic acne data set into {builder.data_dir} (first use only, no download)...", flush=True)
+  builder.download_and_prepare(file_format="array_record")
+  return builder.as_data_source(split=split)
 
 # name -> (module that registers the TFDS builder, class names or None to read them from the builder)
 REAL_DATASETS = {
@@ -42,13 +79,13 @@ def _prepared_builder(data: Mapping[str, Any]):
   import tensorflow_datasets as tfds
 
   name, config = data["name"], data["builder_config"]
-  data_dir = resolve(data["data_dir"] or sources.default_data_dir())
+  data_dir = resolve(data["data_dir"] or default_data_dir())
   importlib.import_module(REAL_DATASETS[name])  # registers the builder
   builder = tfds.builder(f"{name}/{config}", data_dir=data_dir)
   if not os.path.exists(os.path.join(builder.data_dir, "dataset_info.json")):
     raise DatasetNotFoundError(
         f"the {name} data set ({config}) is not prepared: nothing at {builder.data_dir}. Download it "
-        f"(see {DOWNLOAD_PAGES[name]}), then build it with `python -m acne_jax.data.build --dataset={name} "
+        f"(see {DOWNLOAD_PAGES[name]}), then build it with `python -m tfds_builders.build --dataset={name} "
         f"--config={config} --manual_dir=FOLDER --data_dir={data_dir}`; the builder's instructions give FOLDER's layout.")
   return builder
 
@@ -62,8 +99,8 @@ def source(data: Mapping[str, Any], split: str, config_key: str = "data.train_sp
   """
   name = data["name"]
   if name == "synthetic_acne":
-    data_dir = resolve(data["data_dir"] or sources.default_data_dir())
-    return sources.load_synthetic_source(split, data_dir, data["builder_config"]), CLASS_NAMES
+    data_dir = resolve(data["data_dir"] or default_data_dir())
+    return load_synthetic_source(split, data_dir, data["builder_config"]), records.CLASS_NAMES["synthetic_acne"]
   if name in REAL_DATASETS:
     builder = _prepared_builder(data)
     if split not in builder.info.splits:
