@@ -4,9 +4,11 @@
     python -m tfds_builders.build --dataset=synthetic_acne                  # the embedded data set
 
 (``tfds build`` needs TensorFlow; this does the same through the builders' Python API.) Prints
-TFDS's progress bars while building, then a summary: records per split, boxes, and every file
-or annotation that was skipped, clipped or dropped, with the reason, as the builder recorded it
-in ``build_summary.json``.
+TFDS's progress bars while building, then a summary: records per split, boxes, the splits that
+came out empty (left out of the data set) and why, and every file or annotation that was
+skipped, clipped or dropped, with the file, the shape's index in it, its label and the reason,
+grouped by reason, as the builder recorded it in ``build_summary.json`` (which lists them all;
+the print shows the first few of each reason).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sys
 from typing import Dict, Optional
 
 from acne_jax.paths import resolve
+from tfds_builders import build_summary
 
 BUILDER_MODULES = {
     "synthetic_acne": "tfds_builders.synthetic_acne",
@@ -46,37 +49,35 @@ def build(dataset: str, config: Optional[str], manual_dir: Optional[str], data_d
 
 
 def summary(builder) -> Dict:
-  """Records and boxes per split, plus the builder's own ``build_summary.json`` when it wrote one."""
+  """Records and boxes per split, plus the builder's own ``build_summary.json`` (``"build"``)
+  when it wrote one (its box counts are used; otherwise the records are read to count them)."""
   out = {"data_dir": builder.data_dir, "splits": {}}
-  for split in builder.info.splits:
-    source = builder.as_data_source(split=split)
-    boxes = 0
-    for i in range(len(source)):
-      boxes += len(source[i]["objects"]["label"])
-    out["splits"][split] = {"records": len(source), "boxes": boxes}
-  path = os.path.join(builder.data_dir, "build_summary.json")
+  path = os.path.join(builder.data_dir, build_summary.SUMMARY_FILE)
   if os.path.exists(path):
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
       out["build"] = json.load(f)
+  counted = out.get("build", {}).get("splits", {})
+  for split, info in builder.info.splits.items():
+    if "boxes" in counted.get(split, {}):
+      boxes = counted[split]["boxes"]
+    else:
+      source = builder.as_data_source(split=split)
+      boxes = sum(len(source[i]["objects"]["label"]) for i in range(len(source)))
+    out["splits"][split] = {"records": int(info.num_examples), "boxes": int(boxes)}
   return out
 
 
 def format_summary(s: Dict) -> str:
+  """The lines the CLI prints: records and boxes per split, then (when the builder wrote one)
+  its build summary: empty splits, counters, and every skipped file and dropped, clipped or
+  noted annotation grouped by reason (the first few of each; all are in build_summary.json)."""
   lines = [f"built into {s['data_dir']}"]
-  for split, counts in s["splits"].items():
-    lines.append(f"  {split}: {counts['records']} records, {counts['boxes']} boxes")
-  build_info = s.get("build")
-  if build_info:
-    for key, value in build_info.items():
-      if isinstance(value, (list, dict)) and value:
-        lines.append(f"  {key}:")
-        items = value.items() if isinstance(value, dict) else enumerate(value)
-        for k, v in list(items)[:50]:
-          lines.append(f"    {v}" if isinstance(value, list) else f"    {k}: {v}")
-        if len(value) > 50:
-          lines.append(f"    ... and {len(value) - 50} more (see {s['data_dir']}/build_summary.json)")
-      elif not isinstance(value, (list, dict)):
-        lines.append(f"  {key}: {value}")
+  if s.get("build"):  # its split lines give the records and boxes, and more
+    path = os.path.join(s["data_dir"], build_summary.SUMMARY_FILE)
+    lines.append(build_summary.BuildSummary.from_dict(s["build"]).format(path=path))
+  else:
+    for split, counts in s["splits"].items():
+      lines.append(f"  {split}: {counts['records']} records, {counts['boxes']} boxes")
   return "\n".join(lines)
 
 

@@ -78,7 +78,16 @@ SPLITS: Tuple[str, ...] = ("train", "validation", "test")
 
 
 class AnnotationError(ValueError):
-  """An annotation file (or its image) that cannot be used at all; the message names it."""
+  """An annotation file (or its image) that cannot be used at all; the message names it.
+
+  ``reason`` is a short code for build summaries: ``"unreadable_json"``, ``"not_labelme"``,
+  ``"not_coco"``, ``"invalid_size"``, ``"image_not_found"``, ``"unreadable_image"``,
+  ``"corrupt_image"`` or ``"image_size_mismatch"``.
+  """
+
+  def __init__(self, message: str, reason: str = "unusable_annotation"):
+    super().__init__(message)
+    self.reason = reason
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +117,8 @@ class AnnotatedImage:
     shape_types: K strings, "polygon", "circle" or "bbox" (a COCO box without polygon).
     skipped_shapes: shapes of this image that were left out, with the reason.
     image_data: the decoded LabelMe ``imageData`` bytes, used when the image file is missing.
+    shape_indices: K ints, the position of each lesion's shape in the file (LabelMe
+      ``shapes``, COCO ``annotations``), for messages.
   """
 
   file_name: str
@@ -120,6 +131,7 @@ class AnnotatedImage:
   shape_types: List[str]
   skipped_shapes: List[SkippedShape] = dataclasses.field(default_factory=list)
   image_data: Optional[bytes] = None
+  shape_indices: List[int] = dataclasses.field(default_factory=list)
 
   @property
   def stem(self) -> str:
@@ -270,7 +282,7 @@ def _read_json(path: str) -> Any:
     with open(path, "rb") as f:
       return json.loads(f.read().decode("utf-8-sig"))
   except (OSError, UnicodeDecodeError, ValueError) as e:
-    raise AnnotationError(f"{path}: not a readable JSON file ({type(e).__name__}: {e}).") from e
+    raise AnnotationError(f"{path}: not a readable JSON file ({type(e).__name__}: {e}).", "unreadable_json") from e
 
 
 def _relative(path: str, root: Optional[str]) -> str:
@@ -300,7 +312,7 @@ def _int_field(obj: Mapping[str, Any], key: str, path: str) -> int:
   if value is None:
     return 0
   if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != int(value):
-    raise AnnotationError(f"{path}: {key} must be a non-negative integer, got {value!r}.")
+    raise AnnotationError(f"{path}: {key} must be a non-negative integer, got {value!r}.", "invalid_size")
   return int(value)
 
 
@@ -321,7 +333,7 @@ def parse_labelme(obj: Mapping[str, Any], json_path: str, root: Optional[str] = 
       declares an invalid size, or has neither an image file beside it nor ``imageData``.
   """
   if not isinstance(obj, Mapping) or not isinstance(obj.get("shapes"), list):
-    raise AnnotationError(f"{json_path}: not a LabelMe annotation file (no 'shapes' list).")
+    raise AnnotationError(f"{json_path}: not a LabelMe annotation file (no 'shapes' list).", "not_labelme")
   height = _int_field(obj, "imageHeight", json_path)
   width = _int_field(obj, "imageWidth", json_path)
   image_path = _find_image(json_path, obj.get("imagePath"))
@@ -332,17 +344,17 @@ def parse_labelme(obj: Mapping[str, Any], json_path: str, root: Optional[str] = 
       try:
         image_data = base64.b64decode(data, validate=False)
       except (binascii.Error, ValueError) as e:
-        raise AnnotationError(f"{json_path}: imageData is not base64 ({e}) and no image file is beside it.") from e
+        raise AnnotationError(f"{json_path}: imageData is not base64 ({e}) and no image file is beside it.", "image_not_found") from e
     else:
       raise AnnotationError(
           f"{json_path}: image {obj.get('imagePath')!r} not found beside it (nor a file named like the JSON with "
-          f"one of {', '.join(IMAGE_EXTENSIONS)}), and the JSON has no imageData.")
+          f"one of {', '.join(IMAGE_EXTENSIONS)}), and the JSON has no imageData.", "image_not_found")
     name = obj.get("imagePath") if isinstance(obj.get("imagePath"), str) and obj.get("imagePath") else os.path.splitext(json_path)[0] + ".jpg"
     file_name = _relative(os.path.join(os.path.dirname(json_path), name.replace("\\", "/")), root)
   else:
     file_name = _relative(image_path, root)
 
-  polygons, labels, types, skipped = [], [], [], []
+  polygons, labels, types, skipped, indices = [], [], [], [], []
   for index, shape in enumerate(obj["shapes"]):
     label = shape.get("label") if isinstance(shape, Mapping) else None
     label_text = label if isinstance(label, str) else repr(label)
@@ -363,6 +375,7 @@ def parse_labelme(obj: Mapping[str, Any], json_path: str, root: Optional[str] = 
     polygons.append(polygon)
     labels.append(class_id)
     types.append(kind)
+    indices.append(index)
   return AnnotatedImage(
       file_name=file_name,
       image_path=image_path,
@@ -374,6 +387,7 @@ def parse_labelme(obj: Mapping[str, Any], json_path: str, root: Optional[str] = 
       shape_types=types,
       skipped_shapes=skipped,
       image_data=image_data,
+      shape_indices=indices,
   )
 
 
@@ -404,7 +418,7 @@ def _coco_category_map(obj: Mapping[str, Any], path: str) -> Dict[int, Tuple[str
   mapping = {}
   for category in categories:
     if not isinstance(category, Mapping) or "id" not in category:
-      raise AnnotationError(f"{path}: malformed category {category!r:.80}.")
+      raise AnnotationError(f"{path}: malformed category {category!r:.80}.", "not_coco")
     name = category.get("name", "")
     mapping[category["id"]] = (str(name), label_id(name))
   return mapping
@@ -465,14 +479,14 @@ def parse_coco(obj: Mapping[str, Any], json_path: str, image_root: str, root: Op
       are not in ``images``.
   """
   if not isinstance(obj, Mapping) or not isinstance(obj.get("images"), list) or not isinstance(obj.get("annotations"), list):
-    raise AnnotationError(f"{json_path}: not a COCO instance file (needs 'images' and 'annotations' lists).")
+    raise AnnotationError(f"{json_path}: not a COCO instance file (needs 'images' and 'annotations' lists).", "not_coco")
   root = image_root if root is None else root
   categories = _coco_category_map(obj, json_path)
   images: Dict[Any, AnnotatedImage] = {}
   order = []
   for entry in obj["images"]:
     if not isinstance(entry, Mapping) or "id" not in entry or not isinstance(entry.get("file_name"), str):
-      raise AnnotationError(f"{json_path}: malformed image entry {entry!r:.80} (needs 'id' and 'file_name').")
+      raise AnnotationError(f"{json_path}: malformed image entry {entry!r:.80} (needs 'id' and 'file_name').", "not_coco")
     path = os.path.normpath(os.path.join(image_root, entry["file_name"].replace("\\", "/")))
     images[entry["id"]] = AnnotatedImage(
         file_name=_relative(path, root),
@@ -488,7 +502,7 @@ def parse_coco(obj: Mapping[str, Any], json_path: str, image_root: str, root: Op
   labels: Dict[Any, List[int]] = collections.defaultdict(list)
   for index, annotation in enumerate(obj["annotations"]):
     if not isinstance(annotation, Mapping) or annotation.get("image_id") not in images:
-      raise AnnotationError(f"{json_path}: annotation {index} refers to no image of 'images': {annotation!r:.80}.")
+      raise AnnotationError(f"{json_path}: annotation {index} refers to no image of 'images': {annotation!r:.80}.", "not_coco")
     image = images[annotation["image_id"]]
     name, class_id = categories.get(annotation.get("category_id"), (f"category_id={annotation.get('category_id')!r}", None))
     polygon, kind = _coco_polygon(annotation)
@@ -499,6 +513,7 @@ def parse_coco(obj: Mapping[str, Any], json_path: str, image_root: str, root: Op
       continue
     image.polygons.append(polygon)
     image.shape_types.append(kind)
+    image.shape_indices.append(index)
     labels[annotation["image_id"]].append(class_id)
   for image_id, image in images.items():
     image.labels = np.asarray(labels[image_id], np.int64)
@@ -534,23 +549,23 @@ def read_image(image: AnnotatedImage) -> Tuple[np.ndarray, bytes]:
       with open(image.image_path, "rb") as f:
         encoded = f.read()
     except OSError as e:
-      raise AnnotationError(f"{image.image_path}: cannot read the image ({e}).") from e
+      raise AnnotationError(f"{image.image_path}: cannot read the image ({e}).", "unreadable_image") from e
     where = image.image_path
   elif image.image_data is not None:
     encoded, where = image.image_data, f"{image.annotation_path} (imageData)"
   else:
-    raise AnnotationError(f"{image.file_name}: image file not found (annotations in {image.annotation_path}).")
+    raise AnnotationError(f"{image.file_name}: image file not found (annotations in {image.annotation_path}).", "image_not_found")
   buffer = np.frombuffer(encoded, np.uint8)
   decoded = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
   if decoded is None:
-    raise AnnotationError(f"{where}: cv2.imdecode could not decode the image (corrupt or not an image).")
+    raise AnnotationError(f"{where}: cv2.imdecode could not decode the image (corrupt or not an image).", "corrupt_image")
   want = (image.height, image.width)
   if image.height and image.width and decoded.shape[:2] != want:
     unrotated = cv2.imdecode(buffer, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if unrotated is None or unrotated.shape[:2] != want:
       raise AnnotationError(
           f"{where}: decoded size {decoded.shape[0]}x{decoded.shape[1]} (HxW) differs from the annotated "
-          f"imageHeight x imageWidth {want[0]}x{want[1]} in {image.annotation_path}.")
+          f"imageHeight x imageWidth {want[0]}x{want[1]} in {image.annotation_path}.", "image_size_mismatch")
     decoded = unrotated
   return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB), encoded
 
@@ -576,6 +591,11 @@ def encode_png(pixels: np.ndarray) -> bytes:
   return buffer.tobytes()
 
 
+# Why clip_lesions dropped a polygon.
+OUTSIDE_IMAGE = "outside_image"  # nothing of it inside the image
+ZERO_AREA = "zero_area"  # its (clipped) box has zero width or height
+
+
 @dataclasses.dataclass
 class ClippedLesions:
   """Lesions of an image after clipping to it (see :func:`clip_lesions`)."""
@@ -585,6 +605,9 @@ class ClippedLesions:
   labels: np.ndarray  # int64 [K]
   num_clipped: int  # polygons with a vertex outside the image, clipped to it (kept or not)
   num_dropped: int  # polygons whose (clipped) box has zero width or height (dropped)
+  kept_index: List[int] = dataclasses.field(default_factory=list)  # K input positions of the kept polygons
+  clipped_index: List[int] = dataclasses.field(default_factory=list)  # input positions of the clipped polygons that were kept
+  dropped: List[Tuple[int, str]] = dataclasses.field(default_factory=list)  # (input position, OUTSIDE_IMAGE or ZERO_AREA)
 
 
 def clip_lesions(
@@ -598,7 +621,9 @@ def clip_lesions(
 
   A polygon with any vertex outside the image is clipped (Sutherland-Hodgman) and counted in
   ``num_clipped``; one whose box has zero width or height (nothing left inside, or a line) is
-  dropped and counted in ``num_dropped``. Order is kept.
+  dropped and counted in ``num_dropped``. Order is kept. ``kept_index``, ``clipped_index`` and
+  ``dropped`` say which input polygons were kept, clipped (and kept) and dropped (with
+  ``OUTSIDE_IMAGE`` when clipping left nothing, else ``ZERO_AREA``).
 
   Boxes are ``masked_crop.polygon_bounds`` of the (clipped) polygon: with
   ``reference_rounding`` the reference's integer boxes ``(floor(min x), floor(min y),
@@ -606,27 +631,34 @@ def clip_lesions(
   ``[x, y, w, h]`` as corners; inside the image since the polygon is), else the tight float
   bounds.
   """
-  kept, boxes, kept_labels = [], [], []
-  clipped = dropped = 0
-  for polygon, label in zip(polygons, np.asarray(labels).reshape(-1)):
+  kept, boxes, kept_labels, kept_index, clipped_index, dropped = [], [], [], [], [], []
+  clipped = 0
+  for position, (polygon, label) in enumerate(zip(polygons, np.asarray(labels).reshape(-1))):
     polygon = np.asarray(polygon, np.float64).reshape(-1, 2)
-    if (polygon < 0).any() or (polygon[:, 0] > width).any() or (polygon[:, 1] > height).any():
+    was_clipped = bool((polygon < 0).any() or (polygon[:, 0] > width).any() or (polygon[:, 1] > height).any())
+    if was_clipped:
       clipped += 1
       polygon = clip_polygon(polygon, width, height)
     if len(polygon) < 3:
-      dropped += 1
+      dropped.append((position, OUTSIDE_IMAGE if was_clipped else ZERO_AREA))
       continue
     box = polygon_bounds(polygon, reference_rounding=reference_rounding)
     if box[2] <= box[0] or box[3] <= box[1]:
-      dropped += 1
+      dropped.append((position, ZERO_AREA))
       continue
     kept.append(polygon)
     boxes.append(box)
     kept_labels.append(int(label))
+    kept_index.append(position)
+    if was_clipped:
+      clipped_index.append(position)
   return ClippedLesions(
       polygons=kept,
       boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
       labels=np.asarray(kept_labels, np.int64),
       num_clipped=clipped,
-      num_dropped=dropped,
+      num_dropped=len(dropped),
+      kept_index=kept_index,
+      clipped_index=clipped_index,
+      dropped=dropped,
   )

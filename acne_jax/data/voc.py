@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import xml.etree.ElementTree as ET
-from typing import Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -40,12 +40,14 @@ class VocObject:
       pixel indices, floats: some tools write ``"12.0"``).
     difficult: ``<difficult>`` is 1 (False when absent).
     truncated: ``<truncated>`` is 1 (False when absent).
+    index: position of the ``<object>`` among the file's objects (0-based).
   """
 
   name: str
   bndbox: Tuple[float, float, float, float]
   difficult: bool = False
   truncated: bool = False
+  index: int = 0  # position among the file's <object> elements (0-based)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,20 +89,41 @@ def _flag(text: str) -> bool:
     return False
 
 
-def parse_voc_xml(source: PathOrBytes, name: str = "") -> VocAnnotation:
+def _bndbox(obj: ET.Element, k: int, label: str) -> Tuple[float, float, float, float]:
+  box = obj.find("bndbox")
+  if box is None:
+    raise VocParseError(f"{label}: object {k} has no <bndbox>.")
+  coords = []
+  for tag in ("xmin", "ymin", "xmax", "ymax"):
+    text = _text(box, tag)
+    try:
+      value = float(text)
+    except ValueError:
+      raise VocParseError(f"{label}: object {k} has a missing or non-numeric <{tag}> ({text!r}).") from None
+    if not np.isfinite(value):
+      raise VocParseError(f"{label}: object {k} has a non-finite <{tag}> ({text!r}).")
+    coords.append(value)
+  return tuple(coords)
+
+
+def parse_voc_xml(source: PathOrBytes, name: str = "", bad_objects: Optional[List[Tuple[int, str]]] = None) -> VocAnnotation:
   """Parses a Pascal VOC XML annotation.
 
   Args:
     source: a file path, or the XML bytes.
     name: what to call the file in error messages (default: the path).
+    bad_objects: if given, an ``<object>`` without a ``<bndbox>`` of four finite numbers is
+      left out and ``(index, message)`` appended here (``index``: its position among the
+      objects); else the first one raises.
 
   Returns:
     The annotation, coordinates unchanged (see ``voc_to_xyxy``).
 
   Raises:
     FileNotFoundError: ``source`` is a path that does not exist.
-    VocParseError: malformed XML, no ``<annotation>`` root, or an ``<object>`` without a
-      ``<bndbox>`` with four numeric fields; the message names the file.
+    VocParseError: malformed XML, no ``<annotation>`` root, or (without ``bad_objects``) an
+      ``<object>`` without a ``<bndbox>`` with four finite numeric fields; the message names the
+      file.
   """
   if isinstance(source, (bytes, bytearray)):
     data = bytes(source)
@@ -123,25 +146,20 @@ def parse_voc_xml(source: PathOrBytes, name: str = "") -> VocAnnotation:
     depth = _int_or_zero(_text(size, "depth"))
   objects = []
   for k, obj in enumerate(root.findall("object")):
-    box = obj.find("bndbox")
-    if box is None:
-      raise VocParseError(f"{label}: object {k} has no <bndbox>.")
-    coords = []
-    for tag in ("xmin", "ymin", "xmax", "ymax"):
-      text = _text(box, tag)
-      try:
-        value = float(text)
-      except ValueError:
-        raise VocParseError(f"{label}: object {k} has a missing or non-numeric <{tag}> ({text!r}).") from None
-      if not np.isfinite(value):
-        raise VocParseError(f"{label}: object {k} has a non-finite <{tag}> ({text!r}).")
-      coords.append(value)
+    try:
+      coords = _bndbox(obj, k, label)
+    except VocParseError as e:
+      if bad_objects is None:
+        raise
+      bad_objects.append((k, str(e)))
+      continue
     objects.append(
         VocObject(
             name=_text(obj, "name"),
-            bndbox=tuple(coords),
+            bndbox=coords,
             difficult=_flag(_text(obj, "difficult", "0")),
             truncated=_flag(_text(obj, "truncated", "0")),
+            index=k,
         )
     )
   return VocAnnotation(filename=_text(root, "filename"), width=width, height=height, depth=depth, objects=tuple(objects))
@@ -180,6 +198,23 @@ def clip_boxes(boxes, width: float, height: float) -> Tuple[np.ndarray, np.ndarr
   changed = np.any(clipped != boxes, axis=1)
   keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
   return clipped, changed, keep
+
+
+def degenerate_reason(box, width: float, height: float) -> Tuple[str, str]:
+  """Why :func:`clip_boxes` did not keep an x1y1x2y2 box: ``(reason, sentence)`` with reason
+  ``"invalid_box"`` (a coordinate is not finite), ``"inverted_box"`` (``x2 < x1`` or
+  ``y2 < y1``), ``"outside_image"`` (no part inside ``[0, width] x [0, height]``) or
+  ``"zero_area"`` (zero width or height inside the image)."""
+  values = [float(v) for v in np.asarray(box, np.float64).reshape(4)]
+  text = "(" + ", ".join(f"{v:g}" for v in values) + ")"
+  x1, y1, x2, y2 = values
+  if not all(np.isfinite(values)):
+    return "invalid_box", f"box {text} px has a coordinate that is not finite"
+  if x2 < x1 or y2 < y1:
+    return "inverted_box", f"box {text} px has x2 < x1 or y2 < y1"
+  if x1 >= width or y1 >= height or x2 <= 0 or y2 <= 0:
+    return "outside_image", f"box {text} px lies outside the {width:g}x{height:g} image"
+  return "zero_area", f"box {text} px has zero width or height inside the {width:g}x{height:g} image"
 
 
 def box_polygons(boxes) -> np.ndarray:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from acne_jax.data import voc
+from acne_jax.testing import fixtures
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
@@ -36,24 +37,7 @@ NAMES = list(FIXTURE)
 
 
 def _voc_xml(name, objects, width=W, height=H):
-  body = "".join(
-      f"<object><name>{n}</name><pose>Unspecified</pose><truncated>0</truncated><difficult>{d}</difficult>"
-      f"<bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>"
-      for n, x1, y1, x2, y2, d in objects
-  )
-  return (
-      f"<annotation><folder>VOC2007</folder><filename>{name}</filename>"
-      f"<size><width>{width}</width><height>{height}</height><depth>3</depth></size>"
-      f"<segmented>0</segmented>{body}</annotation>"
-  )
-
-
-def _photo(seed, width, height):
-  rng = np.random.default_rng(seed)
-  image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-  ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
-  assert ok
-  return buf.tobytes()
+  return fixtures.voc_xml(name, objects, width, height)
 
 
 def _fold_lists(k):
@@ -63,32 +47,20 @@ def _fold_lists(k):
 
 
 def _write_release(root):
-  cls_images = root / "Classification" / "JPEGImages"
-  annotations = root / "Detection" / "VOC2007" / "Annotations"
-  det_images = root / "Detection" / "VOC2007" / "JPEGImages"
-  for d in (cls_images, annotations, det_images, root / "Detection" / "VOC2007" / "ImageSets" / "Main"):
-    d.mkdir(parents=True)
-  for i, (name, (grade, count, objects, state)) in enumerate(FIXTURE.items()):
-    if state == "cls":
-      (cls_images / name).write_bytes(_photo(i, W, H))
-    elif state == "det":
-      (det_images / name).write_bytes(_photo(i, 20, 24))
-    elif state == "corrupt":
-      (cls_images / name).write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")
-    stem = os.path.splitext(name)[0]
-    if objects == "corrupt":
-      (annotations / f"{stem}.xml").write_text("<annotation><object><name>fore</name><bndbox><xmin>1</xmin>")
-    elif objects is not None:
-      size = (80, 60) if name == "levle2_2.jpg" else (W, H)
-      (annotations / f"{stem}.xml").write_text(_voc_xml(name, objects, *size))
-  (annotations / "levle9_9.xml").write_text(_voc_xml("levle9_9.jpg", [("fore", 1, 1, 5, 5, 0)]))
-  for k in range(5):
-    train, test = _fold_lists(k)
-    lines = [f"{n} {FIXTURE[n][0]} {FIXTURE[n][1]}" for n in train]
-    if k == 0:
-      lines += ["levle9_1.jpg two 3", "levle0_2.jpg 0 0"]  # a malformed line, a duplicate
-    (root / "Classification" / f"NNEW_trainval_{k}.txt").write_text("\n".join(lines) + "\n")
-    (root / "Classification" / f"NNEW_test_{k}.txt").write_text("".join(f"{n}  {FIXTURE[n][0]}\t{FIXTURE[n][1]}\n" for n in test))
+  """The FIXTURE release (the README test writes it too), plus an XML without image and, in
+  fold 0's train list, a malformed line and a repeated one."""
+  images = {
+      name: fixtures.Acne04Image(grade, count, objects, state, size=(20, 24) if state == "det" else (W, H),
+                                 xml_size=(80, 60) if name == "levle2_2.jpg" else None, seed=i)
+      for i, (name, (grade, count, objects, state)) in enumerate(FIXTURE.items())
+  }
+  fixtures.write_acne04_release(root, images, {k: _fold_lists(k) for k in range(5)})
+  (root / fixtures.ACNE04_ANNOTATIONS / "levle9_9.xml").write_text(_voc_xml("levle9_9.jpg", [("fore", 1, 1, 5, 5, 0)]))
+  with open(root / "Classification" / "NNEW_trainval_0.txt", "a") as f:
+    f.write("levle9_1.jpg two 3\nlevle0_2.jpg 0 0\n")  # a malformed line, a duplicate
+  for k in range(5):  # the test lists separate their fields with two spaces and a tab
+    path = root / "Classification" / f"NNEW_test_{k}.txt"
+    path.write_text("".join(f"{n}  {g}\t{c}\n" for n, g, c in (line.split() for line in path.read_text().splitlines())))
 
 
 def _build(manual_dir, data_dir, config):
@@ -246,6 +218,7 @@ def test_build_fold0_summary(built_fold0):
       "unannotated_with_lesions": 1,
       "annotations_without_image": 1,
       "unknown_class_boxes": 1,
+      "invalid_boxes": 0,
       "clipped_boxes": 1,
       "dropped_empty_boxes": 2,
       "size_mismatches": 1,
@@ -253,15 +226,74 @@ def test_build_fold0_summary(built_fold0):
       "file_grade_mismatches": 1,  # levle2_2 listed as grade 1
       "box_count_mismatches": 2,  # levle1_1 (1 box, 8 lesions), levle2_2 (1 box, 22)
   }
-  files = [i["file"] for i in summary.issues]
+  # Every skipped file and line, dropped or clipped box and inconsistency, by name.
+  ann, lists, jpegs = "Detection/VOC2007/Annotations/", "Classification/", "Classification/JPEGImages/"
+  assert _items(summary) == sorted([
+      ("skipped", lists + "NNEW_trainval_0.txt", 7, "", "malformed_list_line"),  # "levle9_1.jpg two 3"
+      ("skipped", lists + "NNEW_trainval_0.txt", 8, "", "duplicate_entry"),  # levle0_2.jpg again
+      ("skipped", ann + "levle9_9.xml", None, "", "annotation_without_image"),
+      ("skipped", ann + "levle2_1.xml", None, "", "unreadable_annotation"),  # truncated XML: image skipped
+      ("skipped", jpegs + "levle3_1.jpg", None, "", "corrupt_image"),
+      ("skipped", jpegs + "levle3_2.jpg", None, "", "missing_image"),
+      ("dropped", ann + "levle1_1.xml", 1, "fore", "zero_area"),  # xmin 20 > xmax 19
+      ("dropped", ann + "levle1_1.xml", 2, "fore", "outside_image"),  # x from 50, the image is 40 wide
+      ("dropped", ann + "levle1_1.xml", 3, "other", "unknown_class"),
+      ("clipped", ann + "levle0_1.xml", 1, "fore", "clipped"),  # xmax 45 > 40
+      ("noted", ann + "levle2_2.xml", None, "", "size_mismatch"),  # <size> 80 x 60
+      ("noted", ann + "levle1_1.xml", None, "", "box_count_mismatch"),  # 1 box, 8 lesions
+      ("noted", ann + "levle2_2.xml", None, "", "box_count_mismatch"),  # 1 box, 22 lesions
+      ("noted", "Detection/VOC2007/JPEGImages/levle1_2.jpg", None, "", "no_annotation"),  # 30 lesions, no XML
+      ("noted", lists + "NNEW_trainval_0.txt", 3, "", "grade_count_mismatch"),  # levle1_2: 30 lesions, grade 1
+      ("noted", lists + "NNEW_test_0.txt", 2, "", "grade_count_mismatch"),  # levle2_2: 22 lesions, grade 1
+      ("noted", lists + "NNEW_test_0.txt", 2, "", "file_grade_mismatch"),  # levle2_2 listed as grade 1
+  ])
+  assert summary.empty_splits == {}
   for needle in ("levle3_2.jpg", "levle3_1.jpg", "levle2_1.xml", "levle9_9.xml", "NNEW_trainval_0.txt"):
-    assert any(needle in f for f in files), needle
     assert any(needle in m for m in messages), needle  # warned, naming the file
   text = summary.format()
-  assert "acne04/fold0/1.0.0" in text and "corrupt_images: 1" in text
+  assert "acne04/fold0 1.0.0" in text and "corrupt_images 1" in text
+  assert f"      {ann}levle1_1.xml object 3 'other': class 'other' is not 'fore'" in text.splitlines()
+  assert f"      {lists}NNEW_trainval_0.txt line 8: levle0_2.jpg is listed again (first on line 1): repeat skipped" in text.splitlines()
   assert A.BuildSummary.from_dict(summary.to_dict()) == summary
   with pytest.raises(FileNotFoundError, match="fold4"):
     A.read_build_summary(data_dir, "fold4")
+
+
+def _items(summary):
+  return sorted((i["action"], i["file"], i["index"], i["label"], i["reason"]) for i in summary.items)
+
+
+def test_a_split_whose_images_are_all_skipped_is_reported_empty(release, tmp_path):
+  """Fold 4 lists one test image, whose XML is truncated: the test split is left out and
+  reported, the train split builds."""
+  builder = _build(release, tmp_path, "fold4")
+  assert set(builder.info.splits.keys()) == {"train"}
+  summary = A.read_build_summary(tmp_path, "fold4")
+  assert summary.empty_splits == {"test": "all 1 images listed in NNEW_test_4.txt were skipped"}
+  assert set(summary.splits) == {"train"}
+  assert ("skipped", "Detection/VOC2007/Annotations/levle2_1.xml", None, "", "unreadable_annotation") in _items(summary)
+  assert "  test: EMPTY, left out of the data set: all 1 images listed in NNEW_test_4.txt were skipped" in summary.format().splitlines()
+
+
+def test_a_one_image_release_builds_and_a_wholly_unusable_one_names_its_files(tmp_path):
+  one = tmp_path / "one"
+  fixtures.write_acne04_release(one, {"levle0_1.jpg": fixtures.Acne04Image(0, 1, [("fore", 2, 3, 12, 9, 0)])},
+                                {0: (["levle0_1.jpg"], [])})
+  builder = _build(one, tmp_path / "d1", "fold0")
+  assert set(builder.info.splits.keys()) == {"train"} and len(builder.as_data_source(split="train")) == 1
+  summary = A.read_build_summary(tmp_path / "d1", "fold0")
+  assert summary.empty_splits == {"test": "NNEW_test_0.txt lists no image"}
+  assert summary.splits["train"]["examples"] == 1 and summary.items == []
+
+  bad = tmp_path / "bad"
+  fixtures.write_acne04_release(bad, {"levle1_1.jpg": fixtures.Acne04Image(1, 7, None, "corrupt"),
+                                      "levle1_2.jpg": fixtures.Acne04Image(1, 7, None, "missing")},
+                                {0: (["levle1_1.jpg"], ["levle1_2.jpg"])})
+  with pytest.raises(A.NoUsableDataError) as info:
+    _build(bad, tmp_path / "d2", "fold0")
+  message = str(info.value)
+  assert "Classification/JPEGImages/levle1_1.jpg" in message and "Classification/JPEGImages/levle1_2.jpg" in message
+  assert "Fix or replace the files named above" in message
 
 
 def test_build_other_fold(release, tmp_path):
@@ -300,8 +332,13 @@ def test_build_cli_prints_a_summary_with_the_skips(release, tmp_path, capsys):
   out = capsys.readouterr().out
   assert code == 0, out
   assert "train:" in out and "test:" in out and "records" in out and "boxes" in out
-  # The corrupt JPEG and the orphan XML of the fixture are reported with their file names.
-  assert "levle9_9" in out
+  # Every skipped file and dropped box is printed under its reason, with the file, the object's
+  # index and its label.
+  lines = out.splitlines()
+  assert "  skipped files and lines (4):" in lines and "    annotation_without_image (1):" in lines
+  assert any(line.startswith("      Detection/VOC2007/Annotations/levle9_9.xml: ") for line in lines)
+  assert any(line.startswith("      Classification/JPEGImages/levle3_1.jpg: ") for line in lines)  # the corrupt JPEG
+  assert "      Detection/VOC2007/Annotations/levle1_1.xml object 3 'other': class 'other' is not 'fore'" in lines
   summary = A.read_build_summary(str(tmp_path), "fold1")
   assert sum(summary.counts.values()) > 0
 

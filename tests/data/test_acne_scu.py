@@ -9,7 +9,6 @@ the array that was drawn.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -23,24 +22,18 @@ from acne_jax.data import labelme as L
 from acne_jax.data import masked_crop as M
 from acne_jax.data.records import ACNE_SCU_CLASS_NAMES as CLASS_NAMES, decode_record
 from acne_jax.data.synthetic import clip_polygon
+from acne_jax.testing import fixtures
 
 tfds = pytest.importorskip("tensorflow_datasets")
-from tfds_builders.acne_scu import AcneScu, AcneScuConfig, BuildSummary, ManualDataError, load_build_summary, summary_path  # noqa: E402
+from tfds_builders.acne_scu import AcneScu, AcneScuConfig, BuildSummary, ManualDataError, NoUsableDataError, load_build_summary, summary_path  # noqa: E402
 
 H, W = 1100, 1300
 IDX = {name: i for i, name in enumerate(CLASS_NAMES)}
 
 
-def _rect(x1, y1, x2, y2):
-  return [[x1, y1], [x2, y1], [x2, y2], [x1, y2]]
-
-
-def _poly(label, points):
-  return {"label": label, "points": [[float(x), float(y)] for x, y in points], "group_id": None, "shape_type": "polygon", "flags": {}}
-
-
-def _circle(label, cx, cy, r):
-  return {"label": label, "points": [[float(cx), float(cy)], [float(cx + r), float(cy)]], "group_id": None, "shape_type": "circle", "flags": {}}
+_rect = fixtures.rect
+_poly = fixtures.polygon_shape
+_circle = fixtures.circle_shape
 
 
 def _pick_names():
@@ -73,11 +66,7 @@ SHAPES_4 = [_poly("hypertrophic_scar", [(350, 350), (500, 360), (490, 420), (360
 
 
 def _write_jpeg(path, image):
-  ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
-  assert ok
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, "wb") as f:
-    f.write(buffer.tobytes())
+  fixtures.write_bytes(path, fixtures.encode_jpeg(image, 90))
 
 
 def _draw(seed, shapes):
@@ -87,16 +76,14 @@ def _draw(seed, shapes):
   base = np.stack([190 - 0.02 * yy, 150 - 0.01 * xx, 130 + 0.01 * yy], -1)
   image = np.clip(base + rng.normal(0, 4, (H, W, 3)), 80, 255).astype(np.uint8)
   for shape in shapes:
-    points = np.asarray(shape["points"], np.float64)
-    if shape["shape_type"] == "circle":
-      points = M.circle_to_polygon(points[0], points[1])
+    points = fixtures.shape_points(shape)
     if len(points) >= 3:
       cv2.fillPoly(image, [np.round(points).astype(np.int32)], (150, 60, 50))
   return image
 
 
 def _labelme(image_path, shapes):
-  return {"version": "5.0.1", "flags": {}, "shapes": shapes, "imagePath": image_path, "imageData": None, "imageHeight": H, "imageWidth": W}
+  return fixtures.labelme_document(image_path, shapes, H, W)
 
 
 # (relative image path, seed, shapes); names as AcneSCU's: <operator>__<name>_<diagnosis>_<time>_<view>.
@@ -114,16 +101,10 @@ def labelme_dir(tmp_path_factory):
   """LabelMe + JPEG pairs (some in sub-folders), a corrupt JPEG and an invalid JSON."""
   root = str(tmp_path_factory.mktemp("acne_scu_labelme"))
   for rel, seed, shapes in IMAGES:
-    path = os.path.join(root, rel)
-    _write_jpeg(path, _draw(seed, shapes))
     # Image 3 keeps the Windows path LabelMe wrote on the annotator's machine: found by base name.
     image_path = "C:\\labelme\\" + os.path.basename(rel) if "deeper" not in rel and "batch2" in rel else os.path.basename(rel)
-    with open(os.path.splitext(path)[0] + ".json", "w", encoding="utf-8") as f:
-      json.dump(_labelme(image_path, shapes), f, ensure_ascii=False)
-  with open(os.path.join(root, CORRUPT), "wb") as f:
-    f.write(b"\xff\xd8\xff\xe0 this is not a JPEG")
-  with open(os.path.join(root, os.path.splitext(CORRUPT)[0] + ".json"), "w", encoding="utf-8") as f:
-    json.dump(_labelme(CORRUPT, [_poly("papule", _rect(10, 10, 40, 40))]), f)
+    fixtures.write_labelme_pair(root, rel, fixtures.encode_jpeg(_draw(seed, shapes)), shapes, H, W, image_path=image_path)
+  fixtures.write_labelme_pair(root, CORRUPT, b"\xff\xd8\xff\xe0 this is not a JPEG", [_poly("papule", _rect(10, 10, 40, 40))], H, W)
   with open(os.path.join(root, "broken.json"), "w") as f:
     f.write('{"shapes": [ {"label": "papule", ')
   return root
@@ -154,6 +135,21 @@ def _expected_lesions(shapes):
     x1, y1 = math.floor(p[:, 0].min()), math.floor(p[:, 1].min())
     boxes.append([x1, y1, x1 + math.ceil(p[:, 0].max() - p[:, 0].min()), y1 + math.ceil(p[:, 1].max() - p[:, 1].min())])
   return polygons, np.asarray(labels, np.int64), np.asarray(boxes, np.float32).reshape(-1, 4)
+
+
+def _items(summary):
+  return sorted((i["action"], i["file"], i["index"], i["label"], i["reason"]) for i in summary.items)
+
+
+def _labelme_items():
+  """The shapes of image 1 (SHAPES_1) that are dropped or clipped, as the summary names them."""
+  json_1 = os.path.splitext(IMAGES[0][0])[0] + ".json"
+  return sorted([
+      ("clipped", json_1, 4, "other", "clipped"),  # x from -20
+      ("dropped", json_1, 5, "acne_scar_typo", "unknown_label"),
+      ("dropped", json_1, 6, "papule", "too_few_points"),
+      ("dropped", json_1, 7, "melasma", "outside_image"),  # x from 1400, the image is 1300 wide
+  ])
 
 
 def _build(config, data_dir, manual_dir):
@@ -297,21 +293,30 @@ def test_whole_records_read_back_exactly(built, labelme_dir):
   np.testing.assert_array_equal(r["boxes"][3], [700, 700, 706, 706])  # small lesions stay in whole
 
   summary = load_build_summary(data_dir, "whole")
-  assert isinstance(summary, BuildSummary) and summary.input_format == "labelme"
-  assert summary.annotation_files == 6 and summary.images == 5
-  assert summary.records == {s: len(records[s]) for s in L.SPLITS}
-  assert summary.records["train"] == 2 and summary.records["test"] == 1 and summary.records["validation"] == 1
-  assert sum(summary.boxes.values()) == 5 + 2 + 2 + 1
-  assert summary.boxes_per_class["papule"] == 1 and summary.boxes_per_class["other"] == 1
-  assert summary.patients == {"train": 1, "validation": 1, "test": 1}
-  assert summary.skipped_shapes == {L.UNKNOWN_LABEL: 1, L.TOO_FEW_POINTS: 1}
-  assert summary.unknown_labels == {"acne_scar_typo": 1}
-  assert (summary.clipped, summary.dropped_zero_area, summary.reencoded_images) == (2, 1, 0)
-  skipped = {os.path.basename(f["file"]): f["reason"] for f in summary.skipped_files}
+  assert isinstance(summary, BuildSummary) and summary.info["input_format"] == "labelme"
+  assert summary.counts["annotation_files"] == 6 and summary.counts["images"] == 5
+  assert {s: c["examples"] for s, c in summary.splits.items()} == {s: len(records[s]) for s in L.SPLITS}
+  assert {s: c["examples"] for s, c in summary.splits.items()} == {"train": 2, "validation": 1, "test": 1}
+  assert sum(c["boxes"] for c in summary.splits.values()) == 5 + 2 + 2 + 1
+  assert summary.info["boxes_per_class"]["papule"] == 1 and summary.info["boxes_per_class"]["other"] == 1
+  assert {s: c["patients"] for s, c in summary.splits.items()} == {"train": 1, "validation": 1, "test": 1}
+  assert summary.empty_splits == {}
+  counts = summary.counts
+  assert (counts["skipped_files"], counts["skipped_shapes"], counts["clipped"], counts["dropped_zero_area"], counts["reencoded_images"]) == (2, 2, 2, 1, 0)
+  # Every skipped file and every dropped or clipped shape, by name: file, shape index, label, reason.
+  assert _items(summary) == _labelme_items() + sorted([
+      ("skipped", "broken.json", None, "", "unreadable_json"),
+      ("skipped", CORRUPT, None, "", "corrupt_image"),
+  ])
+  skipped = {os.path.basename(f["file"]): f["detail"] for f in summary.select("skipped")}
   assert set(skipped) == {"broken.json", CORRUPT}
   assert "JSON" in skipped["broken.json"] and "cv2.imdecode" in skipped[CORRUPT]
   assert os.path.isfile(summary_path(data_dir, "whole", "1.0.0"))
-  assert "skipped files: 2" in summary.format()
+  text = summary.format().splitlines()
+  json_1 = os.path.splitext(IMAGES[0][0])[0] + ".json"
+  assert f"      {json_1} shape 5 'acne_scar_typo': not one of the 10 classes" in text
+  assert f"      {json_1} shape 7 'melasma': lies outside the 1300x1100 image" in text
+  assert "  skipped files and lines (2):" in text
   assert "tensorflow" not in sys.modules  # built and read back without TensorFlow
 
 
@@ -365,13 +370,20 @@ def test_crops_1024_records_read_back_exactly(built, labelme_dir):
   assert zeros[0] > 2000 and zeros[1] == 0 and zeros[3] == 0
 
   summary = load_build_summary(data_dir, "crops_1024")
-  assert summary.records == {s: len(records[s]) for s in L.SPLITS}
-  assert sum(summary.records.values()) == 16 and summary.images_per_split == {"train": 2, "validation": 1, "test": 1}
-  assert sum(summary.boxes.values()) == sum(len(r["labels"]) for r in by_name.values())
-  assert summary.masked == masked == 4
-  assert summary.lesions_not_in_any_crop == lost == 2  # the small nevus and the "other" at x = 0
-  assert (summary.clipped, summary.dropped_zero_area) == (2, 1)
-  assert len(summary.skipped_files) == 2
+  assert {s: c["examples"] for s, c in summary.splits.items()} == {s: len(records[s]) for s in L.SPLITS}
+  assert sum(c["examples"] for c in summary.splits.values()) == 16
+  assert {s: c["images"] for s, c in summary.splits.items()} == {"train": 2, "validation": 1, "test": 1}
+  assert sum(c["boxes"] for c in summary.splits.values()) == sum(len(r["labels"]) for r in by_name.values())
+  assert summary.counts["masked"] == masked == 4
+  assert summary.counts["lesions_not_in_any_crop"] == lost == 2  # the small nevus and the "other" at x = 0
+  assert (summary.counts["clipped"], summary.counts["dropped_zero_area"]) == (2, 1)
+  json_1 = os.path.splitext(IMAGES[0][0])[0] + ".json"
+  assert _items(summary) == sorted(_labelme_items() + [
+      ("skipped", "broken.json", None, "", "unreadable_json"),
+      ("skipped", CORRUPT, None, "", "corrupt_image"),
+      ("dropped", json_1, 3, "nevus", "under_min_size"),  # 6 x 6 px
+      ("dropped", json_1, 4, "other", "cut_by_every_window"),  # clipped to x >= 0: cut at x = 0 by windows 0 and 2
+  ])
 
 
 def test_missing_or_empty_manual_dir_says_where_and_how(tmp_path):
@@ -392,22 +404,12 @@ def test_missing_or_empty_manual_dir_says_where_and_how(tmp_path):
 def test_coco_input(labelme_dir, tmp_path):
   """The same images as one COCO instance file (ids 1..10, circles already octagons)."""
   root = tmp_path / "coco"
-  images, annotations = [], []
+  images = []
   for i, (rel, _, shapes) in enumerate(IMAGES):
     name = os.path.basename(rel)
-    os.makedirs(root / "images", exist_ok=True)
-    with open(os.path.join(labelme_dir, rel), "rb") as src, open(root / "images" / name, "wb") as dst:
-      dst.write(src.read())
-    images.append({"id": 100 + i, "file_name": name, "height": H, "width": W})
-    for shape in shapes:
-      points = np.asarray(shape["points"], float)
-      if shape["shape_type"] == "circle":
-        points = M.circle_to_polygon(points[0], points[1])
-      category = IDX.get(shape["label"].lower(), 98) + 1  # 99: unknown category
-      annotations.append({"id": len(annotations), "image_id": 100 + i, "category_id": category, "iscrowd": 0, "segmentation": [points.reshape(-1).tolist()]})
-  categories = [{"id": i + 1, "name": n} for i, n in enumerate(CLASS_NAMES)]
-  with open(root / "annotations.json", "w", encoding="utf-8") as f:
-    json.dump({"images": images, "annotations": annotations, "categories": categories}, f, ensure_ascii=False)
+    fixtures.write_bytes(root / "images" / name, open(os.path.join(labelme_dir, rel), "rb").read())
+    images.append({"id": 100 + i, "file_name": name, "height": H, "width": W, "shapes": shapes})
+  fixtures.write_json(root / "annotations.json", fixtures.coco_document(images))  # unknown labels: category 99
   with open(root / "images" / "ignored.json", "w") as f:  # other JSON files are ignored in COCO mode
     f.write("{")
 
@@ -429,14 +431,19 @@ def test_coco_input(labelme_dir, tmp_path):
     for got, want in zip(r["polygons"], polygons):
       np.testing.assert_array_equal(got, want.astype(np.float32).reshape(-1))
   summary = load_build_summary(data_dir, "whole")
-  assert summary.input_format == "coco" and summary.annotation_files == 1 and summary.images == 4
-  assert summary.skipped_files == [] and summary.unknown_labels == {"category_id=99": 1}
-  assert (summary.clipped, summary.dropped_zero_area) == (2, 1)
+  assert summary.info["input_format"] == "coco" and summary.counts["annotation_files"] == 1 and summary.counts["images"] == 4
+  # The first image's 8 shapes are annotations 0-7 of the COCO file.
+  assert _items(summary) == sorted([
+      ("dropped", "annotations.json", 5, "category_id=99", "unknown_label"),
+      ("dropped", "annotations.json", 6, "papule", "too_few_points"),
+      ("clipped", "annotations.json", 4, "other", "clipped"),
+      ("dropped", "annotations.json", 7, "melasma", "outside_image"),
+  ])
+  assert all(i["item"] == "annotation" for i in summary.items)
 
 
 def test_custom_configs(labelme_dir, tmp_path):
-  """256 crops with every patient in train (splits of fraction 0 are left out); an empty split
-  of non-zero fraction is an error."""
+  """256 crops with every patient in train (splits of fraction 0 are left out, and reported)."""
   config = AcneScuConfig(name="test_crops_256", crop_size=256, test_fraction=0.0, validation_fraction=0.0)
   builder = _build(config, tmp_path / "data", labelme_dir)
   assert set(builder.info.splits) == {"train"}
@@ -444,12 +451,41 @@ def test_custom_configs(labelme_dir, tmp_path):
   assert len(records) == 4 * 5 * 6  # 1100 / 256 -> 5 rows, 1300 / 256 -> 6 columns
   assert all(r["image"].shape == (256, 256, 3) for r in records)
   summary = load_build_summary(tmp_path / "data", "test_crops_256")
-  assert summary.records == {"train": 120} and summary.patients == {"train": 3}
-  assert sum(summary.boxes.values()) == sum(len(r["labels"]) for r in records) > 0
-  with pytest.raises(ValueError, match="the test split has no image"):
-    _build(AcneScuConfig(name="test_tiny_test", crop_size=256, test_fraction=1e-9, validation_fraction=0.0), tmp_path / "data2", labelme_dir)
+  assert summary.splits["train"]["examples"] == 120 and summary.splits["train"]["patients"] == 3
+  assert summary.splits["train"]["boxes"] == sum(len(r["labels"]) for r in records) > 0
+  assert summary.empty_splits == {"validation": "its fraction is 0 in the configuration", "test": "its fraction is 0 in the configuration"}
   assert AcneScu(config="crops_256").builder_config.crop_size == 256
   assert AcneScu.BUILDER_CONFIGS[1].name == "crops_1024" and AcneScu.DEFAULT_CONFIG_NAME == "crops_1024"
+
+
+def test_a_one_patient_release_builds_reporting_the_empty_splits(tmp_path):
+  """One patient: every image in one split, the other two reported empty (not an error); a
+  split whose only image is corrupt is reported empty; nothing usable names the files."""
+  shapes = [_poly("papule", _rect(5, 6, 20, 18))]
+  one = tmp_path / "one"
+  for k in range(2):
+    fixtures.write_labelme_pair(one, f"J__{PATIENT_A}_痤疮_2019012309043700{k}_斑点.jpg", fixtures.noise_jpeg(k, 48, 40), shapes, 40, 48)
+  builder = _build("whole", tmp_path / "d1", one)
+  assert set(builder.info.splits) == {"train"} and len(builder.as_data_source(split="train")) == 2
+  summary = load_build_summary(tmp_path / "d1", "whole")
+  why = "no patient falls in it (2 usable annotated images of 1 patients; test_fraction=0.1, validation_fraction=0.05)"
+  assert summary.empty_splits == {"validation": why, "test": why}
+  assert summary.splits == {"train": {"examples": 2, "boxes": 2, "images": 2, "patients": 1}} and summary.items == []
+  assert f"  test: EMPTY, left out of the data set: {why}" in summary.format().splitlines()
+
+  # Patient B (test) has one image, and it is corrupt: test is reported empty, naming it.
+  corrupt = f"J__{PATIENT_B}_痤疮_20200721082108000_斑点.jpg"
+  fixtures.write_labelme_pair(one, corrupt, b"\xff\xd8\xff garbage", shapes, 40, 48)
+  _build("whole", tmp_path / "d2", one)
+  summary = load_build_summary(tmp_path / "d2", "whole")
+  assert summary.empty_splits["test"] == "all 1 images of its patients were skipped"
+  assert _items(summary) == [("skipped", corrupt, None, "", "corrupt_image")]
+
+  for k in range(2):
+    fixtures.write_bytes(one / f"J__{PATIENT_A}_痤疮_2019012309043700{k}_斑点.jpg", b"")
+  with pytest.raises(NoUsableDataError) as info:
+    _build("whole", tmp_path / "d3", one)
+  assert corrupt in str(info.value) and f"J__{PATIENT_A}_痤疮_20190123090437000_斑点.jpg" in str(info.value)
 
 
 def test_synthetic_release_goes_through_the_acne_scu_builder(tmp_path):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from acne_jax.data import deep_lesion as dl
+from acne_jax.testing import fixtures
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
@@ -20,18 +21,12 @@ from acne_jax.data.records import decode_record  # noqa: E402
 from tfds_builders.deep_lesion import deep_lesion as D  # noqa: E402
 
 SIZE = 16  # fixture slices are 16 x 16
-HEADER = [
-    "File_name", "Patient_index", "Study_index", "Series_ID", "Key_slice_index", "Measurement_coordinates",
-    "Bounding_boxes", "Lesion_diameters_Pixel_", "Normalized_lesion_location", "Coarse_lesion_type",
-    "Possibly_noisy", "Slice_range", "Spacing_mm_px_", "Image_size", "DICOM_windows", "Patient_gender",
-    "Patient_age", "Train_Val_Test",
-]
+HEADER = list(fixtures.DL_HEADER)
 
 
 def _hu(base, s):
   """HU of slice ``s`` of a series: ``base + 50 s + 3 row + col``."""
-  r, c = np.mgrid[0:SIZE, 0:SIZE]
-  return base + 50 * s + 3 * r + c
+  return fixtures.slice_hu(base, s, SIZE)
 
 
 # Series: folder -> (HU base, slices written, corrupt slices).
@@ -43,10 +38,7 @@ SERIES = {
 }
 
 
-def _row(name, patient, study, series, key, box, type_, noisy, slice_range, spacing, split, window="-175, 275",
-         size="16, 16", recist="1.5, 2.5, 7.5, 8.5, 2.0, 8.0, 7.0, 3.0", diameters="8.48, 7.07", location="0.4, 0.5, 0.6"):
-  return [name, patient, study, series, key, recist, box, diameters, location, type_, noisy, slice_range, spacing, size,
-          window, "F", 62, split]
+_row = fixtures.dl_row
 
 
 ROWS = [
@@ -65,17 +57,7 @@ ROWS = [
 
 
 def _write_release(root):
-  with open(root / "DL_info.csv", "w", newline="") as f:
-    writer = csv.writer(f)  # quotes the multi-value cells, as in the release
-    writer.writerow(HEADER)
-    writer.writerows(ROWS)
-  for folder, (base, slices, corrupt) in SERIES.items():
-    d = root / "Images_png" / folder
-    d.mkdir(parents=True)
-    for s in slices:
-      assert cv2.imwrite(str(d / f"{s:03d}.png"), (_hu(base, s) + 32768).astype(np.uint16))
-    for s in corrupt:
-      (d / f"{s:03d}.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+  fixtures.write_deep_lesion_release(root, ROWS, SERIES, SIZE)
 
 
 def _build(manual_dir, data_dir, config):
@@ -289,17 +271,66 @@ def test_build_default_summary(built):
       "missing_neighbour_files": 1,  # 000003_02_03/012.png
       "neighbour_fallbacks": 4,  # slice 0 of key 2, slice 4 of 000002, slices 8 and 12 of 000003
       "interpolated_channels": 4,  # 2 per key slice of 000001
+      "neighbour_size_mismatches": 0,
+      "unusable_spacings": 0,
       "image_size_mismatches": 1,  # 000003 says 512 x 512
       "clipped_boxes": 1,
       "dropped_empty_boxes": 1,
       "unknown_type_boxes": 1,
       "noisy_boxes": 1,
   }
+  # Every skipped line and slice, dropped or clipped box and substitution, by name (CSV lines: header = 1).
+  assert _items(summary) == sorted([
+      ("skipped", "DL_info.csv", 6, "", "malformed_row"),  # 3 box values
+      ("skipped", "DL_info.csv", 11, "mediastinum", "bad_split_code"),  # Train_Val_Test 0
+      ("skipped", "Images_png/000004_01_01/005.png", None, "", "corrupt_image"),  # the key slice
+      ("skipped", "Images_png/000005_01_01/007.png", None, "", "missing_key_slice"),
+      ("dropped", "DL_info.csv", 5, "kidney", "zero_area"),  # x1 = x2 = 4
+      ("clipped", "DL_info.csv", 3, "unknown", "clipped"),  # x2 20 > 16
+      ("noted", "DL_info.csv", 5, "kidney", "window_conflict"),
+      ("noted", "Images_png/000003_02_03/008.png", None, "", "corrupt_neighbour_slice"),
+      ("noted", "Images_png/000003_02_03/012.png", None, "", "missing_neighbour_slice"),
+      ("noted", "Images_png/000003_02_03/010.png", None, "", "image_size_mismatch"),  # Image_size 512, 512
+  ])
   for needle in ("000004_01_01", "008.png", "012.png", "000005_01_01", "line 6"):
-    assert any(needle in i["file"] or needle in i["problem"] for i in summary.issues), needle
     assert any(needle in m for m in messages), needle  # warned, naming the file
   assert D.BuildSummary.from_dict(summary.to_dict()) == summary
-  assert "deep_lesion/default/1.0.0" in summary.format()
+  text = summary.format()
+  assert "deep_lesion/default 1.0.0" in text
+  assert "      DL_info.csv line 5 'kidney': 000002_01_01_003.png: box (4, 4, 4, 10) px has zero width or height inside the 16x16 image" in text.splitlines()
+
+
+def _items(summary):
+  return sorted((i["action"], i["file"], i["index"], i["label"], i["reason"]) for i in summary.items)
+
+
+def test_a_one_patient_release_builds_reporting_the_empty_splits(tmp_path, release):
+  """One patient's slices, all in train: validation and test are reported empty; a split whose
+  only key slice is missing is reported empty too; a release with nothing usable names its files."""
+  root = tmp_path / "one"
+  fixtures.write_deep_lesion_release(root, ROWS[:2] + [ROWS[5]], {"000001_01_01": SERIES["000001_01_01"]}, SIZE)
+  builder = _build(root, tmp_path / "d1", "default")
+  assert set(builder.info.splits.keys()) == {"train"} and len(builder.as_data_source(split="train")) == 2
+  summary = D.read_build_summary(tmp_path / "d1")
+  assert summary.empty_splits == {"validation": "no usable row of DL_info.csv has Train_Val_Test 2",
+                                  "test": "no usable row of DL_info.csv has Train_Val_Test 3"}
+  assert summary.splits == {"train": {"examples": 2, "boxes": 3}}
+  assert "  test: EMPTY, left out of the data set: no usable row of DL_info.csv has Train_Val_Test 3" in summary.format().splitlines()
+
+  # 000005 (validation here) has no slice at all: the validation split is left out.
+  rows = ROWS[:2] + [_row("000005_01_01_007.png", 5, 1, 1, 7, "3, 3, 9, 9", 3, 0, "6, 8", "0.6, 0.6, 5", 2)]
+  root = tmp_path / "two"
+  fixtures.write_deep_lesion_release(root, rows, {"000001_01_01": SERIES["000001_01_01"]}, SIZE)
+  builder = _build(root, tmp_path / "d2", "default")
+  assert set(builder.info.splits.keys()) == {"train"}
+  summary = D.read_build_summary(tmp_path / "d2")
+  assert summary.empty_splits["validation"] == "all 1 key slices of the split were skipped"
+  assert ("skipped", "Images_png/000005_01_01/007.png", None, "", "missing_key_slice") in _items(summary)
+
+  root = tmp_path / "none"
+  fixtures.write_deep_lesion_release(root, rows[2:], {"000005_01_01": (0, [6], ())}, SIZE)
+  with pytest.raises(D.NoUsableDataError, match="Images_png/000005_01_01/007.png"):
+    _build(root, tmp_path / "d3", "default")
 
 
 def test_build_dicom_window_and_hu(built):

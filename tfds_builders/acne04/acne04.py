@@ -36,21 +36,23 @@ when reading back: no EXIF rotation, so boxes stay in the stored pixel frame.
 
 Bad input. Missing manual folder or required file/folder -> ``FileNotFoundError`` naming the path
 and repeating the layout. A listed image without a file, an undecodable image, or an unreadable
-XML -> the record is skipped with a warning naming the file (an image whose XML is unreadable is
-skipped rather than kept box-less: its lesions would become background). A listed image without
-an XML is kept with zero boxes; an XML without an image is skipped. Boxes are clipped to the
-image; boxes of zero width or height after clipping (also inverted or outside boxes) are
-dropped; objects of another class than "fore" are dropped. All are counted in the build summary
-(``<data_dir>/acne04/<config>/<version>/build_summary.json``, see ``BuildSummary``), together with
-consistency checks: grade vs Hayashi grade of the lesion count, grade vs "levle{g}" in the file
-name, number of boxes vs lesion count (checked on written records). An empty list file's split
-is omitted (TFDS cannot write an empty split).
+XML -> the record is skipped (an image whose XML is unreadable is skipped rather than kept
+box-less: its lesions would become background). A listed image without an XML is kept with zero
+boxes; an XML without an image is skipped. Boxes are clipped to the image; boxes of zero width or
+height after clipping (also inverted or outside boxes), objects without four finite box
+coordinates and objects of another class than "fore" are dropped. Every such file, list line and
+object is logged and listed, with its file, its line or object index, its label and the reason,
+in the build summary (``<data_dir>/acne04/<config>/<version>/build_summary.json``, see
+``tfds_builders.build_summary``), together with the consistency checks: grade vs Hayashi grade
+of the lesion count, grade vs "levle{g}" in the file name, number of boxes vs lesion count
+(checked on written records). A split with no usable image (an empty list file, or every listed
+image skipped) is left out of the data set and reported in the summary's ``empty_splits`` (TFDS
+cannot write an empty split); a fold with no usable image at all raises ``NoUsableDataError``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import re
@@ -63,7 +65,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from tfds_builders import build_summary
-from tfds_builders.build_summary import SUMMARY_FILE, BuildSummary  # noqa: F401  (re-exported)
+from tfds_builders.build_summary import SUMMARY_FILE, BuildSummary, NoUsableDataError  # noqa: F401  (re-exported)
 
 from acne_jax.data import records, voc
 
@@ -107,6 +109,7 @@ COUNT_KEYS: Tuple[str, ...] = (
     "unannotated_with_lesions",  # ... of which the list file gives lesion_count > 0
     "annotations_without_image",  # XML files whose image exists in neither JPEGImages: skipped
     "unknown_class_boxes",  # objects not named "fore": dropped
+    "invalid_boxes",  # objects without a <bndbox> of four finite numbers: dropped
     "clipped_boxes",  # boxes moved by clipping to the image, kept
     "dropped_empty_boxes",  # boxes of zero width or height after clipping: dropped
     "size_mismatches",  # XML <size> differs from the decoded image (boxes are not rescaled)
@@ -144,12 +147,14 @@ def grade_in_file_name(file_name: str) -> Optional[int]:
 
 @dataclasses.dataclass(frozen=True)
 class ListEntry:
-  """One line of an ``NNEW_*.txt`` list: ``file_name grade lesion_count`` (line: 1-based)."""
+  """One line of an ``NNEW_*.txt`` list: ``file_name grade lesion_count`` (line: 1-based;
+  source: the list file's path)."""
 
   file_name: str
   grade: int
   lesion_count: int
   line: int
+  source: str = ""  # the list file
 
 
 def parse_list_file(path: os.PathLike, bad_lines: Optional[List[Tuple[int, str]]] = None) -> List[ListEntry]:
@@ -183,7 +188,7 @@ def parse_list_file(path: os.PathLike, bad_lines: Optional[List[Tuple[int, str]]
         continue
       if not os.path.splitext(name)[1]:
         name += ".jpg"
-      entries.append(ListEntry(file_name=name, grade=grade, lesion_count=count, line=number))
+      entries.append(ListEntry(file_name=name, grade=grade, lesion_count=count, line=number, source=os.fspath(path)))
   return entries
 
 
@@ -253,7 +258,7 @@ the classification and detection parts, and pass the folder as manual_dir, laid 
                                  counts={k: 0 for k in COUNT_KEYS})
     super()._download_and_prepare(dl_manager=dl_manager, download_config=download_config)
     # self.data_path is the temporary build folder here; TFDS renames it on success.
-    (self.data_path / SUMMARY_FILE).write_text(json.dumps(self._summary.to_dict(), indent=1))
+    build_summary.write_build_summary(self._summary, self.data_path)
 
   def _manual_root(self, dl_manager) -> str:
     try:
@@ -278,110 +283,154 @@ the classification and detection parts, and pass the folder as manual_dir, laid 
           f"acne04: missing {os.path.join(root, CLASSIFICATION_IMAGES)} (and {os.path.join(root, VOC_IMAGES)}). Expected layout:\n{LAYOUT}"
       )
     summary = self._summary
+    summary.manual_dir = root
     entries: Dict[str, List[ListEntry]] = {}
     for split, path in lists.items():
       bad: List[Tuple[int, str]] = []
       parsed = parse_list_file(path, bad_lines=bad)
-      for _, message in bad:
-        summary.issue(os.path.basename(path), message)
+      for line, message in bad:
+        summary.record("skipped", path, "malformed_list_line", _reason(message, f"{os.fspath(path)}, line {line}"), index=line, item="line")
       summary.add("malformed_list_lines", len(bad))
-      seen, kept = set(), []
+      seen: Dict[str, int] = {}
+      kept = []
       for entry in parsed:
         if entry.file_name in seen:
           summary.add("duplicate_entries")
-          summary.issue(entry.file_name, f"listed twice in {os.path.basename(path)} (line {entry.line}): repeat skipped")
+          summary.record("skipped", path, "duplicate_entry", f"{entry.file_name} is listed again (first on line {seen[entry.file_name]}): repeat skipped",
+                         index=entry.line, item="line")
           continue
-        seen.add(entry.file_name)
+        seen[entry.file_name] = entry.line
         kept.append(entry)
       entries[split] = kept
       summary.add("listed_images", len(kept))
-    summary.add("train_test_overlap", len({e.file_name for e in entries["train"]} & {e.file_name for e in entries["test"]}))
+    train_lines = {e.file_name: e.line for e in entries["train"]}
+    for entry in entries["test"]:
+      if entry.file_name in train_lines:
+        summary.add("train_test_overlap")
+        summary.record("noted", lists["test"], "train_test_overlap",
+                       f"{entry.file_name} is also in {os.path.basename(lists['train'])} (line {train_lines[entry.file_name]}): kept in both",
+                       index=entry.line, item="line")
     annotation_dir = os.path.join(root, VOC_ANNOTATIONS)
     image_stems = {os.path.splitext(f)[0] for d in image_dirs for f in os.listdir(d)}
     for name in sorted(os.listdir(annotation_dir)):
       stem, ext = os.path.splitext(name)
       if ext.lower() == ".xml" and stem not in image_stems:
         summary.add("annotations_without_image")
-        summary.issue(os.path.join(VOC_ANNOTATIONS, name), "annotation without image: skipped")
+        summary.record("skipped", os.path.join(annotation_dir, name), "annotation_without_image",
+                       "no image of this name in " + " or ".join(summary.relative(d) for d in image_dirs))
     generators = {}
     for split in entries:
       if not entries[split]:  # TFDS cannot write an empty split
-        summary.issue(lists[split], "no entries: split omitted")
+        summary.empty_split(split, f"{os.path.basename(lists[split])} lists no image")
         continue
       summary.splits[split] = {"examples": 0, "boxes": 0, **{f"grade_{g}": 0 for g in range(len(GRADE_NAMES))}}
-      generators[split] = self._generate_examples(split, entries[split], image_dirs, annotation_dir)
+      make = lambda entry, split=split: self._counted(split, entry, image_dirs, annotation_dir)  # noqa: E731
+      first, rest = build_summary.first_usable(entries[split], make)
+      if first is None:
+        summary.empty_split(split, f"all {len(entries[split])} images listed in {os.path.basename(lists[split])} were skipped")
+        continue
+      generators[split] = build_summary.chain_first(first, (e for e in map(make, rest) if e is not None))
+    if not generators:
+      raise build_summary.no_usable_data(
+          "acne04", summary, "Fix or replace the files named above, or check the fold's list files (expected layout:\n" + LAYOUT + ")")
     return generators
 
   def _generate_examples(self, split: str, entries: List[ListEntry], image_dirs: List[str], annotation_dir: str) -> Iterator[Tuple[int, Dict[str, Any]]]:
-    summary = self._summary
     for entry in entries:
-      example = self._example(entry, image_dirs, annotation_dir)
-      if example is None:
-        continue
-      counts = summary.splits[split]
-      counts["examples"] += 1
-      counts["boxes"] += len(example["objects"]["bbox"])
-      counts[f"grade_{entry.grade}"] += 1
-      yield example["image_id"], example
+      example = self._counted(split, entry, image_dirs, annotation_dir)
+      if example is not None:
+        yield example
+
+  def _counted(self, split: str, entry: ListEntry, image_dirs: List[str], annotation_dir: str) -> Optional[Tuple[int, Dict[str, Any]]]:
+    """``(key, record)`` of one list entry, counted in its split, or None when it is skipped."""
+    example = self._example(entry, image_dirs, annotation_dir)
+    if example is None:
+      return None
+    counts = self._summary.splits[split]
+    counts["examples"] += 1
+    counts["boxes"] += len(example["objects"]["bbox"])
+    counts[f"grade_{entry.grade}"] += 1
+    return example["image_id"], example
 
   def _example(self, entry: ListEntry, image_dirs: List[str], annotation_dir: str) -> Optional[Dict[str, Any]]:
-    """The record of one list entry, or None (counted, warned) when it is skipped."""
+    """The record of one list entry, or None (recorded in the summary) when it is skipped."""
     summary = self._summary
     name = entry.file_name
     path = next((os.path.join(d, name) for d in image_dirs if os.path.isfile(os.path.join(d, name))), None)
     if path is None:
       summary.add("missing_images")
-      summary.issue(name, f"listed but not found in {' or '.join(image_dirs)}: skipped")
+      summary.record("skipped", os.path.join(image_dirs[-1], name), "missing_image",
+                     f"listed on line {entry.line} of {os.path.basename(entry.source)} but not found in "
+                     + " or ".join(summary.relative(d) for d in image_dirs))
       return None
     with open(path, "rb") as f:
       data = f.read()
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3)):
       summary.add("corrupt_images")
-      summary.issue(path, "image does not decode as a 1- or 3-channel picture: skipped")
+      summary.record("skipped", path, "corrupt_image", "the image does not decode as a 1- or 3-channel picture")
       return None
     height, width = image.shape[:2]
 
     xml_path = os.path.join(annotation_dir, os.path.splitext(name)[0] + ".xml")
-    bndboxes, difficult = [], []
+    bndboxes, difficult, objects = [], [], []
     if not os.path.isfile(xml_path):
       summary.add("images_without_annotation")
       if entry.lesion_count > 0:
         summary.add("unannotated_with_lesions")
-        summary.issue(name, f"no annotation {xml_path} but lesion_count {entry.lesion_count}: kept with zero boxes")
+        summary.record("noted", path, "no_annotation",
+                       f"no {summary.relative(xml_path)} though the list gives {entry.lesion_count} lesions: kept with zero boxes")
     else:
+      bad: List[Tuple[int, str]] = []
       try:
-        annotation = voc.parse_voc_xml(xml_path)
+        annotation = voc.parse_voc_xml(xml_path, bad_objects=bad)
       except voc.VocParseError as e:
         summary.add("corrupt_annotations")
-        summary.issue(xml_path, f"{e} Image skipped.")
+        summary.record("skipped", xml_path, "unreadable_annotation", f"{_reason(str(e), xml_path)} The image is skipped (its lesions would become background).")
         return None
+      for index, message in bad:
+        summary.add("invalid_boxes")
+        summary.record("dropped", xml_path, "invalid_box", _reason(message, xml_path), index=index, item="object")
       if annotation.width > 0 and annotation.height > 0 and (annotation.width, annotation.height) != (width, height):
         summary.add("size_mismatches")
-        summary.issue(xml_path, f"<size> {annotation.width}x{annotation.height} != image {width}x{height} (boxes not rescaled)")
+        summary.record("noted", xml_path, "size_mismatch", f"<size> {annotation.width}x{annotation.height} but the image is {width}x{height} (boxes not rescaled)")
       for obj in annotation.objects:
         if obj.name != VOC_CLASS:
           summary.add("unknown_class_boxes")
-          summary.issue(xml_path, f"object of class {obj.name!r} (not {VOC_CLASS!r}): dropped")
+          summary.record("dropped", xml_path, "unknown_class", f"class {obj.name!r} is not {VOC_CLASS!r}", index=obj.index, item="object", label=obj.name)
           continue
         bndboxes.append(obj.bndbox)
         difficult.append(obj.difficult)
+        objects.append(obj)
 
-    boxes, changed, keep = voc.clip_boxes(voc.voc_to_xyxy(bndboxes), width, height)
+    raw = voc.voc_to_xyxy(bndboxes)
+    boxes, changed, keep = voc.clip_boxes(raw, width, height)
     summary.add("clipped_boxes", int(np.sum(changed & keep)))
-    if not keep.all():
-      summary.add("dropped_empty_boxes", int(np.sum(~keep)))
-      summary.issue(xml_path, f"{int(np.sum(~keep))} box(es) of zero width or height after clipping: dropped")
+    summary.add("dropped_empty_boxes", int(np.sum(~keep)))
+    for obj, box, moved, kept in zip(objects, raw, changed, keep):
+      if not kept:
+        reason, why = voc.degenerate_reason(box, width, height)
+        summary.record("dropped", xml_path, reason, why, index=obj.index, item="object", label=obj.name)
+      elif moved:
+        summary.record("clipped", xml_path, "clipped", f"box {_fmt(obj.bndbox)} (VOC) reaches outside the {width}x{height} image: clipped",
+                       index=obj.index, item="object", label=obj.name, level=logging.INFO)
     boxes = boxes[keep]
     difficult = np.asarray(difficult, bool).reshape(-1)[keep]
 
     if hayashi_grade(entry.lesion_count) != entry.grade:
       summary.add("grade_count_mismatches")
+      summary.record("noted", entry.source, "grade_count_mismatch",
+                     f"{name}: grade {entry.grade} but {entry.lesion_count} lesions is Hayashi grade {hayashi_grade(entry.lesion_count)} (list grade kept)",
+                     index=entry.line, item="line", level=logging.INFO)
     name_grade = grade_in_file_name(name)
     if name_grade is not None and name_grade != entry.grade:
       summary.add("file_grade_mismatches")
+      summary.record("noted", entry.source, "file_grade_mismatch", f"{name}: listed as grade {entry.grade} (list grade kept)",
+                     index=entry.line, item="line", level=logging.INFO)
     if os.path.isfile(xml_path) and len(boxes) != entry.lesion_count:
       summary.add("box_count_mismatches")
+      summary.record("noted", xml_path, "box_count_mismatch", f"{len(boxes)} boxes kept, the list gives {entry.lesion_count} lesions",
+                     level=logging.INFO)
 
     polygons = voc.box_polygons(boxes)
     return {
@@ -400,3 +449,12 @@ the classification and detection parts, and pass the folder as manual_dir, laid 
         },
         "polygons": polygons.reshape(-1),
     }
+
+
+def _reason(message: str, prefix: str) -> str:
+  """``message`` without its leading ``"<prefix>: "``."""
+  return message.removeprefix(f"{prefix}: ")
+
+
+def _fmt(box) -> str:
+  return "(" + ", ".join(f"{v:g}" for v in box) + ")"

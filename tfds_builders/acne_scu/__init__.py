@@ -7,6 +7,7 @@ from tfds_builders.acne_scu.acne_scu import (
     AcneScuConfig,
     BuildSummary,
     ManualDataError,
+    NoUsableDataError,
     load_build_summary,
     summary_path,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "AcneScuConfig",
     "BuildSummary",
     "ManualDataError",
+    "NoUsableDataError",
     "load_build_summary",
     "summary_path",
 ]

@@ -50,30 +50,33 @@ Boxes use the reference's integer rounding (``reference_rounding=True``; see
 Splits: ``train`` / ``validation`` / ``test`` by patient, ``labelme.split_of``: a salted
 SHA-256 of the patient id gives ``u`` in [0, 1); ``u < 0.10`` -> test, ``u < 0.15`` ->
 validation, else train. A patient's images are all in one split, whatever the other files.
-(Custom configurations may change the fractions; a split of fraction 0 is not generated, and
-a split of non-zero fraction that gets no image is an error.)
+A split that gets no usable image (a small release: one patient puts everything in one split)
+is left out of the data set and reported in the summary's ``empty_splits``, as is a split of
+fraction 0 in a custom configuration; a release with no usable image at all raises
+:class:`~tfds_builders.build_summary.NoUsableDataError`.
 
-Bad input never passes silently; every case is logged with the file and counted in the
-:class:`BuildSummary` written to ``<data_dir>/acne_scu/<config>/<version>/build_summary.json``
-(:func:`load_build_summary`):
+Bad input never passes silently: every case is logged and listed, with the file, the shape's
+position in it, its label and the reason, in the
+:class:`~tfds_builders.build_summary.BuildSummary` written to
+``<data_dir>/acne_scu/<config>/<version>/build_summary.json`` (:func:`load_build_summary`):
 
-* no ``manual_dir`` or no annotation file in it: :class:`ManualDataError` naming the path and
-  repeating the expected layout;
+* no ``manual_dir`` or no annotation file in it, or an unusable COCO file:
+  :class:`ManualDataError` naming the path and repeating the expected layout;
 * unreadable / invalid JSON, missing image, image ``cv2.imdecode`` cannot decode or whose
-  size differs from the JSON's: the file is skipped (``skipped_files`` with the reason);
-* shapes with <= 2 points, unknown labels, unsupported shape types or bad points: skipped
-  (``skipped_shapes``, ``unknown_labels``);
-* polygons reaching outside the image: clipped (``clipped``); boxes of zero width or height:
-  dropped (``dropped_zero_area``).
+  size differs from the JSON's, a second annotation file of one image: the file is skipped;
+* shapes with <= 2 points, unknown labels, unsupported shape types or bad points: dropped;
+* polygons reaching outside the image: clipped; polygons with nothing inside the image or a
+  box of zero width or height: dropped;
+* (crops) lesions in no window, under ``min_size`` or cut by every window holding them:
+  dropped (by design, as the reference; logged at INFO level).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -83,11 +86,12 @@ from acne_jax.data import labelme
 from acne_jax.data import masked_crop
 from acne_jax.data import records
 from acne_jax.data.records import ACNE_SCU_CLASS_NAMES as CLASS_NAMES
+from tfds_builders import build_summary
+from tfds_builders.build_summary import SUMMARY_FILE, BuildSummary, NoUsableDataError  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 
 NAME = "acne_scu"
-SUMMARY_FILE = "build_summary.json"
 COCO_ANNOTATIONS = "annotations.json"
 COCO_IMAGES = "images"
 CROP_ID_STRIDE = 10_000  # image_id of crop k of image n: CROP_ID_STRIDE * n + k
@@ -128,84 +132,18 @@ class ManualDataError(FileNotFoundError):
   how to lay it out."""
 
 
-@dataclasses.dataclass
-class BuildSummary:
-  """What a build read, wrote and left out (all counts are over every split).
-
-  Attributes:
-    config, version: the builder configuration and version.
-    manual_dir: the folder read.
-    input_format: "labelme" or "coco".
-    annotation_files: JSON files found.
-    images: annotated images found (before the images are opened).
-    records, boxes, images_per_split, patients: per split ("train", "validation", "test"):
-      records written, boxes in them, source images and patients that made it.
-    boxes_per_class: boxes written, by class name.
-    skipped_files: ``{"file": path, "reason": text}`` for every annotation or image file left
-      out (invalid JSON, missing / corrupt image, size mismatch, duplicate image).
-    skipped_shapes: shapes left out, by reason (``too_few_points``, ``unknown_label``,
-      ``unsupported_shape_type``, ``invalid_points``).
-    unknown_labels: the unknown labels met and how often.
-    clipped: polygons clipped to their image (a vertex outside it).
-    dropped_zero_area: polygons dropped because their box had zero width or height.
-    masked: (crops) lesion instances blacked out in a window that cut them.
-    lesions_not_in_any_crop: (crops) lesions annotated in no window (cut by every window
-      holding them, or under ``min_size``).
-    reencoded_images: (``whole``) images stored as PNG instead of their own bytes.
-  """
-
-  config: str = ""
-  version: str = ""
-  manual_dir: str = ""
-  input_format: str = ""
-  annotation_files: int = 0
-  images: int = 0
-  records: Dict[str, int] = dataclasses.field(default_factory=dict)
-  boxes: Dict[str, int] = dataclasses.field(default_factory=dict)
-  images_per_split: Dict[str, int] = dataclasses.field(default_factory=dict)
-  patients: Dict[str, int] = dataclasses.field(default_factory=dict)
-  boxes_per_class: Dict[str, int] = dataclasses.field(default_factory=dict)
-  skipped_files: List[Dict[str, str]] = dataclasses.field(default_factory=list)
-  skipped_shapes: Dict[str, int] = dataclasses.field(default_factory=dict)
-  unknown_labels: Dict[str, int] = dataclasses.field(default_factory=dict)
-  clipped: int = 0
-  dropped_zero_area: int = 0
-  masked: int = 0
-  lesions_not_in_any_crop: int = 0
-  reencoded_images: int = 0
-
-  def to_json(self) -> str:
-    return json.dumps(dataclasses.asdict(self), ensure_ascii=False, indent=1)
-
-  @classmethod
-  def from_json(cls, text: str) -> "BuildSummary":
-    data = json.loads(text)
-    known = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in known})
-
-  def format(self) -> str:
-    """A few human-readable lines (for the build CLI)."""
-    splits = [s for s in labelme.SPLITS if s in self.records]
-    lines = [
-        f"acne_scu/{self.config} {self.version} from {self.manual_dir} ({self.input_format}): "
-        f"{self.annotation_files} annotation files, {self.images} annotated images.",
-    ]
-    for s in splits:
-      lines.append(
-          f"  {s}: {self.records.get(s, 0)} records, {self.boxes.get(s, 0)} boxes, "
-          f"{self.images_per_split.get(s, 0)} images, {self.patients.get(s, 0)} patients")
-    lines.append("  boxes per class: " + ", ".join(f"{k} {v}" for k, v in self.boxes_per_class.items()))
-    lines.append(
-        f"  clipped to the image: {self.clipped}; dropped (zero area): {self.dropped_zero_area}; "
-        f"masked in crops: {self.masked}; lesions in no crop: {self.lesions_not_in_any_crop}; "
-        f"re-encoded as PNG: {self.reencoded_images}")
-    if self.skipped_shapes:
-      lines.append("  skipped shapes: " + ", ".join(f"{k} {v}" for k, v in sorted(self.skipped_shapes.items())))
-    if self.unknown_labels:
-      lines.append("  unknown labels: " + ", ".join(f"{k!r} {v}" for k, v in sorted(self.unknown_labels.items())))
-    lines.append(f"  skipped files: {len(self.skipped_files)}")
-    lines += [f"    {f['file']}: {f['reason']}" for f in self.skipped_files]
-    return "\n".join(lines)
+# Counters of the build summary, in display order.
+COUNT_KEYS: Tuple[str, ...] = (
+    "annotation_files",  # JSON files found (1 for COCO)
+    "images",  # annotated images found (before the images are opened)
+    "skipped_files",  # annotation or image files skipped (unreadable, missing, corrupt, wrong size, duplicate)
+    "skipped_shapes",  # shapes dropped while parsing (too few points, unknown label, unsupported type, bad points)
+    "clipped",  # polygons with a vertex outside their image, clipped to it (kept or not)
+    "dropped_zero_area",  # polygons with nothing inside the image or a box of zero width or height: dropped
+    "masked",  # (crops) lesion instances blacked out in a window that cut them
+    "lesions_not_in_any_crop",  # (crops) lesions annotated in no window (under min_size or always cut)
+    "reencoded_images",  # (whole) images stored as PNG instead of their own bytes
+)
 
 
 def summary_path(data_dir: Union[str, os.PathLike], config: str = "crops_1024", version: Optional[str] = None) -> str:
@@ -223,8 +161,7 @@ def load_build_summary(data_dir: Union[str, os.PathLike], config: str = "crops_1
   path = summary_path(data_dir, config, version)
   if not os.path.isfile(path):
     raise FileNotFoundError(f"no AcneSCU build summary at {path}: build acne_scu/{config} into {os.fspath(data_dir)} first.")
-  with open(path, encoding="utf-8") as f:
-    return BuildSummary.from_json(f.read())
+  return build_summary.read_build_summary(data_dir, NAME, config, str(version or AcneScu.VERSION))
 
 
 @dataclasses.dataclass(eq=False)
@@ -244,6 +181,9 @@ class AcneScuConfig(tfds.core.BuilderConfig):
   test_fraction: float = labelme.DEFAULT_TEST_FRACTION
   validation_fraction: float = labelme.DEFAULT_VALIDATION_FRACTION
   split_salt: str = labelme.SPLIT_SALT
+
+
+Records = List[Tuple[str, Dict[str, Any]]]
 
 
 class AcneScu(tfds.core.GeneratorBasedBuilder):
@@ -297,43 +237,48 @@ class AcneScu(tfds.core.GeneratorBasedBuilder):
     """Every usable annotated image, sorted by file name; fills the input counts of ``summary``."""
     images: List[labelme.AnnotatedImage] = []
     coco = os.path.join(manual_dir, COCO_ANNOTATIONS)
+    item = "shape"
     if os.path.isfile(coco):
-      summary.input_format = "coco"
-      summary.annotation_files = 1
+      summary.info["input_format"] = "coco"
+      summary.counts["annotation_files"] = 1
+      item = "annotation"
       try:
         images = labelme.parse_coco_file(coco, os.path.join(manual_dir, COCO_IMAGES))
       except labelme.AnnotationError as e:
-        raise ManualDataError(f"AcneSCU: {e}\n{LAYOUT}") from e
+        raise ManualDataError(f"AcneSCU: {e} Fix or replace {coco} (or remove it to read LabelMe files).\n{LAYOUT}") from e
     else:
-      summary.input_format = "labelme"
+      summary.info["input_format"] = "labelme"
       files = labelme.find_labelme_files(manual_dir)
-      summary.annotation_files = len(files)
+      summary.counts["annotation_files"] = len(files)
       if not files:
         raise ManualDataError(f"AcneSCU: no annotation file (*.json, or {COCO_ANNOTATIONS}) under manual_dir {manual_dir}.\n{LAYOUT}")
       for path in files:
         try:
           images.append(labelme.parse_labelme_file(path, root=manual_dir))
         except labelme.AnnotationError as e:
-          self._skip_file(summary, path, str(e))
+          self._skip_file(summary, path, e)
     by_name: Dict[str, labelme.AnnotatedImage] = {}
     for image in images:
+      for shape in image.skipped_shapes:
+        summary.add("skipped_shapes")
+        summary.record("dropped", shape.file, shape.reason, _SHAPE_REASONS.get(shape.reason, shape.reason),
+                       index=shape.index, item=item, label=shape.label)
       if image.file_name in by_name:
-        self._skip_file(summary, image.annotation_path, f"duplicate annotations of image {image.file_name} (first in {by_name[image.file_name].annotation_path})")
+        first = by_name[image.file_name].annotation_path
+        self._skip_file(summary, image.annotation_path, labelme.AnnotationError(
+            f"a second annotation file of image {image.file_name} (the first, {summary.relative(first)}, is used)", "duplicate_image"))
         continue
       by_name[image.file_name] = image
-      for shape in image.skipped_shapes:
-        summary.skipped_shapes[shape.reason] = summary.skipped_shapes.get(shape.reason, 0) + 1
-        if shape.reason == labelme.UNKNOWN_LABEL:
-          summary.unknown_labels[shape.label] = summary.unknown_labels.get(shape.label, 0) + 1
-    summary.images = len(by_name)
+    summary.counts["images"] = len(by_name)
     return [by_name[name] for name in sorted(by_name)]
 
   @staticmethod
-  def _skip_file(summary: BuildSummary, path: str, reason: str) -> None:
-    if reason.startswith(path + ": "):  # AnnotationError messages start with the file
-      reason = reason[len(path) + 2:]
-    logger.warning("acne_scu: skipping %s: %s", path, reason)
-    summary.skipped_files.append({"file": path, "reason": reason})
+  def _skip_file(summary: BuildSummary, path: str, error: labelme.AnnotationError) -> None:
+    reason = str(error)
+    for prefix in (path, summary.relative(path)):
+      reason = reason.removeprefix(prefix + ": ")  # AnnotationError messages start with the file
+    summary.add("skipped_files")
+    summary.record("skipped", path, getattr(error, "reason", "unusable_annotation"), reason)
 
   # ------------------------------------------------------------------------------------------
   # Generation.
@@ -341,93 +286,126 @@ class AcneScu(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     config = self.builder_config
     manual_dir = self._manual_dir(dl_manager)
-    summary = BuildSummary(config=config.name, version=str(self.version), manual_dir=manual_dir)
-    summary.boxes_per_class = {name: 0 for name in CLASS_NAMES}
+    summary = BuildSummary(dataset=NAME, config=config.name, version=str(self.version), manual_dir=manual_dir,
+                           counts={k: 0 for k in COUNT_KEYS})
+    summary.info["input_format"] = ""
+    summary.info["boxes_per_class"] = {name: 0 for name in CLASS_NAMES}
     self.summary = summary
+    self._patients: Dict[str, set] = {}  # per split, the patients of the images written
     images = self._read_annotations(manual_dir, summary)
     fractions = {
         "train": 1.0 - config.test_fraction - config.validation_fraction,
         "validation": config.validation_fraction,
         "test": config.test_fraction,
     }
-    # A split with fraction 0 is not generated (e.g. validation_fraction=0: train and test only).
-    splits = [s for s in labelme.SPLITS if fractions[s] > 0]
     per_split: Dict[str, List[Tuple[int, labelme.AnnotatedImage]]] = {s: [] for s in labelme.SPLITS}
     for index, image in enumerate(images):
       split = labelme.split_of(image.patient_id, config.test_fraction, config.validation_fraction, config.split_salt)
       per_split[split].append((index, image))
-    for split in splits:
+    patients = len({image.patient_id for image in images})
+    generators = {}
+    for split in labelme.SPLITS:
       members = per_split[split]
+      if fractions[split] <= 0:  # e.g. validation_fraction=0: train and test only
+        summary.empty_split(split, f"its fraction is {fractions[split]:g} in the configuration")
+        continue
       if not members:
-        patients = len({image.patient_id for image in images})
-        raise ValueError(
-            f"AcneSCU: the {split} split has no image ({len(images)} annotated images of {patients} patients under "
-            f"{manual_dir}; test_fraction={config.test_fraction}, validation_fraction={config.validation_fraction}). "
-            "Add data, or pass an AcneScuConfig with other fractions (a split with fraction 0 is left out).")
-      summary.records[split] = summary.boxes[split] = summary.images_per_split[split] = 0
-      summary.patients[split] = len({image.patient_id for _, image in members})
-    return {split: self._generate_examples(split, per_split[split]) for split in splits}
+        summary.empty_split(
+            split, f"no patient falls in it ({len(images)} usable annotated images of {patients} patients; "
+            f"test_fraction={config.test_fraction}, validation_fraction={config.validation_fraction})")
+        continue
+      summary.splits[split] = {"examples": 0, "boxes": 0, "images": 0, "patients": 0}
+      make = lambda member, split=split: self._image_records(split, *member)  # noqa: E731
+      first, rest = build_summary.first_usable(members, make)
+      if first is None:
+        summary.empty_split(split, f"all {len(members)} images of its patients were skipped")
+        continue
+      generators[split] = self._generate_examples(first, rest, make)
+    if not generators:
+      raise build_summary.no_usable_data(
+          "AcneSCU", summary, f"Fix or replace the files named above; the expected layout:\n{LAYOUT}")
+    return generators
 
   def _download_and_prepare(self, dl_manager, download_config=None):
     super()._download_and_prepare(dl_manager, download_config)
     if self.summary is not None:
       # self.data_dir is TFDS's temporary folder here; it becomes <data_dir>/acne_scu/<config>/<version>.
-      (epath.Path(self.data_dir) / SUMMARY_FILE).write_text(self.summary.to_json(), encoding="utf-8")
+      build_summary.write_build_summary(self.summary, self.data_dir)
       logger.info("acne_scu: build summary:\n%s", self.summary.format())
 
-  def _generate_examples(self, split: str, members: List[Tuple[int, labelme.AnnotatedImage]]) -> Iterator[Tuple[str, Dict[str, Any]]]:
-    config = self.builder_config
-    summary = self.summary
-    patients, skipped = set(), []
-    for index, image in members:
-      try:
-        pixels, encoded = labelme.read_image(image)
-      except labelme.AnnotationError as e:
-        self._skip_file(summary, image.image_path or image.annotation_path, str(e))
-        skipped.append(str(e))
+  def _generate_examples(self, first: Records, rest: List[Tuple[int, labelme.AnnotatedImage]], make):
+    yield from first
+    for member in rest:
+      yield from make(member) or []
+
+  def _image_records(self, split: str, index: int, image: labelme.AnnotatedImage) -> Optional[Records]:
+    """The records of one image (one, or its crops), counted; None when the image is skipped."""
+    config, summary = self.builder_config, self.summary
+    try:
+      pixels, encoded = labelme.read_image(image)
+    except labelme.AnnotationError as e:
+      self._skip_file(summary, image.image_path or image.annotation_path, e)
+      return None
+    height, width = pixels.shape[:2]
+    lesions = labelme.clip_lesions(image.polygons, image.labels, width, height, config.reference_rounding)
+    summary.add("clipped", lesions.num_clipped)
+    summary.add("dropped_zero_area", lesions.num_dropped)
+    item = "annotation" if summary.info.get("input_format") == "coco" else "shape"
+    where = lambda position: dict(index=image.shape_indices[position], item=item, label=CLASS_NAMES[image.labels[position]])  # noqa: E731
+    for position in lesions.clipped_index:
+      summary.record("clipped", image.annotation_path, "clipped", f"reaches outside the {width}x{height} image: clipped to it",
+                     level=logging.INFO, **where(position))
+    for position, reason in lesions.dropped:
+      why = (f"lies outside the {width}x{height} image" if reason == labelme.OUTSIDE_IMAGE
+             else "its box has zero width or height" + (" once clipped to the image" if position in lesions.clipped_index else ""))
+      summary.record("dropped", image.annotation_path, reason, why, **where(position))
+    counts = summary.splits[split]
+    counts["images"] += 1
+    patients = self._patients.setdefault(split, set())
+    patients.add(image.patient_id)
+    counts["patients"] = len(patients)
+    if config.crop_size is None:
+      stored = labelme.stored_image_bytes(pixels, encoded)
+      summary.add("reencoded_images", stored is not encoded)
+      return [(image.file_name, self._example(
+          split, stored, index, image.file_name, image.patient_id, (0, 0), lesions.boxes, lesions.labels, lesions.polygons))]
+    crops = masked_crop.masked_crops(
+        pixels, lesions.polygons, lesions.labels, crop_size=config.crop_size, min_size=config.min_size,
+        reference_rounding=config.reference_rounding)
+    if len(crops) >= CROP_ID_STRIDE:
+      raise ValueError(f"AcneSCU: {image.file_name} gives {len(crops)} crops, more than image ids allow ({CROP_ID_STRIDE}).")
+    seen = set()
+    base = os.path.splitext(image.file_name)[0]
+    out = []
+    for k, crop in enumerate(crops):
+      summary.add("masked", len(crop.masked_index))
+      seen.update(int(i) for i in crop.source_index)
+      name = f"{base}_crop{k}"
+      out.append((name, self._example(
+          split, labelme.encode_png(crop.image), CROP_ID_STRIDE * index + k, name, image.patient_id, crop.origin,
+          crop.boxes, crop.labels, crop.polygons)))
+    for j in range(len(lesions.labels)):
+      if j in seen:
         continue
-      height, width = pixels.shape[:2]
-      lesions = labelme.clip_lesions(image.polygons, image.labels, width, height, config.reference_rounding)
-      summary.clipped += lesions.num_clipped
-      summary.dropped_zero_area += lesions.num_dropped
-      patients.add(image.patient_id)
-      summary.images_per_split[split] += 1
-      if config.crop_size is None:
-        stored = labelme.stored_image_bytes(pixels, encoded)
-        summary.reencoded_images += stored is not encoded
-        yield image.file_name, self._example(
-            split, stored, index, image.file_name, image.patient_id, (0, 0),
-            lesions.boxes, lesions.labels, lesions.polygons)
-        continue
-      crops = masked_crop.masked_crops(
-          pixels, lesions.polygons, lesions.labels, crop_size=config.crop_size, min_size=config.min_size,
-          reference_rounding=config.reference_rounding)
-      if len(crops) >= CROP_ID_STRIDE:
-        raise ValueError(f"AcneSCU: {image.file_name} gives {len(crops)} crops, more than image ids allow ({CROP_ID_STRIDE}).")
-      seen = set()
-      base = os.path.splitext(image.file_name)[0]
-      for k, crop in enumerate(crops):
-        summary.masked += len(crop.masked_index)
-        seen.update(int(i) for i in crop.source_index)
-        name = f"{base}_crop{k}"
-        yield name, self._example(
-            split, labelme.encode_png(crop.image), CROP_ID_STRIDE * index + k, name, image.patient_id, crop.origin,
-            crop.boxes, crop.labels, crop.polygons)
-      summary.lesions_not_in_any_crop += len(lesions.labels) - len(seen)
-    summary.patients[split] = len(patients)
-    if not summary.images_per_split[split]:
-      raise ValueError(
-          f"AcneSCU: no usable image in the {split} split, all {len(members)} were skipped: " + "; ".join(skipped))
+      summary.add("lesions_not_in_any_crop")
+      box = lesions.boxes[j]
+      w, h = float(box[2] - box[0]), float(box[3] - box[1])
+      if w < config.min_size or h < config.min_size:
+        reason, why = "under_min_size", f"box {w:g}x{h:g} px is under min_size {config.min_size:g} px: in no crop (as the reference)"
+      else:
+        reason, why = "cut_by_every_window", f"every {config.crop_size} px window holding it cuts it: masked, in no crop"
+      summary.record("dropped", image.annotation_path, reason, why, level=logging.INFO, **where(lesions.kept_index[j]))
+    return out
 
   def _example(self, split, image_bytes, image_id, file_name, patient_id, origin, boxes, labels, polygons) -> Dict[str, Any]:
     summary = self.summary
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     labels = np.asarray(labels, np.int64).reshape(-1)
     flat = [np.asarray(p, np.float32).reshape(-1) for p in polygons]
-    summary.records[split] += 1
-    summary.boxes[split] += len(labels)
+    summary.splits[split]["examples"] += 1
+    summary.splits[split]["boxes"] += len(labels)
     for label in labels:
-      summary.boxes_per_class[CLASS_NAMES[label]] += 1
+      summary.info["boxes_per_class"][CLASS_NAMES[label]] += 1
     return {
         "image": image_bytes,
         "image_id": int(image_id),
@@ -442,3 +420,11 @@ class AcneScu(tfds.core.GeneratorBasedBuilder):
         },
         "polygons": np.concatenate(flat) if flat else np.zeros((0,), np.float32),
     }
+
+
+_SHAPE_REASONS = {
+    labelme.TOO_FEW_POINTS: "two points or fewer",
+    labelme.UNKNOWN_LABEL: f"not one of the {len(CLASS_NAMES)} classes",
+    labelme.UNSUPPORTED_SHAPE_TYPE: "a shape type other than polygon and circle (or a COCO RLE)",
+    labelme.INVALID_POINTS: "points that are not a finite [V, 2] list (a circle needs exactly 2)",
+}

@@ -4,8 +4,9 @@ from tfds_builders.deep_lesion.deep_lesion import (
     BuildSummary,
     DeepLesion,
     DeepLesionConfig,
+    NoUsableDataError,
     read_build_summary,
     summary_path,
 )
 
-__all__ = ["BuildSummary", "DeepLesion", "DeepLesionConfig", "read_build_summary", "summary_path"]
+__all__ = ["BuildSummary", "DeepLesion", "DeepLesionConfig", "NoUsableDataError", "read_build_summary", "summary_path"]

@@ -56,19 +56,21 @@ Record layout::
 
 Bad input. Missing manual folder, ``DL_info.csv`` or ``Images_png`` -> ``FileNotFoundError``
 naming the path and repeating the layout. Malformed CSV rows, key slices missing or not decoding
-(record skipped), neighbour slices missing or not decoding (replaced as above) -> warning naming
-the file, counted. Boxes are clipped to the image and boxes of zero width or height dropped
-(counted; a slice keeps its record even if no box survives). A split without any row is omitted
-(TFDS cannot write an empty split). Rows of one slice with different
-split codes or DICOM windows: the first row's value is used (counted). All counts go to
-``<data_dir>/deep_lesion/<config>/<version>/build_summary.json`` (``BuildSummary``).
+(record skipped), neighbour slices missing, not decoding or of another size than the key slice
+(replaced as above). Boxes are clipped to the image and boxes of zero width or height dropped (a
+slice keeps its record even if no box survives). Rows of one slice with different split codes or
+DICOM windows: the first row's value is used. Every such row and file is logged and listed, with
+the file, the CSV line, the lesion type and the reason, in
+``<data_dir>/deep_lesion/<config>/<version>/build_summary.json`` (``tfds_builders.build_summary``).
+A split without any usable key slice is left out of the data set and reported in the summary's
+``empty_splits`` (TFDS cannot write an empty split); a release with none at all raises
+``NoUsableDataError``.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -80,7 +82,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from tfds_builders import build_summary
-from tfds_builders.build_summary import SUMMARY_FILE, BuildSummary  # noqa: F401  (re-exported)
+from tfds_builders.build_summary import SUMMARY_FILE, BuildSummary, NoUsableDataError  # noqa: F401  (re-exported)
 
 from acne_jax.data import deep_lesion as dl
 from acne_jax.data import records, voc
@@ -110,6 +112,8 @@ COUNT_KEYS: Tuple[str, ...] = (
     "missing_neighbour_files",  # neighbour slices inside Slice_range but absent on disk, per record
     "neighbour_fallbacks",  # channel taps moved towards the key slice (outside range/missing/corrupt)
     "interpolated_channels",  # channels interpolated between two slices
+    "neighbour_size_mismatches",  # neighbour slices of another size than the key slice, per record (replaced)
+    "unusable_spacings",  # key slices whose Spacing_mm_px_ z is not a positive number (key slice in every channel)
     "image_size_mismatches",  # Image_size differs from the decoded key slice
     "clipped_boxes",  # boxes moved by clipping to the image, kept
     "dropped_empty_boxes",  # boxes of zero width or height after clipping: dropped
@@ -215,7 +219,7 @@ DL_info.csv and the Images_png_NN.zip archives, then pass the folder as manual_d
                                  counts={k: 0 for k in COUNT_KEYS})
     super()._download_and_prepare(dl_manager=dl_manager, download_config=download_config)
     # self.data_path is the temporary build folder here; TFDS renames it on success.
-    (self.data_path / SUMMARY_FILE).write_text(json.dumps(self._summary.to_dict(), indent=1))
+    build_summary.write_build_summary(self._summary, self.data_path)
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     try:
@@ -226,12 +230,14 @@ DL_info.csv and the Images_png_NN.zip archives, then pass the folder as manual_d
       if not os.path.exists(path):
         raise FileNotFoundError(f"deep_lesion: missing {path}. Expected layout:\n{LAYOUT}")
     summary = self._summary
+    summary.manual_dir = root
+    csv_path = os.path.join(root, dl.CSV_NAME)
     bad: List[Tuple[int, str]] = []
-    rows = dl.parse_dl_info(os.path.join(root, dl.CSV_NAME), bad_rows=bad)
+    rows = dl.parse_dl_info(csv_path, bad_rows=bad)
     summary.add("csv_rows", len(rows))
     summary.add("malformed_rows", len(bad))
-    for _, message in bad:
-      summary.issue(dl.CSV_NAME, message)
+    for line, message in bad:
+      summary.record("skipped", csv_path, "malformed_row", message.removeprefix(f"{csv_path}, line {line}: "), index=line, item="line")
 
     groups: Dict[str, List[dl.DLInfoRow]] = collections.OrderedDict()
     for row in rows:
@@ -242,49 +248,79 @@ DL_info.csv and the Images_png_NN.zip archives, then pass the folder as manual_d
       first = group[0]
       if any(r.train_val_test != first.train_val_test for r in group):
         summary.add("split_conflicts")
-        summary.issue(file_name, f"rows disagree on Train_Val_Test {sorted({r.train_val_test for r in group})}: using {first.train_val_test}")
+        for r in group[1:]:
+          if r.train_val_test != first.train_val_test:
+            summary.record("noted", csv_path, "split_conflict",
+                           f"{file_name}: Train_Val_Test {r.train_val_test}, but the slice's first row (line {first.line}) says {first.train_val_test}, which is used",
+                           index=r.line, item="line", label=_type_name(r))
       if any(r.dicom_windows != first.dicom_windows for r in group):
         summary.add("window_conflicts")
+        for r in group[1:]:
+          if r.dicom_windows != first.dicom_windows:
+            summary.record("noted", csv_path, "window_conflict",
+                           f"{file_name}: DICOM_windows {r.dicom_windows}, but the slice's first row (line {first.line}) says {first.dicom_windows}, which is used",
+                           index=r.line, item="line", label=_type_name(r), level=logging.INFO)
       split = dl.SPLIT_CODES.get(first.train_val_test)
       if split is None:
         summary.add("bad_split_codes")
-        summary.issue(file_name, f"Train_Val_Test {first.train_val_test} is not 1, 2 or 3: skipped")
+        for r in group:
+          summary.record("skipped", csv_path, "bad_split_code",
+                         f"{file_name}: Train_Val_Test {first.train_val_test} is not 1, 2 or 3: the slice is skipped",
+                         index=r.line, item="line", label=_type_name(r))
         continue
       by_split[split].append((_image_id(first), group))
     generators = {}
     for split in SPLITS:
       if not by_split[split]:  # TFDS cannot write an empty split
-        summary.issue(dl.CSV_NAME, f"no key slice has the split code of {split!r}: split omitted")
+        code = {v: k for k, v in dl.SPLIT_CODES.items()}[split]
+        summary.empty_split(split, f"no usable row of {dl.CSV_NAME} has Train_Val_Test {code}")
         continue
       by_split[split].sort(key=lambda item: item[0])
       summary.splits[split] = {"examples": 0, "boxes": 0}
-      generators[split] = self._generate_examples(split, by_split[split], root)
+      make = lambda item, split=split: self._counted(split, item, root)  # noqa: E731
+      first, rest = build_summary.first_usable(by_split[split], make)
+      if first is None:
+        summary.empty_split(split, f"all {len(by_split[split])} key slices of the split were skipped")
+        continue
+      generators[split] = build_summary.chain_first(first, (e for e in map(make, rest) if e is not None))
+    if not generators:
+      raise build_summary.no_usable_data(
+          "deep_lesion", summary, f"Fix or replace the files named above (expected layout:\n{LAYOUT})")
     return generators
 
   def _generate_examples(self, split: str, groups, root: str) -> Iterator[Tuple[int, Dict[str, Any]]]:
-    for image_id, group in groups:
-      example = self._example(image_id, group, root)
-      if example is None:
-        continue
-      self._summary.splits[split]["examples"] += 1
-      self._summary.splits[split]["boxes"] += len(example["objects"]["bbox"])
-      yield image_id, example
+    for item in groups:
+      example = self._counted(split, item, root)
+      if example is not None:
+        yield example
+
+  def _counted(self, split: str, item: Tuple[int, List[dl.DLInfoRow]], root: str) -> Optional[Tuple[int, Dict[str, Any]]]:
+    """``(key, record)`` of one key slice, counted in its split, or None when it is skipped."""
+    image_id, group = item
+    example = self._example(image_id, group, root)
+    if example is None:
+      return None
+    self._summary.splits[split]["examples"] += 1
+    self._summary.splits[split]["boxes"] += len(example["objects"]["bbox"])
+    return image_id, example
 
   def _example(self, image_id: int, rows: List[dl.DLInfoRow], root: str) -> Optional[Dict[str, Any]]:
-    """The record of one key slice, or None (counted, warned) when it is skipped."""
+    """The record of one key slice, or None (recorded in the summary) when it is skipped."""
     summary, config = self._summary, self.builder_config
+    csv_path = os.path.join(root, dl.CSV_NAME)
     first = rows[0]
+    lines = ", ".join(str(r.line) for r in rows)
     key_index = first.key_slice_index
     key_path = dl.slice_path(root, first.file_name, key_index)
     try:
       key_hu = dl.load_hu(key_path)
     except FileNotFoundError:
       summary.add("missing_key_slices")
-      summary.issue(key_path, f"key slice of {first.file_name} not found: skipped")
+      summary.record("skipped", key_path, "missing_key_slice", f"key slice of {first.file_name} (CSV lines {lines}) not found: skipped")
       return None
     except ValueError as e:
       summary.add("corrupt_images")
-      summary.issue(key_path, f"{_reason(e, key_path)}: key slice skipped")
+      summary.record("skipped", key_path, "corrupt_image", f"{_reason(e, key_path)}: key slice of {first.file_name} (CSV lines {lines}) skipped")
       return None
     height, width = key_hu.shape
 
@@ -293,16 +329,28 @@ DL_info.csv and the Images_png_NN.zip archives, then pass the folder as manual_d
         return key_hu
       path = dl.slice_path(root, first.file_name, index)
       try:
-        return dl.load_hu(path)
+        hu = dl.load_hu(path)
       except FileNotFoundError:
         summary.add("missing_neighbour_files")
-        summary.issue(path, f"neighbour of {first.file_name} inside Slice_range not found: nearest slice used")
+        summary.record("noted", path, "missing_neighbour_slice", f"neighbour of {first.file_name} inside Slice_range not found: nearest slice used")
+        return None
       except ValueError as e:
         summary.add("corrupt_images")
-        summary.issue(path, f"{_reason(e, path)}: neighbour of {first.file_name}, nearest slice used")
-      return None
+        summary.record("noted", path, "corrupt_neighbour_slice", f"{_reason(e, path)}: neighbour of {first.file_name}, nearest slice used")
+        return None
+      if hu.shape != key_hu.shape:
+        summary.add("neighbour_size_mismatches")
+        summary.record("noted", path, "neighbour_size_mismatch",
+                       f"{hu.shape[1]}x{hu.shape[0]}, but the key slice {first.file_name} is {width}x{height}: nearest slice used")
+        return None
+      return hu
 
     spacing_z = first.spacing_mm_px[2]
+    if not (math.isfinite(spacing_z) and spacing_z > 0):
+      summary.add("unusable_spacings")
+      summary.record("noted", csv_path, "unusable_spacing",
+                     f"{first.file_name}: Spacing_mm_px_ z {spacing_z} is not a positive number: every channel is the key slice",
+                     index=first.line, item="line", label=_type_name(first))
     hu, taps = dl.three_slice_image(load_slice, key_index, spacing_z, config.slice_interval_mm, 3, slice_range=first.slice_range)
     wanted = dl.neighbour_slices(key_index, spacing_z, config.slice_interval_mm, 3)
     summary.add("interpolated_channels", sum(len(c) > 1 for c in wanted))
@@ -316,7 +364,8 @@ DL_info.csv and the Images_png_NN.zip archives, then pass the folder as manual_d
       window = tuple(float(v) for v in (first.dicom_windows if config.use_dicom_window else config.window))
       if not window[1] > window[0]:
         summary.add("invalid_dicom_windows")
-        summary.issue(first.file_name, f"DICOM window {window} is empty: using {tuple(config.window)}")
+        summary.record("noted", csv_path, "invalid_dicom_window", f"{first.file_name}: DICOM window {window} is empty: using {tuple(config.window)}",
+                       index=first.line, item="line", label=_type_name(first))
         window = tuple(float(v) for v in config.window)
       image = dl.window(hu, *window)
     ok, buffer = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
@@ -325,14 +374,19 @@ DL_info.csv and the Images_png_NN.zip archives, then pass the folder as manual_d
 
     if tuple(first.image_size) not in ((height, width), (width, height)):
       summary.add("image_size_mismatches")
-      summary.issue(key_path, f"Image_size {first.image_size} != decoded {width}x{height}")
+      summary.record("noted", key_path, "image_size_mismatch", f"Image_size {first.image_size} (CSV line {first.line}) but the slice is {width}x{height}")
 
     boxes, changed, keep = voc.clip_boxes([r.bounding_box for r in rows], width, height)
     summary.add("clipped_boxes", int(np.sum(changed & keep)))
-    if not keep.all():
-      summary.add("dropped_empty_boxes", int(np.sum(~keep)))
-      lines = [r.line for r, k in zip(rows, keep) if not k]
-      summary.issue(dl.CSV_NAME, f"{first.file_name}: box(es) of CSV line(s) {lines} have zero width or height after clipping: dropped")
+    summary.add("dropped_empty_boxes", int(np.sum(~keep)))
+    for r, moved, kept in zip(rows, changed, keep):
+      if not kept:
+        reason, why = voc.degenerate_reason(r.bounding_box, width, height)
+        summary.record("dropped", csv_path, reason, f"{first.file_name}: {why}", index=r.line, item="line", label=_type_name(r))
+      elif moved:
+        summary.record("clipped", csv_path, "clipped",
+                       f"{first.file_name}: box {_fmt(r.bounding_box)} px reaches outside the {width}x{height} slice: clipped",
+                       index=r.line, item="line", label=_type_name(r), level=logging.INFO)
     kept = [r for r, k in zip(rows, keep) if k]
     boxes = boxes[keep]
     summary.add("unknown_type_boxes", sum(r.label < 0 for r in kept))
@@ -370,6 +424,16 @@ DL_info.csv and the Images_png_NN.zip archives, then pass the folder as manual_d
         },
         "polygons": voc.box_polygons(boxes).reshape(-1),
     }
+
+
+def _type_name(row: dl.DLInfoRow) -> str:
+  """The lesion type of a row (``"liver"``, ``"unknown"`` for -1)."""
+  return dl.LESION_TYPES[row.label] if row.label >= 0 else "unknown"
+
+
+def _fmt(box) -> str:
+  return "(" + ", ".join(f"{float(v):g}" for v in box) + ")"
+
 
 
 def _reason(error: Exception, path: str) -> str:
