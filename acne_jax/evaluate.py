@@ -37,31 +37,32 @@ from acne_jax.evaluation import whole_image
 from acne_jax.models.detector import TwoStageDetector, spec_from_config
 from acne_jax.paths import resolve
 from acne_jax.training.checkpoint import Checkpointer
-from acne_jax.training import optim
 
 
 def restore(config: ml_collections.ConfigDict, workdir: str, step=None):
   """``({"params", "batch_stats"}, step, meta)`` from the checkpoints in ``workdir`` (relative or
-  absolute); ``meta`` is the JSON saved beside the state (``operating_point`` in a final one)."""
+  absolute); ``meta`` is the JSON saved beside the state (``operating_point`` in a final one).
+
+  Only the checkpoint's inference variables are read (:meth:`Checkpointer.restore_variables`),
+  checked against the shapes of ``config``'s model; the optimiser state is neither read nor
+  needed. A checkpoint written before the variables were saved as their own item is read whole
+  (train state and optimiser) and its variables taken from it."""
   workdir = resolve(workdir)
   directory = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(directory):  # checked first: the checkpoint manager would create the folder
     raise FileNotFoundError(f"no checkpoint in {directory}; train first with python -m acne_jax.train --workdir={workdir}.")
   checkpointer = Checkpointer(directory)
   if checkpointer.latest_step() is None:
+    checkpointer.close()
     raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints; train first with python -m acne_jax.train --workdir={workdir}.")
-  spec = spec_from_config(config.model)
-  model = TwoStageDetector(spec, train=True)
-  # The optimiser's state has the same structure whatever its hyper-parameters.
-  opt = train.optimizer_config(config, per_epoch=1)
-  abstract_params = jax.eval_shape(lambda k: train.create_state(model, optax.identity(), k, config.data.image_size, config.data.max_boxes, 1), jax.random.key(0))["params"]
-  frozen = optim.frozen_backbone_predicate(spec.backbone.frozen_stages) if spec.backbone.frozen_stages >= 0 else None
-  tx, _ = optim.make_optimizer(opt, abstract_params, frozen)
-  template = jax.eval_shape(lambda k: train.create_state(model, tx, k, config.data.image_size, config.data.max_boxes, 1), jax.random.key(0))
-  sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  template = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), template)
-  state, meta, restored_step = checkpointer.restore(template, step)
-  return {"params": state["params"], "batch_stats": state["batch_stats"]}, restored_step, meta
+  model = TwoStageDetector(spec_from_config(config.model), train=True)
+  abstract = jax.eval_shape(lambda k: train.create_state(model, optax.identity(), k, config.data.image_size, config.data.max_boxes, 1), jax.random.key(0))
+  template = {"params": abstract["params"], "batch_stats": abstract["batch_stats"]}
+  try:
+    variables, meta, restored_step = checkpointer.restore_variables(step, template=template)
+  finally:
+    checkpointer.close()
+  return variables, restored_step, meta
 
 
 def restore_variables(config: ml_collections.ConfigDict, workdir: str, step=None):

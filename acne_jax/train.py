@@ -632,8 +632,10 @@ def part_from_run(variables, workdir: str, parts="backbone"):
     checkpointer.close()
     raise FileNotFoundError(f"{key}: {resolve(workdir)} holds no acne_jax checkpoint; give a finished run's workdir"
                             + (" or a torchvision .pth file." if parts == ("backbone",) else "."))
-  saved, step = checkpointer.restore_as_saved()
-  checkpointer.close()
+  try:  # the newest step's params and batch_stats only (its whole state for an older checkpoint)
+    saved, _, step = checkpointer.restore_variables(checkpointer.latest_step())
+  finally:
+    checkpointer.close()
   out = {"params": variables["params"], "batch_stats": variables["batch_stats"]}
   for part in parts:
     key = _PRETRAINED_KEYS[part.split("/")[0]]
