@@ -143,17 +143,27 @@ def _floats(cell: str, n: Optional[int], what: str) -> Tuple[float, ...]:
   return tuple(values)
 
 
+INT32_LIMIT = 2**31  # integers are stored as int32: larger magnitudes are malformed (or unknown)
+
+
 def _int(cell: str, what: str, default: Optional[int] = None) -> int:
   text = cell.strip()
   try:
     value = float(text)
   except ValueError:
     value = float("nan")
-  if not math.isfinite(value) or value != int(value):
+  if not math.isfinite(value) or value != int(value) or abs(value) >= INT32_LIMIT:
     if default is not None:
       return default
-    raise ValueError(f"{what}: not an integer ({cell!r})")
+    raise ValueError(f"{what}: not an integer of at most 31 bits ({cell!r})")
   return int(value)
+
+
+def _ints(cell: str, n: int, what: str) -> Tuple[int, ...]:
+  values = _floats(cell, n, what)
+  if not all(math.isfinite(v) and v == int(v) and abs(v) < INT32_LIMIT for v in values):
+    raise ValueError(f"{what}: expected {n} integers of at most 31 bits ({cell!r})")
+  return tuple(int(v) for v in values)
 
 
 def _parse_row(cells: Sequence[str], line: int) -> DLInfoRow:
@@ -169,8 +179,8 @@ def _parse_row(cells: Sequence[str], line: int) -> DLInfoRow:
     spacing = spacing + (float("nan"),)
   if len(spacing) != 3:
     raise ValueError(f"Spacing_mm_px_: expected 3 values, got {len(spacing)}")
-  slice_range = _floats(cells[11], 2, "Slice_range")
-  size = _floats(cells[13], 2, "Image_size")
+  slice_range = _ints(cells[11], 2, "Slice_range")
+  size = _ints(cells[13], 2, "Image_size")
   return DLInfoRow(
       line=line,
       file_name=file_name,
@@ -184,9 +194,9 @@ def _parse_row(cells: Sequence[str], line: int) -> DLInfoRow:
       normalized_lesion_location=_floats(cells[8], 3, "Normalized_lesion_location"),
       coarse_lesion_type=_int(cells[9], "Coarse_lesion_type", default=-1),
       possibly_noisy=_int(cells[10], "Possibly_noisy", default=0) > 0,
-      slice_range=(int(slice_range[0]), int(slice_range[1])),
+      slice_range=slice_range,
       spacing_mm_px=tuple(float(s) for s in spacing),
-      image_size=(int(size[0]), int(size[1])),
+      image_size=size,
       dicom_windows=_floats(cells[14], 2, "DICOM_windows"),
       patient_gender=cells[15].strip(),
       patient_age=_int(cells[16], "Patient_age", default=-1),
@@ -197,8 +207,10 @@ def _parse_row(cells: Sequence[str], line: int) -> DLInfoRow:
 def parse_dl_info(csv_path: os.PathLike, bad_rows: Optional[List[Tuple[int, str]]] = None) -> List[DLInfoRow]:
   """Reads ``DL_info.csv`` into typed rows, in file order.
 
-  The first line is a header when its first cell is not a slice file name. Cells are parsed
-  with the ``csv`` module (multi-value cells are quoted: ``"226.169, 90.0204, 241.252, 111.977"``).
+  The first line is a header when its first cell is not a slice file name. Each line is one
+  row (the release has no line breaks inside cells), its cells parsed with the ``csv`` module
+  (multi-value cells are quoted: ``"226.169, 90.0204, 241.252, 111.977"``); a line that is not
+  UTF-8 or whose quotes do not close is malformed by itself, never merged with the next.
 
   Args:
     csv_path: path of ``DL_info.csv``.
@@ -214,22 +226,31 @@ def parse_dl_info(csv_path: os.PathLike, bad_rows: Optional[List[Tuple[int, str]
     ValueError: a malformed row (when ``bad_rows`` is None); the message names the file and line.
   """
   rows: List[DLInfoRow] = []
-  with open(csv_path, newline="", encoding="utf-8") as f:
-    for line, cells in enumerate(csv.reader(f), start=1):
-      if not cells or all(not c.strip() for c in cells):
+  with open(csv_path, "rb") as f:
+    data = f.read()
+  for line, raw in enumerate(data.split(b"\n"), start=1):
+    try:
+      try:
+        text = raw.decode("utf-8-sig" if line == 1 else "utf-8").rstrip("\r")
+      except UnicodeDecodeError as e:
+        raise ValueError(f"not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1})") from None
+      if not text.strip():
         continue
+      try:
+        cells = next(csv.reader([text], strict=True))
+      except csv.Error as e:
+        raise ValueError(f"not a CSV line ({e})") from None
       if line == 1:
         try:
           split_file_name(cells[0].strip())
         except ValueError:
           continue  # header
-      try:
-        rows.append(_parse_row(cells, line))
-      except ValueError as e:
-        message = f"{os.fspath(csv_path)}, line {line}: {e}"
-        if bad_rows is None:
-          raise ValueError(message) from None
-        bad_rows.append((line, message))
+      rows.append(_parse_row(cells, line))
+    except ValueError as e:
+      message = f"{os.fspath(csv_path)}, line {line}: {e}"
+      if bad_rows is None:
+        raise ValueError(message) from None
+      bad_rows.append((line, message))
   return rows
 
 

@@ -265,6 +265,7 @@ def test_build_default_summary(built):
       "bad_split_codes": 1,
       "split_conflicts": 0,
       "window_conflicts": 1,  # 000002: -175..275 and -160..240
+      "row_conflicts": 0,
       "invalid_dicom_windows": 0,
       "missing_key_slices": 1,  # 000005
       "corrupt_images": 2,  # 000004/005.png (key), 000003_02_03/008.png (neighbour)
@@ -369,3 +370,55 @@ def test_missing_inputs_are_named(tmp_path, release):
   builder = _build(partial, tmp_path / "d2", "default")
   assert set(builder.info.splits.keys()) == {"train"} and len(builder.as_data_source(split="train")) == 1
   assert set(D.read_build_summary(tmp_path / "d2").splits) == {"train"}
+
+
+# --------------------------------------------------------------------------------------------
+# Regressions found by scripts/fuzz_builders.py.
+
+
+def test_dl_info_lines_that_are_not_utf8_quoted_wrong_or_huge_are_named_one_by_one(tmp_path):
+  """Each physical line is one row: a byte that is not UTF-8 (a crash before), a stray quote
+  (which made the csv module swallow the lines after it) or a number too large for its field
+  (an OverflowError before) spoils that line only."""
+  good = _row("000001_01_01_005.png", 1, 1, 1, 5, "2.5, 3.0, 8.25, 9.5", 4, 0, "1, 9", "0.7, 0.7, 1.25", 1)
+  lines = [",".join(HEADER).encode()]
+  for row in (good,
+              good,  # line 3 gets a byte 0xff
+              good,  # line 4 gets a stray quote
+              good[:11] + ["1, 1e400"] + good[12:],
+              good[:13] + ["1e400, 1e400"] + good[14:],
+              good[:16] + ["99999999999999999999"] + good[17:],  # an age no int32 holds: unknown (-1)
+              good[:1] + ["99999999999999999999"] + good[2:]):
+    text = ",".join(f'"{c}"' if "," in str(c) else str(c) for c in row)
+    lines.append(text.encode())
+  lines[2] = lines[2].replace(b"000001_01", b"000001\xff_01", 1)
+  lines[3] = lines[3][:20] + b'"' + lines[3][20:]
+  (tmp_path / "DL_info.csv").write_bytes(b"\r\n".join(lines) + b"\r\n")
+  bad = []
+  rows = dl.parse_dl_info(tmp_path / "DL_info.csv", bad_rows=bad)
+  assert [r.line for r in rows] == [2, 7] and [r.patient_age for r in rows] == [62, -1]
+  assert [line for line, _ in bad] == [3, 4, 5, 6, 8]
+  assert "not UTF-8" in bad[0][1] and "Slice_range" in bad[2][1] and "Image_size" in bad[3][1] and "Patient_index" in bad[4][1]
+
+
+def test_rows_of_one_slice_that_disagree_are_named_and_bad_windows_fall_back(tmp_path):
+  """The first row of a key slice gives its spacing, Slice_range, Image_size and window: a later
+  row that says otherwise is named (it was silently ignored); a DICOM window that is not finite
+  falls back to the default window (dl.window raised before)."""
+  rows = [ROWS[0], list(ROWS[1])]
+  rows[1][12] = "0.7, 0.7, -2"
+  rows[0] = list(rows[0])
+  rows[0][14] = "-1e400, 1e400"
+  root = tmp_path / "release"
+  fixtures.write_deep_lesion_release(root, rows, {"000001_01_01": SERIES["000001_01_01"]}, SIZE)
+  builder = _build(root, tmp_path / "data", "dicom_window")
+  (record,) = _records(builder, "train")
+  np.testing.assert_array_equal(record["window"], [-1024, 3071])
+  summary = D.read_build_summary(tmp_path / "data", "dicom_window")
+  assert _items(summary) == sorted([
+      ("noted", "DL_info.csv", 2, "liver", "invalid_dicom_window"),
+      ("noted", "DL_info.csv", 3, "unknown", "row_conflict"),
+      ("noted", "DL_info.csv", 3, "unknown", "window_conflict"),
+      ("clipped", "DL_info.csv", 3, "unknown", "clipped"),  # as in the fixture
+  ])
+  assert "Spacing_mm_px_" in summary.select(reason="row_conflict")[0]["detail"]

@@ -106,7 +106,8 @@ COUNT_KEYS: Tuple[str, ...] = (
     "bad_split_codes",  # slices whose Train_Val_Test is not 1/2/3: skipped
     "split_conflicts",  # slices whose rows disagree on Train_Val_Test (first row wins)
     "window_conflicts",  # slices whose rows disagree on DICOM_windows (first row wins)
-    "invalid_dicom_windows",  # dicom_window config: hi <= lo -> default window used
+    "row_conflicts",  # rows whose Spacing_mm_px_, Slice_range or Image_size differ from their slice's first row
+    "invalid_dicom_windows",  # dicom_window config: hi <= lo or not finite -> default window used
     "missing_key_slices",  # key slice PNG absent: skipped
     "corrupt_images",  # slice PNGs not decoding as uint16, per record reading them (key: skipped; neighbour: replaced)
     "missing_neighbour_files",  # neighbour slices inside Slice_range but absent on disk, per record
@@ -253,6 +254,13 @@ DL_info.csv and the Images_png_NN.zip archives, then pass the folder as manual_d
             summary.record("noted", csv_path, "split_conflict",
                            f"{file_name}: Train_Val_Test {r.train_val_test}, but the slice's first row (line {first.line}) says {first.train_val_test}, which is used",
                            index=r.line, item="line", label=_type_name(r))
+      for r in group[1:]:
+        fields = [label for field, label in _SLICE_FIELDS if not _same(getattr(r, field), getattr(first, field))]
+        if fields:
+          summary.add("row_conflicts")
+          summary.record("noted", csv_path, "row_conflict",
+                         f"{file_name}: {', '.join(fields)} differ from the slice's first row (line {first.line}), whose values are used",
+                         index=r.line, item="line", label=_type_name(r))
       if any(r.dicom_windows != first.dicom_windows for r in group):
         summary.add("window_conflicts")
         for r in group[1:]:
@@ -362,7 +370,7 @@ DL_info.csv and the Images_png_NN.zip archives, then pass the folder as manual_d
       image = dl.hu_to_uint16(hu)
     else:
       window = tuple(float(v) for v in (first.dicom_windows if config.use_dicom_window else config.window))
-      if not window[1] > window[0]:
+      if not (math.isfinite(window[0]) and math.isfinite(window[1]) and window[1] > window[0]):
         summary.add("invalid_dicom_windows")
         summary.record("noted", csv_path, "invalid_dicom_window", f"{first.file_name}: DICOM window {window} is empty: using {tuple(config.window)}",
                        index=first.line, item="line", label=_type_name(first))
@@ -424,6 +432,14 @@ DL_info.csv and the Images_png_NN.zip archives, then pass the folder as manual_d
         },
         "polygons": voc.box_polygons(boxes).reshape(-1),
     }
+
+
+# Per-slice fields that every row of a key slice repeats (the first row's are used).
+_SLICE_FIELDS = (("spacing_mm_px", "Spacing_mm_px_"), ("slice_range", "Slice_range"), ("image_size", "Image_size"))
+
+
+def _same(a, b) -> bool:
+  return bool(np.array_equal(np.asarray(a, np.float64), np.asarray(b, np.float64), equal_nan=True))
 
 
 def _type_name(row: dl.DLInfoRow) -> str:
