@@ -76,17 +76,21 @@ def _text(node: ET.Element, tag: str, default: str = "") -> str:
 
 
 def _int_or_zero(text: str) -> int:
+  """An integer field (``<width>``): 0 when it is not a number of at most 31 bits."""
   try:
-    return int(float(text))
+    value = float(text)
   except ValueError:
     return 0
+  return int(value) if np.isfinite(value) and abs(value) < 2**31 else 0
 
 
 def _flag(text: str) -> bool:
+  """A 0/1 flag (``<difficult>``): any number but 0 (and NaN) is set; text is not."""
   try:
-    return int(float(text)) != 0
+    value = float(text)
   except ValueError:
     return False
+  return not np.isnan(value) and int(value != 0) == 1
 
 
 def _bndbox(obj: ET.Element, k: int, label: str) -> Tuple[float, float, float, float]:
@@ -192,12 +196,12 @@ def clip_boxes(boxes, width: float, height: float) -> Tuple[np.ndarray, np.ndarr
     box has positive width and height (boxes entirely outside the image, inverted or of zero
     area are not kept).
   """
-  boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-  limits = np.array([width, height, width, height], np.float32)
+  boxes = np.asarray(boxes, np.float64).reshape(-1, 4)  # float64: coordinates beyond float32 clip, not overflow
+  limits = np.array([width, height, width, height], np.float64)
   clipped = np.clip(boxes, 0.0, limits)
   changed = np.any(clipped != boxes, axis=1)
   keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
-  return clipped, changed, keep
+  return clipped.astype(np.float32), changed, keep
 
 
 def degenerate_reason(box, width: float, height: float) -> Tuple[str, str]:

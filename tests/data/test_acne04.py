@@ -354,3 +354,44 @@ def test_build_cli_missing_manual_dir_names_it(tmp_path, capsys):
   assert build.main(["--dataset=acne04", "--config=fold0", f"--manual_dir={empty}", f"--data_dir={tmp_path / 'd'}"]) == 1
   err = capsys.readouterr().err
   assert str(empty) in err and "NNEW_trainval" in err
+
+
+# --------------------------------------------------------------------------------------------
+# Regressions found by scripts/fuzz_builders.py.
+
+
+def test_voc_numbers_beyond_float_and_int_range():
+  """<width>1e400</width> or <difficult>1e400</difficult> raised OverflowError (int(inf))."""
+  xml = _voc_xml("a.jpg", [("fore", 1, 1, 5, 5, "1e400"), ("fore", 2, 2, 6, 6, "nan")], width="1e400", height="99999999999999999999")
+  ann = voc.parse_voc_xml(xml.encode(), name="a.xml")
+  assert (ann.width, ann.height) == (0, 0)  # unreadable sizes are 0 (informative only)
+  assert [o.difficult for o in ann.objects] == [True, False]
+  assert voc.degenerate_reason([5, 1, -1e300, 5], 40, 30)[0] == "inverted_box"
+
+
+def test_list_lines_that_are_not_utf8_are_malformed_lines(tmp_path):
+  """A byte that is not UTF-8 in a list file raised UnicodeDecodeError for the whole fold."""
+  path = tmp_path / "NNEW_test_0.txt"
+  path.write_bytes(b"levle0_1.jpg 0 1\nlevle\xff0_2.jpg 0 1\nlevle0_3.jpg 0 2\n")
+  bad = []
+  entries = A.parse_list_file(path, bad_lines=bad)
+  assert [e.file_name for e in entries] == ["levle0_1.jpg", "levle0_3.jpg"]
+  assert [line for line, _ in bad] == [2] and "not UTF-8" in bad[0][1]
+
+
+def test_empty_images_and_boxes_beyond_float32_are_named(tmp_path):
+  """An empty image file made cv2.imdecode raise; a coordinate beyond float32 (-1e300) was
+  named "invalid_box" (a reason of the parser's counter) instead of the inverted box it is."""
+  release = tmp_path / "release"
+  images = {"levle0_1.jpg": fixtures.Acne04Image(0, 2, [("fore", 5, 6, 14, 15, 0), ("fore", 20, 5, -1e300, 9, 0)]),
+            "levle0_2.jpg": fixtures.Acne04Image(0, 1, [("fore", 5, 6, 14, 15, 0)])}
+  fixtures.write_acne04_release(release, images, {0: (["levle0_1.jpg", "levle0_2.jpg"], [])})
+  (release / "Classification" / "JPEGImages" / "levle0_2.jpg").write_bytes(b"")
+  _build(release, tmp_path / "data", "fold0")
+  summary = A.read_build_summary(tmp_path / "data", "fold0")
+  assert _items(summary) == sorted([
+      ("dropped", "Detection/VOC2007/Annotations/levle0_1.xml", 1, "fore", "inverted_box"),
+      ("noted", "Detection/VOC2007/Annotations/levle0_1.xml", None, "", "box_count_mismatch"),
+      ("skipped", "Classification/JPEGImages/levle0_2.jpg", None, "", "corrupt_image"),
+  ])
+  assert summary.counts["dropped_empty_boxes"] == 1 and summary.counts["invalid_boxes"] == 0

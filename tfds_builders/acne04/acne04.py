@@ -160,8 +160,8 @@ class ListEntry:
 def parse_list_file(path: os.PathLike, bad_lines: Optional[List[Tuple[int, str]]] = None) -> List[ListEntry]:
   """Reads an ``NNEW_trainval_k.txt`` / ``NNEW_test_k.txt`` list.
 
-  Each non-blank line is ``<file name> <grade 0-3> <lesion count >= 0>``, whitespace separated.
-  A name without extension gets ".jpg".
+  Each non-blank line is ``<file name> <grade 0-3> <lesion count >= 0>``, whitespace separated,
+  in UTF-8 (a line that is not is malformed). A name without extension gets ".jpg".
 
   Args:
     path: the list file.
@@ -169,26 +169,32 @@ def parse_list_file(path: os.PathLike, bad_lines: Optional[List[Tuple[int, str]]
       first one raises ``ValueError`` naming the file and line.
   """
   entries = []
-  with open(path, encoding="utf-8") as f:
-    for number, raw in enumerate(f, start=1):
-      parts = raw.split()
-      if not parts:
-        continue
+  with open(path, "rb") as f:
+    data = f.read()
+  for number, raw in enumerate(data.splitlines(), start=1):
+    text = raw.decode("utf-8", "backslashreplace").lstrip("\ufeff")
+    if not text.split():
+      continue
+    try:
       try:
-        if len(parts) != 3:
-          raise ValueError(f"expected 3 fields, got {len(parts)}")
-        name, grade, count = parts[0], int(parts[1]), int(parts[2])
-        if not 0 <= grade < len(GRADE_NAMES) or count < 0:
-          raise ValueError(f"grade {grade} not in 0..3 or negative lesion count {count}")
-      except ValueError as e:
-        message = f"{os.fspath(path)}, line {number}: {e} ({raw.strip()!r})"
-        if bad_lines is None:
-          raise ValueError(message) from None
-        bad_lines.append((number, message))
-        continue
-      if not os.path.splitext(name)[1]:
-        name += ".jpg"
-      entries.append(ListEntry(file_name=name, grade=grade, lesion_count=count, line=number, source=os.fspath(path)))
+        raw.decode("utf-8")
+      except UnicodeDecodeError as e:
+        raise ValueError(f"not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1})") from None
+      parts = text.split()
+      if len(parts) != 3:
+        raise ValueError(f"expected 3 fields, got {len(parts)}")
+      name, grade, count = parts[0], int(parts[1]), int(parts[2])
+      if not 0 <= grade < len(GRADE_NAMES) or count < 0:
+        raise ValueError(f"grade {grade} not in 0..3 or negative lesion count {count}")
+    except ValueError as e:
+      message = f"{os.fspath(path)}, line {number}: {e} ({text.strip()!r})"
+      if bad_lines is None:
+        raise ValueError(message) from None
+      bad_lines.append((number, message))
+      continue
+    if not os.path.splitext(name)[1]:
+      name += ".jpg"
+    entries.append(ListEntry(file_name=name, grade=grade, lesion_count=count, line=number, source=os.fspath(path)))
   return entries
 
 
@@ -365,7 +371,7 @@ the classification and detection parts, and pass the folder as manual_dir, laid 
       return None
     with open(path, "rb") as f:
       data = f.read()
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None  # imdecode raises on b""
     if image is None or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3)):
       summary.add("corrupt_images")
       summary.record("skipped", path, "corrupt_image", "the image does not decode as a 1- or 3-channel picture")
@@ -403,7 +409,7 @@ the classification and detection parts, and pass the folder as manual_dir, laid 
         difficult.append(obj.difficult)
         objects.append(obj)
 
-    raw = voc.voc_to_xyxy(bndboxes)
+    raw = np.asarray(bndboxes, np.float64).reshape(-1, 4) - np.array([1.0, 1.0, 0.0, 0.0])  # voc_to_xyxy, in float64
     boxes, changed, keep = voc.clip_boxes(raw, width, height)
     summary.add("clipped_boxes", int(np.sum(changed & keep)))
     summary.add("dropped_empty_boxes", int(np.sum(~keep)))
