@@ -25,8 +25,8 @@ Shape rules (those of the reference converter ``labelme_to_coco_zjw.py``):
   at the circle's radius on the axes and diagonals;
 * shapes with two points or fewer are skipped (``"too_few_points"``), as are other shape
   types (``"unsupported_shape_type"``: rectangle, line, point, ...), labels outside the 10
-  categories (``"unknown_label"``) and non-numeric or non-finite points
-  (``"invalid_points"``).
+  categories (``"unknown_label"``) and points that are not numbers (strings, true/false), not
+  finite, or of magnitude ``2**31`` px or more (``"invalid_points"``).
 
 Labels are matched after ``strip()``, lower-casing and turning spaces and hyphens into
 underscores, so ``"Closed comedo"`` is ``closed_comedo``; anything else is unknown.
@@ -69,6 +69,13 @@ TOO_FEW_POINTS = "too_few_points"
 UNKNOWN_LABEL = "unknown_label"
 UNSUPPORTED_SHAPE_TYPE = "unsupported_shape_type"
 INVALID_POINTS = "invalid_points"
+# Why a COCO entry was left out (``parse_coco(..., problems=...)``).
+UNKNOWN_IMAGE_ID = "unknown_image_id"  # an annotation whose image_id is no (usable) entry of "images"
+MALFORMED_IMAGE_ENTRY = "malformed_image_entry"  # an "images" entry without an id or a file_name
+DUPLICATE_IMAGE_ID = "duplicate_image_id"  # an "images" entry whose id an earlier one has
+
+# Coordinates are pixels: a magnitude of 2**31 or more is not a coordinate of any image.
+MAX_COORDINATE = 2.0**31
 
 # Patient-level split (see ``split_of``).
 SPLIT_SALT = "acne_scu/patient-split/v1"
@@ -92,12 +99,13 @@ class AnnotationError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class SkippedShape:
-  """A shape left out of an image's annotations."""
+  """A shape left out of an image's annotations (or, for COCO, an entry left out of the file)."""
 
   file: str  # the annotation file
   index: int  # position of the shape (LabelMe) or annotation (COCO) in the file
   label: str  # its label as written in the file
-  reason: str  # TOO_FEW_POINTS, UNKNOWN_LABEL, UNSUPPORTED_SHAPE_TYPE or INVALID_POINTS
+  reason: str  # TOO_FEW_POINTS, UNKNOWN_LABEL, UNSUPPORTED_SHAPE_TYPE, INVALID_POINTS, or a COCO entry's reason
+  item: str = ""  # what index counts when not the file's shapes: "image" (a COCO "images" entry)
 
 
 @dataclasses.dataclass
@@ -158,11 +166,24 @@ def label_id(label: Any) -> Optional[int]:
   return CLASS_IDS.get(key)
 
 
+def _is_number(value: Any) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _coordinates(array: np.ndarray) -> bool:
+  """Every value finite and of magnitude under ``MAX_COORDINATE``."""
+  return bool(np.isfinite(array).all() and (np.abs(array) < MAX_COORDINATE).all())
+
+
 def _points(points: Any) -> np.ndarray:
-  """``[V, 2]`` float64 from a list of ``[x, y]``; raises ValueError when malformed."""
+  """``[V, 2]`` float64 from a list of ``[x, y]`` numbers (JSON numbers: not true/false, not
+  strings) of pixel range; raises ValueError when malformed."""
+  if (not isinstance(points, (list, tuple)) or not points
+      or not all(isinstance(p, (list, tuple)) and len(p) == 2 and all(_is_number(v) for v in p) for p in points)):
+    raise ValueError(f"points are not a [V, 2] list of numbers: {points!r:.80}")
   array = np.asarray(points, dtype=np.float64)
-  if array.ndim != 2 or array.shape[1] != 2 or not np.isfinite(array).all():
-    raise ValueError(f"points are not a finite [V, 2] list: {points!r:.80}")
+  if not _coordinates(array):
+    raise ValueError(f"points are not finite numbers under 2**31 px: {points!r:.80}")
   return array
 
 
@@ -184,7 +205,11 @@ def shape_polygon(shape: Mapping[str, Any]) -> Tuple[Optional[np.ndarray], str]:
   if shape_type == "circle":
     if len(points) != 2:
       return None, INVALID_POINTS
-    return np.asarray(circle_to_polygon(points[0], points[1]), np.float64).reshape(-1, 2), "circle"
+    try:
+      octagon = np.asarray(circle_to_polygon(points[0], points[1]), np.float64).reshape(-1, 2)
+    except OverflowError:  # math.sqrt of a square beyond float range
+      return None, INVALID_POINTS
+    return (octagon, "circle") if _coordinates(octagon) else (None, INVALID_POINTS)
   if len(points) <= 2:
     return None, TOO_FEW_POINTS
   return points, "polygon"
@@ -417,7 +442,7 @@ def _coco_category_map(obj: Mapping[str, Any], path: str) -> Dict[int, Tuple[str
     return {i + 1: (name, i) for i, name in enumerate(CLASS_NAMES)}
   mapping = {}
   for category in categories:
-    if not isinstance(category, Mapping) or "id" not in category:
+    if not isinstance(category, Mapping) or "id" not in category or not _hashable(category["id"]):
       raise AnnotationError(f"{path}: malformed category {category!r:.80}.", "not_coco")
     name = category.get("name", "")
     mapping[category["id"]] = (str(name), label_id(name))
@@ -430,11 +455,10 @@ def _coco_polygon(annotation: Mapping[str, Any]) -> Tuple[Optional[np.ndarray], 
   if isinstance(segmentation, list) and segmentation:
     flat = segmentation if not isinstance(segmentation[0], (list, tuple)) else None
     for part in ([flat] if flat is not None else segmentation):
-      try:
-        array = np.asarray(part, np.float64).reshape(-1)
-      except (TypeError, ValueError):
+      if not isinstance(part, (list, tuple)) or not all(_is_number(v) for v in part):
         return None, INVALID_POINTS
-      if array.size % 2 or not np.isfinite(array).all():
+      array = np.asarray(part, np.float64).reshape(-1)
+      if array.size % 2 or not _coordinates(array):
         return None, INVALID_POINTS
       parts.append(array.reshape(-1, 2))
   elif segmentation:  # RLE or anything else
@@ -447,16 +471,16 @@ def _coco_polygon(annotation: Mapping[str, Any]) -> Tuple[Optional[np.ndarray], 
       return None, TOO_FEW_POINTS
     return polygon, "polygon"
   bbox = annotation.get("bbox")
-  try:
-    x, y, w, h = (float(v) for v in bbox)
-  except (TypeError, ValueError):
+  if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
     return None, INVALID_POINTS
-  if not all(math.isfinite(v) for v in (x, y, w, h)):
+  x, y, w, h = (float(v) for v in bbox)
+  if not _coordinates(np.array([x, y, x + w, y + h])):
     return None, INVALID_POINTS
   return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], np.float64), "bbox"
 
 
-def parse_coco(obj: Mapping[str, Any], json_path: str, image_root: str, root: Optional[str] = None) -> List[AnnotatedImage]:
+def parse_coco(obj: Mapping[str, Any], json_path: str, image_root: str, root: Optional[str] = None,
+               problems: Optional[List[SkippedShape]] = None) -> List[AnnotatedImage]:
   """Images of a COCO instance JSON.
 
   Args:
@@ -465,6 +489,11 @@ def parse_coco(obj: Mapping[str, Any], json_path: str, image_root: str, root: Op
     image_root: folder the images' ``file_name`` are relative to.
     root: the data folder ``AnnotatedImage.file_name`` is made relative to (default
       ``image_root``).
+    problems: if given, an ``images`` entry without an id or ``file_name`` (or with the id of
+      an earlier entry) is left out, and so is an annotation whose ``image_id`` is no usable
+      entry; each is appended here (``MALFORMED_IMAGE_ENTRY`` / ``DUPLICATE_IMAGE_ID`` with
+      ``item="image"`` and its index in ``images``, ``UNKNOWN_IMAGE_ID`` with its index in
+      ``annotations``) and logged. Without it the first such entry raises.
 
   Returns:
     One :class:`AnnotatedImage` per entry of ``images`` (file order), each with its polygon
@@ -475,8 +504,8 @@ def parse_coco(obj: Mapping[str, Any], json_path: str, image_root: str, root: Op
     not opened here (``image_path`` is "" when the file is missing).
 
   Raises:
-    AnnotationError: when the document is not a COCO instance file or refers to images that
-      are not in ``images``.
+    AnnotationError: when the document is not a COCO instance file, or (without ``problems``)
+      has a malformed image entry or refers to images that are not in ``images``.
   """
   if not isinstance(obj, Mapping) or not isinstance(obj.get("images"), list) or not isinstance(obj.get("annotations"), list):
     raise AnnotationError(f"{json_path}: not a COCO instance file (needs 'images' and 'annotations' lists).", "not_coco")
@@ -484,9 +513,21 @@ def parse_coco(obj: Mapping[str, Any], json_path: str, image_root: str, root: Op
   categories = _coco_category_map(obj, json_path)
   images: Dict[Any, AnnotatedImage] = {}
   order = []
-  for entry in obj["images"]:
-    if not isinstance(entry, Mapping) or "id" not in entry or not isinstance(entry.get("file_name"), str):
-      raise AnnotationError(f"{json_path}: malformed image entry {entry!r:.80} (needs 'id' and 'file_name').", "not_coco")
+  def problem(message: str, skipped: SkippedShape) -> None:
+    if problems is None:
+      raise AnnotationError(f"{json_path}: {message}", "not_coco")
+    problems.append(skipped)
+    logger.warning("acne_scu: %s: %s: left out.", json_path, message)
+
+  for position, entry in enumerate(obj["images"]):
+    if not isinstance(entry, Mapping) or not _hashable(entry.get("id")) or not isinstance(entry.get("file_name"), str) or not entry["file_name"]:
+      problem(f"malformed image entry {position} {entry!r:.80} (needs 'id' and 'file_name')",
+              SkippedShape(json_path, position, "", MALFORMED_IMAGE_ENTRY, "image"))
+      continue
+    if entry["id"] in images:
+      problem(f"image entry {position} repeats the id {entry['id']!r} of an earlier entry",
+              SkippedShape(json_path, position, "", DUPLICATE_IMAGE_ID, "image"))
+      continue
     path = os.path.normpath(os.path.join(image_root, entry["file_name"].replace("\\", "/")))
     images[entry["id"]] = AnnotatedImage(
         file_name=_relative(path, root),
@@ -501,10 +542,15 @@ def parse_coco(obj: Mapping[str, Any], json_path: str, image_root: str, root: Op
     order.append(entry["id"])
   labels: Dict[Any, List[int]] = collections.defaultdict(list)
   for index, annotation in enumerate(obj["annotations"]):
-    if not isinstance(annotation, Mapping) or annotation.get("image_id") not in images:
-      raise AnnotationError(f"{json_path}: annotation {index} refers to no image of 'images': {annotation!r:.80}.", "not_coco")
+    if not isinstance(annotation, Mapping) or not _hashable(annotation.get("image_id")) or annotation.get("image_id") not in images:
+      category = annotation.get("category_id") if isinstance(annotation, Mapping) and _hashable(annotation.get("category_id")) else None
+      label = categories.get(category, ("", None))[0]
+      problem(f"annotation {index} refers to no image of 'images': {annotation!r:.80}",
+              SkippedShape(json_path, index, label, UNKNOWN_IMAGE_ID))
+      continue
     image = images[annotation["image_id"]]
-    name, class_id = categories.get(annotation.get("category_id"), (f"category_id={annotation.get('category_id')!r}", None))
+    category = annotation.get("category_id")
+    name, class_id = categories.get(category, (f"category_id={category!r}", None)) if _hashable(category) else (f"category_id={category!r}", None)
     polygon, kind = _coco_polygon(annotation)
     reason = kind if polygon is None else (UNKNOWN_LABEL if class_id is None else "")
     if reason:
@@ -520,9 +566,15 @@ def parse_coco(obj: Mapping[str, Any], json_path: str, image_root: str, root: Op
   return [images[i] for i in order]
 
 
-def parse_coco_file(json_path: str, image_root: str, root: Optional[str] = None) -> List[AnnotatedImage]:
+def parse_coco_file(json_path: str, image_root: str, root: Optional[str] = None,
+                    problems: Optional[List[SkippedShape]] = None) -> List[AnnotatedImage]:
   """:func:`parse_coco` of a file; raises :class:`AnnotationError` naming it when unusable."""
-  return parse_coco(_read_json(json_path), json_path, image_root, root)
+  return parse_coco(_read_json(json_path), json_path, image_root, root, problems)
+
+
+def _hashable(value: Any) -> bool:
+  """A JSON value usable as an id (not a list or an object)."""
+  return not isinstance(value, (list, dict))
 
 
 # --------------------------------------------------------------------------------------------

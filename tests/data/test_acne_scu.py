@@ -518,3 +518,74 @@ def test_synthetic_release_goes_through_the_acne_scu_builder(tmp_path):
       np.testing.assert_array_equal(record["boxes"], crop.boxes)
       np.testing.assert_array_equal(record["labels"], crop.labels)
       assert record["patient_id"] == L.patient_of(stem)
+
+
+# --------------------------------------------------------------------------------------------
+# Regressions found by scripts/fuzz_builders.py.
+
+
+def test_points_must_be_numbers_of_pixel_range():
+  """A circle whose rim is at 1.8e308 raised OverflowError (math.sqrt of an overflowing
+  square); true/false and numeric strings were read as coordinates; a vertex at 1e300 turned
+  into NaN when clipped. All are invalid points now, named with their shape."""
+  shapes = [
+      _circle("papule", 10, 10, 3), {"label": "papule", "points": [[10, 10], [1.7976931348623157e308, 10]], "shape_type": "circle"},
+      _poly("papule", [(1, 1), (5, 1), (5, 5)]), _poly("papule", [(1, 1), (5, 1), (5, 5)]),
+      _poly("papule", [(1, 1), (1e300, 1), (5, 5)]), _poly("papule", [(1, 1), (5, 1), (5, 2**31)]),
+  ]
+  shapes[2]["points"][0] = [True, 1]
+  shapes[3]["points"][0] = ["1", "1"]
+  image = L.parse_labelme(dict(fixtures.labelme_document("a.jpg", shapes, 20, 20), imageData="aGVsbG8="), "a.json")
+  assert image.shape_indices == [0]
+  assert [(s.index, s.reason) for s in image.skipped_shapes] == [(k, L.INVALID_POINTS) for k in range(1, 6)]
+  coco = fixtures.coco_document([{"id": 1, "file_name": "a.jpg", "height": 20, "width": 20, "shapes": [_poly("papule", _rect(1, 1, 5, 5))] * 2}])
+  coco["annotations"][1]["segmentation"] = [[1, 1, 5, 1, 1e300, 5]]
+  (image,) = L.parse_coco(coco, "annotations.json", "images")
+  assert [(s.index, s.reason) for s in image.skipped_shapes] == [(1, L.INVALID_POINTS)]
+
+
+def test_coco_entries_that_refer_to_nothing_are_named_not_fatal(tmp_path):
+  """An annotation whose image_id is no image, or an image entry without file_name, made the
+  whole COCO file unusable (ManualDataError); a missing image was named as annotations.json.
+  Now each is left out and named, and the rest builds."""
+  root = tmp_path / "coco"
+  shapes = [_poly("papule", _rect(5, 6, 20, 18)), _poly("nevus", _rect(22, 6, 30, 18))]
+  entries = [{"id": 100 + k, "file_name": f"J__{PATIENT_A}_痤疮_2019012309043700{k}_斑点.jpg", "height": 40, "width": 48, "shapes": shapes}
+             for k in range(3)]
+  for k, entry in enumerate(entries[:2]):
+    fixtures.write_bytes(root / "images" / entry["file_name"], fixtures.noise_jpeg(k, 48, 40))
+  doc = fixtures.coco_document(entries)
+  doc["annotations"][1]["image_id"] = 99999
+  doc["images"][1] = {"id": 101, "height": 40, "width": 48}  # no file_name
+  fixtures.write_json(root / "annotations.json", doc)
+  builder = _build("whole", tmp_path / "data", root)
+  (record,) = [decode_record(r) for r in builder.as_data_source(split="train")]
+  assert record["file_name"] == entries[0]["file_name"] and record["labels"].tolist() == [IDX["papule"]]
+  summary = load_build_summary(tmp_path / "data", "whole")
+  assert sorted((i["action"], i["file"], i["index"], i["item"], i["reason"]) for i in summary.items) == sorted([
+      ("dropped", "annotations.json", 1, "annotation", "unknown_image_id"),
+      ("skipped", "annotations.json", 1, "image", "malformed_image_entry"),
+      ("dropped", "annotations.json", 2, "annotation", "unknown_image_id"),  # the lesions of the entry left out
+      ("dropped", "annotations.json", 3, "annotation", "unknown_image_id"),
+      ("skipped", "images/" + entries[2]["file_name"], None, "", "image_not_found"),
+  ])
+
+
+def test_file_names_that_are_not_utf8_are_skipped_and_named(tmp_path):
+  """A release unzipped without its archive's encoding has names that are not UTF-8: TFDS
+  could not store them (a crash). Such files are skipped, named with the bytes escaped."""
+  root = tmp_path / "release"
+  shapes = [_poly("papule", _rect(5, 6, 20, 18))]
+  good = f"J__{PATIENT_A}_痤疮_20190123090437000_斑点.jpg"
+  fixtures.write_labelme_pair(root, good, fixtures.noise_jpeg(0, 48, 40), shapes, 40, 48)
+  gbk = os.fsdecode(f"J__{PATIENT_A}_".encode() + "痤疮".encode("gbk") + b"_20190123090437001.jpg")
+  fixtures.write_labelme_pair(root, gbk, fixtures.noise_jpeg(1, 48, 40), shapes, 40, 48, image_path="")
+  builder = _build("whole", tmp_path / "data", root)
+  assert [decode_record(r)["file_name"] for r in builder.as_data_source(split="train")] == [good]
+  summary = load_build_summary(tmp_path / "data", "whole")
+  (item,) = summary.items
+  escaped = os.fsencode(os.path.splitext(gbk)[0] + ".json").decode("utf-8", "backslashreplace")
+  assert "\\x" in escaped
+  assert (item["action"], item["file"], item["reason"]) == ("skipped", escaped, "non_utf8_name")
+  assert "unzip -O" in item["detail"]
+  summary.format().encode("utf-8")

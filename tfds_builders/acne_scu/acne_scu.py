@@ -242,10 +242,19 @@ class AcneScu(tfds.core.GeneratorBasedBuilder):
       summary.info["input_format"] = "coco"
       summary.counts["annotation_files"] = 1
       item = "annotation"
+      problems: List[labelme.SkippedShape] = []
       try:
-        images = labelme.parse_coco_file(coco, os.path.join(manual_dir, COCO_IMAGES))
+        images = labelme.parse_coco_file(coco, os.path.join(manual_dir, COCO_IMAGES), problems=problems)
       except labelme.AnnotationError as e:
         raise ManualDataError(f"AcneSCU: {e} Fix or replace {coco} (or remove it to read LabelMe files).\n{LAYOUT}") from e
+      for entry in problems:
+        if entry.item == "image":
+          summary.add("skipped_files")
+          summary.record("skipped", coco, entry.reason, _SHAPE_REASONS.get(entry.reason, entry.reason), index=entry.index, item="image")
+        else:
+          summary.add("skipped_shapes")
+          summary.record("dropped", coco, entry.reason, _SHAPE_REASONS.get(entry.reason, entry.reason), index=entry.index,
+                         item="annotation", label=entry.label)
     else:
       summary.info["input_format"] = "labelme"
       files = labelme.find_labelme_files(manual_dir)
@@ -253,6 +262,9 @@ class AcneScu(tfds.core.GeneratorBasedBuilder):
       if not files:
         raise ManualDataError(f"AcneSCU: no annotation file (*.json, or {COCO_ANNOTATIONS}) under manual_dir {manual_dir}.\n{LAYOUT}")
       for path in files:
+        if build_summary.display_path(path) != path:  # TFDS stores names as UTF-8 text
+          self._skip_file(summary, path, labelme.AnnotationError(NON_UTF8_NAME, "non_utf8_name"))
+          continue
         try:
           images.append(labelme.parse_labelme_file(path, root=manual_dir))
         except labelme.AnnotationError as e:
@@ -344,7 +356,10 @@ class AcneScu(tfds.core.GeneratorBasedBuilder):
     try:
       pixels, encoded = labelme.read_image(image)
     except labelme.AnnotationError as e:
-      self._skip_file(summary, image.image_path or image.annotation_path, e)
+      where = image.image_path or image.annotation_path
+      if not image.image_path and summary.info.get("input_format") == "coco":  # the image file the entry names
+        where = os.path.join(summary.manual_dir, COCO_IMAGES, image.file_name)
+      self._skip_file(summary, where, e)
       return None
     height, width = pixels.shape[:2]
     lesions = labelme.clip_lesions(image.polygons, image.labels, width, height, config.reference_rounding)
@@ -426,5 +441,10 @@ _SHAPE_REASONS = {
     labelme.TOO_FEW_POINTS: "two points or fewer",
     labelme.UNKNOWN_LABEL: f"not one of the {len(CLASS_NAMES)} classes",
     labelme.UNSUPPORTED_SHAPE_TYPE: "a shape type other than polygon and circle (or a COCO RLE)",
-    labelme.INVALID_POINTS: "points that are not a finite [V, 2] list (a circle needs exactly 2)",
+    labelme.INVALID_POINTS: "points that are not a [V, 2] list of finite numbers under 2**31 px (a circle needs exactly 2)",
+    labelme.UNKNOWN_IMAGE_ID: "its image_id is no usable entry of 'images'",
+    labelme.MALFORMED_IMAGE_ENTRY: "an entry of 'images' without an id or a file_name: left out with its annotations",
+    labelme.DUPLICATE_IMAGE_ID: "an entry of 'images' with the id of an earlier entry: left out",
 }
+NON_UTF8_NAME = ("the file name (or a folder's) is not UTF-8, which a data set cannot store: an archive unzipped without "
+                 "its encoding? Extract it again with its encoding (e.g. unzip -O GBK) or rename the files. Skipped")
