@@ -59,6 +59,8 @@ class VocAnnotation:
     width, height, depth: ``<size>`` fields (0 when absent or unreadable; VOC files written by
       some tools have zeros here, so they are informative only).
     objects: the ``<object>`` entries in file order.
+    bad_size: the ``<size>`` fields written but unreadable (not an integer in 0..2**31-1),
+      e.g. ``("<width>1e400</width>",)``.
   """
 
   filename: str
@@ -66,6 +68,7 @@ class VocAnnotation:
   height: int
   depth: int
   objects: Tuple[VocObject, ...]
+  bad_size: Tuple[str, ...] = ()
 
 
 def _text(node: ET.Element, tag: str, default: str = "") -> str:
@@ -82,6 +85,15 @@ def _int_or_zero(text: str) -> int:
   except ValueError:
     return 0
   return int(value) if np.isfinite(value) and abs(value) < 2**31 else 0
+
+
+def _is_size(text: str) -> bool:
+  """``text`` is an integer in 0 .. 2**31 - 1 (``"12"`` or ``"12.0"``)."""
+  try:
+    value = float(text)
+  except ValueError:
+    return False
+  return bool(np.isfinite(value)) and value == int(value) and 0 <= value < 2**31
 
 
 def _flag(text: str) -> bool:
@@ -144,10 +156,15 @@ def parse_voc_xml(source: PathOrBytes, name: str = "", bad_objects: Optional[Lis
     raise VocParseError(f"{label}: root element is <{root.tag}>, expected <annotation>.")
   size = root.find("size")
   width = height = depth = 0
+  bad_size = []
   if size is not None:
     width = _int_or_zero(_text(size, "width"))
     height = _int_or_zero(_text(size, "height"))
     depth = _int_or_zero(_text(size, "depth"))
+    for tag in ("width", "height", "depth"):
+      text = _text(size, tag)
+      if text and not _is_size(text):
+        bad_size.append(f"<{tag}>{text}</{tag}>")
   objects = []
   for k, obj in enumerate(root.findall("object")):
     try:
@@ -166,7 +183,8 @@ def parse_voc_xml(source: PathOrBytes, name: str = "", bad_objects: Optional[Lis
             index=k,
         )
     )
-  return VocAnnotation(filename=_text(root, "filename"), width=width, height=height, depth=depth, objects=tuple(objects))
+  return VocAnnotation(filename=_text(root, "filename"), width=width, height=height, depth=depth, objects=tuple(objects),
+                       bad_size=tuple(bad_size))
 
 
 def voc_to_xyxy(bndboxes) -> np.ndarray:

@@ -222,6 +222,7 @@ def test_build_fold0_summary(built_fold0):
       "clipped_boxes": 1,
       "dropped_empty_boxes": 2,
       "size_mismatches": 1,
+      "invalid_sizes": 0,
       "grade_count_mismatches": 2,  # levle1_2 (30 lesions, grade 1), levle2_2 (22, grade 1)
       "file_grade_mismatches": 1,  # levle2_2 listed as grade 1
       "box_count_mismatches": 2,  # levle1_1 (1 box, 8 lesions), levle2_2 (1 box, 22)
@@ -364,7 +365,8 @@ def test_voc_numbers_beyond_float_and_int_range():
   """<width>1e400</width> or <difficult>1e400</difficult> raised OverflowError (int(inf))."""
   xml = _voc_xml("a.jpg", [("fore", 1, 1, 5, 5, "1e400"), ("fore", 2, 2, 6, 6, "nan")], width="1e400", height="99999999999999999999")
   ann = voc.parse_voc_xml(xml.encode(), name="a.xml")
-  assert (ann.width, ann.height) == (0, 0)  # unreadable sizes are 0 (informative only)
+  assert (ann.width, ann.height) == (0, 0)  # unreadable sizes are 0 (informative only), and listed
+  assert ann.bad_size == ("<width>1e400</width>", "<height>99999999999999999999</height>")
   assert [o.difficult for o in ann.objects] == [True, False]
   assert voc.degenerate_reason([5, 1, -1e300, 5], 40, 30)[0] == "inverted_box"
 

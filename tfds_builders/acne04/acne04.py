@@ -113,6 +113,7 @@ COUNT_KEYS: Tuple[str, ...] = (
     "clipped_boxes",  # boxes moved by clipping to the image, kept
     "dropped_empty_boxes",  # boxes of zero width or height after clipping: dropped
     "size_mismatches",  # XML <size> differs from the decoded image (boxes are not rescaled)
+    "invalid_sizes",  # XML <size> fields that are not integers in 0..2**31-1 (ignored)
     "grade_count_mismatches",  # list grade != Hayashi grade of the list lesion count
     "file_grade_mismatches",  # list grade != the grade in the "levle{g}_" file name
     "box_count_mismatches",  # annotated images whose number of kept boxes != lesion count
@@ -397,6 +398,9 @@ the classification and detection parts, and pass the folder as manual_dir, laid 
       for index, message in bad:
         summary.add("invalid_boxes")
         summary.record("dropped", xml_path, "invalid_box", _reason(message, xml_path), index=index, item="object")
+      if annotation.bad_size:
+        summary.add("invalid_sizes")
+        summary.record("noted", xml_path, "invalid_size", f"{', '.join(annotation.bad_size)} is not a size in pixels: ignored (it is informative)")
       if annotation.width > 0 and annotation.height > 0 and (annotation.width, annotation.height) != (width, height):
         summary.add("size_mismatches")
         summary.record("noted", xml_path, "size_mismatch", f"<size> {annotation.width}x{annotation.height} but the image is {width}x{height} (boxes not rescaled)")
