@@ -44,7 +44,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from acne_jax.data import records
+from acne_jax.data import image_bytes, records
 
 HU_OFFSET = 32768  # PNG value - HU_OFFSET = Hounsfield units
 DEFAULT_WINDOW: Tuple[float, float] = (-1024.0, 3071.0)
@@ -277,12 +277,17 @@ def load_hu(png_path: os.PathLike) -> np.ndarray:
 
   Raises:
     FileNotFoundError: no file at ``png_path``.
-    ValueError: the file does not decode, or is not a single-channel uint16 image.
+    ValueError: the file is cut short, does not decode, or is not a single-channel uint16 image.
   """
   path = os.fspath(png_path)
   if not os.path.isfile(path):
     raise FileNotFoundError(f"no slice file {path}")
-  image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+  with open(path, "rb") as f:
+    data = f.read()
+  cut = image_bytes.incomplete(data)
+  if cut:
+    raise ValueError(f"{path}: {cut}")
+  image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
   if image is None:
     raise ValueError(f"{path}: could not decode the PNG")
   if image.dtype != np.uint16 or image.ndim != 2:

@@ -51,6 +51,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from acne_jax.data import image_bytes
 from acne_jax.data.masked_crop import circle_to_polygon, polygon_bounds
 from acne_jax.data.records import ACNE_SCU_CLASS_NAMES as CLASS_NAMES
 from acne_jax.data.synthetic import clip_polygon
@@ -593,8 +594,9 @@ def read_image(image: AnnotatedImage) -> Tuple[np.ndarray, bytes]:
     ``(pixels, encoded)``: uint8 ``[H, W, 3]`` RGB, and the file's bytes.
 
   Raises:
-    AnnotationError: naming the image, when it is missing, cannot be decoded
-      (``cv2.imdecode`` fails) or its size differs from the annotated one.
+    AnnotationError: naming the image, when it is missing, cut short
+      (``image_bytes.incomplete``), cannot be decoded (``cv2.imdecode`` fails) or its size
+      differs from the annotated one.
   """
   if image.image_path:
     try:
@@ -607,6 +609,9 @@ def read_image(image: AnnotatedImage) -> Tuple[np.ndarray, bytes]:
     encoded, where = image.image_data, f"{image.annotation_path} (imageData)"
   else:
     raise AnnotationError(f"{image.file_name}: image file not found (annotations in {image.annotation_path}).", "image_not_found")
+  cut = image_bytes.incomplete(encoded)
+  if cut:
+    raise AnnotationError(f"{where}: {cut}.", "corrupt_image")
   buffer = np.frombuffer(encoded, np.uint8)
   decoded = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
   if decoded is None:

@@ -67,7 +67,7 @@ from etils import epath
 from tfds_builders import build_summary
 from tfds_builders.build_summary import SUMMARY_FILE, BuildSummary, NoUsableDataError  # noqa: F401  (re-exported)
 
-from acne_jax.data import records, voc
+from acne_jax.data import image_bytes, records, voc
 
 _LOG = logging.getLogger(__name__)
 
@@ -372,10 +372,11 @@ the classification and detection parts, and pass the folder as manual_dir, laid 
       return None
     with open(path, "rb") as f:
       data = f.read()
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None  # imdecode raises on b""
+    cut = image_bytes.incomplete(data)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data and not cut else None  # imdecode raises on b""
     if image is None or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3)):
       summary.add("corrupt_images")
-      summary.record("skipped", path, "corrupt_image", "the image does not decode as a 1- or 3-channel picture")
+      summary.record("skipped", path, "corrupt_image", cut or "the image does not decode as a 1- or 3-channel picture")
       return None
     height, width = image.shape[:2]
 
