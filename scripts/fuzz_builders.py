@@ -19,8 +19,10 @@ and file names, duplicates, bad split codes), builds the mutated release, and ch
 2. every mutated item is named in ``build_summary.json`` (its file, and the shape / object /
    line index where it has one), or its whole file or record is;
 3. every record that no mutation touched is in the mutated build, in the same split, equal
-   field by field (pixels, boxes, labels, polygons, ...) to the unmutated build's; no record
-   appears that the unmutated build does not have, except from a mutated item;
+   field by field (pixels, boxes, labels, polygons, ...; AcneSCU's ``image_id``, the image's
+   position among the usable ones, excepted) to the unmutated build's; so are the records of
+   harmless mutations (an extra field, an optional field removed); no record appears that the
+   unmutated build does not have, except from a mutated item;
 4. a split of the unmutated build missing from the mutated one is reported in ``empty_splits``;
    the summary's counters agree with its named items; the summary prints (the build CLI's
    text) and is valid UTF-8 JSON; the unmutated build names nothing but by-design drops.
@@ -62,6 +64,8 @@ from acne_jax.testing import fixtures
 FORMATS: Tuple[str, ...] = ("labelme", "coco", "acne04", "deep_lesion")
 # Patient names (as AcneSCU's): with the default split some fall in test or validation.
 PATIENTS: Tuple[str, ...] = ("王伟", "李芳", "张娜", "刘敏", "陈静", "杨丽", "赵强", "黄军")
+# Mutation kinds that, when they expect no name, must leave their record unchanged too.
+HARMLESS = {"extra_field", "missing_field"}
 # Reasons a clean (unmutated) build may name: drops the builders make by design.
 BY_DESIGN = {"under_min_size", "cut_by_every_window"}
 
@@ -69,9 +73,9 @@ BY_DESIGN = {"under_min_size", "cut_by_every_window"}
 COUNTED: Dict[str, Dict[str, Set[str]]] = {
     "acne_scu": {
         "skipped_files": {"unreadable_json", "not_labelme", "invalid_size", "image_not_found", "unreadable_image",
-                          "corrupt_image", "image_size_mismatch", "duplicate_image", "non_utf8_name", "unusable_annotation"},
-        "skipped_shapes": {L.TOO_FEW_POINTS, L.UNKNOWN_LABEL, L.UNSUPPORTED_SHAPE_TYPE, L.INVALID_POINTS, "unknown_image_id",
-                           "malformed_image_entry"},
+                          "corrupt_image", "image_size_mismatch", "duplicate_image", "non_utf8_name", "unusable_annotation",
+                          L.MALFORMED_IMAGE_ENTRY, L.DUPLICATE_IMAGE_ID},
+        "skipped_shapes": {L.TOO_FEW_POINTS, L.UNKNOWN_LABEL, L.UNSUPPORTED_SHAPE_TYPE, L.INVALID_POINTS, L.UNKNOWN_IMAGE_ID},
         "dropped_zero_area": {L.OUTSIDE_IMAGE, L.ZERO_AREA},
         "lesions_not_in_any_crop": {"under_min_size", "cut_by_every_window"},
     },
@@ -87,6 +91,7 @@ COUNTED: Dict[str, Dict[str, Set[str]]] = {
         "clipped_boxes": {"clipped"},
         "dropped_empty_boxes": {"zero_area", "outside_image", "inverted_box"},
         "size_mismatches": {"size_mismatch"},
+        "invalid_sizes": {"invalid_size"},
     },
     "deep_lesion": {
         "malformed_rows": {"malformed_row"},
@@ -139,6 +144,7 @@ class Name:
   index: Optional[int] = None
   actions: Optional[Tuple[str, ...]] = None
   item: Optional[str] = None
+  reason: Optional[str] = None
 
 
 @dataclasses.dataclass
@@ -148,6 +154,9 @@ class Mutation:
   names: List[Name]  # any one of these must be in the summary; [] for a harmless mutation
   keys: Set[str]  # record keys it may change or remove (or add)
   fatal_ok: bool = False  # the release may be unusable as a whole (a builder error is then right)
+  whole_file: bool = False  # it rewrites or removes whole files (an earlier mutation of them is then gone)
+  hides_size: Set[str] = dataclasses.field(default_factory=set)  # keys whose annotated image size it removes
+  changed: Set[str] = dataclasses.field(default_factory=set)  # the files it changed (filled by run_case)
 
 
 class CheckFailure(AssertionError):
@@ -361,7 +370,9 @@ def _slice_target(release: Release, rng) -> Optional[Tuple[Source, str, Set[str]
 
 
 def _slice_names(release: Release, source: Source, path: str, keys: Set[str]) -> List[Name]:
-  return [Name(_rel(release, path), None, ("skipped", "noted")), *_dl_covers(release, keys)]
+  # (A key slice whose spacing is unusable is its own image in every channel: its neighbours are not read.)
+  spacing = [Name("DL_info.csv", min(s.rows), ("noted",), "line", "unusable_spacing") for s in release.sources if s.key in keys and s.rows]
+  return [Name(_rel(release, path), None, ("skipped", "noted")), *_dl_covers(release, keys), *spacing]
 
 
 def m_truncate_image(release, rng):
@@ -381,7 +392,7 @@ def m_truncate_image(release, rng):
     return None
   cut = int(len(data) * rng.uniform(0.2, 0.95))
   fixtures.write_bytes(path, data[:cut])
-  return Mutation("truncated_image", f"cut {_rel(release, path)} to {cut} of {len(data)} bytes", names, keys)
+  return Mutation("truncated_image", f"cut {_rel(release, path)} to {cut} of {len(data)} bytes", names, keys, whole_file=True)
 
 
 def m_corrupt_image(release, rng):
@@ -408,7 +419,7 @@ def m_corrupt_image(release, rng):
   else:
     data, what = b"", "empty"
   fixtures.write_bytes(path, data)
-  return Mutation("corrupt_image", f"{_rel(release, path)}: {what}", names, keys)
+  return Mutation("corrupt_image", f"{_rel(release, path)}: {what}", names, keys, whole_file=True)
 
 
 def m_wrong_image_size(release, rng):
@@ -420,14 +431,16 @@ def m_wrong_image_size(release, rng):
     image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if image is None:
       return None
-    h, w = image.shape[:2]
-    fixtures.write_bytes(path, fixtures.encode_slice(fixtures.slice_hu(0, 1, max(h + int(rng.integers(1, 5)), 2)) if rng.random() < 0.5
-                                                     else fixtures.slice_hu(0, 1, max(h - 3, 2))))
-    return Mutation("wrong_image_size", f"{_rel(release, path)}: another size", _slice_names(release, source, path, keys), keys)
+    folder = os.path.dirname(path)
+    sizes = {im.shape[0] for im in (cv2.imread(os.path.join(folder, f), cv2.IMREAD_UNCHANGED) for f in os.listdir(folder)) if im is not None}
+    side = _pick(rng, [n for n in range(8, 40) if n not in sizes])  # a size no slice of the series has
+    fixtures.write_bytes(path, fixtures.encode_slice(fixtures.slice_hu(0, 1, side)))
+    return Mutation("wrong_image_size", f"{_rel(release, path)}: another size", _slice_names(release, source, path, keys), keys, whole_file=True)
   source = _pick(rng, _image_sources(release))
   if source is None:
     return None
-  image = cv2.imdecode(np.frombuffer(_read(source.files["image"]) or b"", np.uint8), cv2.IMREAD_COLOR)
+  data = _read(source.files["image"])
+  image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
   if image is None:
     return None
   h, w = image.shape[:2]
@@ -436,7 +449,8 @@ def m_wrong_image_size(release, rng):
   names = _image_names(release, source)
   if release.format == "acne04":  # VOC <size> is informative: the record is kept, the mismatch noted
     names = [Name(_rel(release, source.files["xml"]), None, ("noted", "skipped")), *names]
-  return Mutation("wrong_image_size", f"{_rel(release, source.files['image'])}: {w}x{h} -> {max(nw, 8)}x{max(nh, 8)}", names, {source.key})
+  return Mutation("wrong_image_size", f"{_rel(release, source.files['image'])}: {w}x{h} -> {max(nw, 8)}x{max(nh, 8)}", names, {source.key},
+                  whole_file=True)
 
 
 def m_missing_image(release, rng):
@@ -448,21 +462,23 @@ def m_missing_image(release, rng):
     if rng.random() < 0.2:  # the whole series folder
       folder = os.path.dirname(path)
       shutil.rmtree(folder)
-      return Mutation("missing_slice", f"removed {_rel(release, folder)}/", _dl_covers(release, keys), keys)
+      return Mutation("missing_slice", f"removed {_rel(release, folder)}/", _dl_covers(release, keys), keys, whole_file=True)
     os.remove(path)
-    return Mutation("missing_slice", f"removed {_rel(release, path)}", _slice_names(release, source, path, keys), keys)
+    return Mutation("missing_slice", f"removed {_rel(release, path)}", _slice_names(release, source, path, keys), keys, whole_file=True)
   source = _pick(rng, _image_sources(release))
   if source is None:
     return None
   os.remove(source.files["image"])
-  return Mutation("missing_image", f"removed {_rel(release, source.files['image'])}", _image_names(release, source), {source.key})
+  return Mutation("missing_image", f"removed {_rel(release, source.files['image'])}", _image_names(release, source), {source.key},
+                  whole_file=True)
 
 
 # ---- LabelMe JSON.
 
 
-def _labelme_edit(release, rng, edit: Callable[[Any, Source], Optional[Tuple[str, List[Name], str]]]):
-  """Loads a LabelMe JSON, lets ``edit`` change it (returns (kind, names, what) or None), writes it."""
+def _labelme_edit(release, rng, edit: Callable[[Any, Source], Optional[Tuple[str, List[Name], str]]], hidden: Optional[Set[str]] = None):
+  """Loads a LabelMe JSON, lets ``edit`` change it (returns (kind, names, what) or None), writes it;
+  ``hidden``: keys whose image size the edit removed."""
   source = _pick(rng, [s for s in release.sources if os.path.isfile(s.files["annotation"])])
   if source is None:
     return None
@@ -478,7 +494,8 @@ def _labelme_edit(release, rng, edit: Callable[[Any, Source], Optional[Tuple[str
   kind, names, what = out
   fixtures.write_bytes(source.files["annotation"], json.dumps(doc, ensure_ascii=False).encode("utf-8"))
   covers = _whole(release, source.files["annotation"], source.files["image"])
-  return Mutation(kind, f"{_rel(release, source.files['annotation'])}: {what}", names + covers if names else [], {source.key})
+  return Mutation(kind, f"{_rel(release, source.files['annotation'])}: {what}", names + covers if names else [], {source.key},
+                  whole_file="shapes" not in doc, hides_size=set(hidden or ()))
 
 
 def _shape_edit(release, rng, kind: str, change: Callable[[Dict[str, Any]], Optional[str]], harmless: bool = False):
@@ -560,6 +577,8 @@ def m_labelme_shape_not_object(release, rng):
 
 
 def m_labelme_missing_field(release, rng):
+  hidden: Set[str] = set()
+
   def edit(doc, source):
     json_name = _rel(release, source.files["annotation"])
     choice = int(rng.integers(5))
@@ -567,9 +586,12 @@ def m_labelme_missing_field(release, rng):
       del doc["shapes"]
       return "missing_field", [Name(json_name, None, ("skipped",))], "no 'shapes'"
     if choice == 1:  # harmless: the image is found by the JSON's name, the size is not checked
-      for key in _pick(rng, (("imagePath",), ("imageHeight", "imageWidth"), ("version", "flags", "imageData"))):
+      fields = _pick(rng, (("imagePath",), ("imageHeight", "imageWidth"), ("version", "flags", "imageData")))
+      for key in fields:
         doc.pop(key, None)
-      return "missing_field", [], "without an optional top-level field"
+      if "imageWidth" in fields:
+        hidden.add(source.key)
+      return "missing_field", [], f"without {', '.join(fields)}"
     shapes = [k for k, s in enumerate(doc["shapes"]) if isinstance(s, dict)]
     k = _pick(rng, shapes)
     if k is None:
@@ -586,7 +608,7 @@ def m_labelme_missing_field(release, rng):
       return "missing_field", [Name(json_name, k)], f"circle {k} without 'shape_type'"
     shape.pop("shape_type", None)
     return "missing_field", [], f"polygon {k} without 'shape_type' (polygon is the default)"
-  return _labelme_edit(release, rng, edit)
+  return _labelme_edit(release, rng, edit, hidden)
 
 
 def m_labelme_extra_field(release, rng):
@@ -611,8 +633,15 @@ def m_labelme_malformed_json(release, rng):
   how = int(rng.integers(4))
   if how == 0:
     data, what = data[:int(len(data) * rng.uniform(0.1, 0.95))], "truncated"
-  elif how == 1:
-    at = int(rng.integers(1, len(data)))
+  elif how == 1:  # where it breaks the JSON (inside a string it would only change a value)
+    for _ in range(20):
+      at = int(rng.integers(1, len(data)))
+      try:
+        json.loads((data[:at] + b"}" + data[at:]).decode("utf-8"))
+      except (ValueError, UnicodeDecodeError):
+        break
+    else:
+      return None
     data, what = data[:at] + b"}" + data[at:], "a stray '}'"
   elif how == 2:
     data, what = b"", "empty"
@@ -620,7 +649,7 @@ def m_labelme_malformed_json(release, rng):
     data, what = b"[" + data + b"]", "wrapped in a list"
   fixtures.write_bytes(source.files["annotation"], data)
   names = [Name(_rel(release, source.files["annotation"]), None, ("skipped",))]
-  return Mutation("malformed_annotation", f"{_rel(release, source.files['annotation'])}: {what}", names, {source.key})
+  return Mutation("malformed_annotation", f"{_rel(release, source.files['annotation'])}: {what}", names, {source.key}, whole_file=True)
 
 
 def m_labelme_non_utf8(release, rng):
@@ -634,7 +663,7 @@ def m_labelme_non_utf8(release, rng):
       return None
     fixtures.write_bytes(source.files["annotation"], data[:at] + b"\xff\xfe" + data[at:])
     names = [Name(_rel(release, source.files["annotation"]), None, ("skipped",))]
-    return Mutation("non_utf8", f"{_rel(release, source.files['annotation'])}: bytes ff fe in a label", names, {source.key})
+    return Mutation("non_utf8", f"{_rel(release, source.files['annotation'])}: bytes ff fe in a label", names, {source.key}, whole_file=True)
   # The image and its JSON renamed with a name that is not UTF-8 (a GBK archive unzipped as is).
   folder, base = os.path.split(source.files["image"])
   stem = os.path.splitext(base)[0]
@@ -653,11 +682,12 @@ def m_labelme_non_utf8(release, rng):
     pass
   source.files = {"image": new_image, "annotation": new_json}
   names = [Name(_rel(release, new_json), None, ("skipped",)), Name(_rel(release, new_image), None, ("skipped",))]
-  return Mutation("non_utf8", f"{_rel(release, new_json)}: file names in GBK", names, {source.key})
+  return Mutation("non_utf8", f"{_rel(release, new_json)}: file names in GBK", names, {source.key}, whole_file=True)
 
 
 def m_labelme_duplicate(release, rng):
-  source = _pick(rng, [s for s in release.sources if os.path.isfile(s.files["annotation"]) and os.path.isfile(s.files["image"])])
+  source = _pick(rng, [s for s in release.sources if os.path.isfile(s.files["annotation"]) and os.path.isfile(s.files["image"])
+                       and _rel(release, s.files["image"]) == os.path.relpath(s.files["image"], release.root)])
   if source is None:
     return None
   data = _read(source.files["annotation"])
@@ -671,8 +701,10 @@ def m_labelme_duplicate(release, rng):
   copy = os.path.join(folder, "zz_copy_" + os.path.basename(source.files["annotation"]))
   doc["imagePath"] = os.path.basename(source.files["image"])
   fixtures.write_bytes(copy, json.dumps(doc, ensure_ascii=False).encode("utf-8"))
+  # (If a later mutation spoils the first JSON, the copy is the one used: that JSON is named then.)
   return Mutation("duplicate", f"{_rel(release, copy)}: a second JSON of {_rel(release, source.files['image'])}",
-                  [Name(_rel(release, copy), None, ("skipped",))], set())
+                  [Name(_rel(release, copy), None, ("skipped",)), *_whole(release, source.files["annotation"], source.files["image"])],
+                  {source.key})
 
 
 # ---- COCO JSON.
@@ -763,6 +795,8 @@ def m_coco_degenerate(release, rng):
 
 
 def m_coco_missing_field(release, rng):
+  hidden: Set[str] = set()
+
   def edit(doc):
     choice = int(rng.integers(4))
     if choice == 0:  # harmless
@@ -780,6 +814,7 @@ def m_coco_missing_field(release, rng):
         return None
       doc["images"][i].pop("height", None)
       doc["images"][i].pop("width", None)
+      hidden.update(s.key for s in release.sources if 100 + s.image_index == doc["images"][i].get("id"))
       return "missing_field", [], set(), f"image entry {i} without height and width"
     if choice == 2:  # an image entry without file_name: the entry and its annotations are left out
       i = _pick(rng, [i for i, e in enumerate(doc["images"]) if isinstance(e, dict) and "file_name" in e])
@@ -797,7 +832,10 @@ def m_coco_missing_field(release, rng):
     annotation.pop(field, None)
     return "missing_field", [Name("annotations.json", j, None, "annotation"), *_whole(release, source.files["image"]),
                              *_image_names(release, source)[1:]], {source.key}, f"annotation {j} without '{field}'"
-  return _coco_edit(release, rng, edit)
+  mutation = _coco_edit(release, rng, edit)
+  if mutation is not None:
+    mutation.hides_size = hidden
+  return mutation
 
 
 def m_coco_extra_field(release, rng):
@@ -855,7 +893,7 @@ def m_coco_malformed_json(release, rng):
     fixtures.write_bytes(path, data[:at] + b"\xff" + data[at:])
     what, kind = "byte ff (not UTF-8) in a file name", "non_utf8"
   return Mutation(kind, f"annotations.json: {what}", [Name("annotations.json", None, ("skipped",))],
-                  {s.key for s in release.sources}, fatal_ok=True)
+                  {s.key for s in release.sources}, fatal_ok=True, whole_file=True)
 
 
 # ---- ACNE04.
@@ -865,7 +903,10 @@ def _xml_edit(release, rng, kind, change, harmless=False):
   source = _pick(rng, [s for s in release.sources if os.path.isfile(s.files["xml"])])
   if source is None:
     return None
-  text = (_read(source.files["xml"]) or b"").decode("utf-8", "replace")
+  try:
+    text = (_read(source.files["xml"]) or b"").decode("utf-8")
+  except UnicodeDecodeError:
+    return None  # (an earlier mutation made it unreadable: rewriting it would repair it)
   objects = list(re.finditer(r"<object>.*?</object>", text))
   out = change(text, objects)
   if out is None:
@@ -960,6 +1001,7 @@ def m_voc_harmless(release, rng):
   mutation = _xml_edit(release, rng, "extra_field", change, harmless=True)
   if mutation is not None and "without" in mutation.what:
     mutation.kind = "missing_field"
+    mutation.hides_size = set(mutation.keys)
   return mutation
 
 
@@ -977,7 +1019,7 @@ def m_voc_malformed(release, rng):
     data, what, kind = data.replace(b"<annotation>", b"<annotations>", 1), "root element renamed", "malformed_annotation"
   fixtures.write_bytes(source.files["xml"], data)
   names = [Name(_rel(release, source.files["xml"]), None, ("skipped",)), *_acne04_covers(release, source)]
-  return Mutation(kind, f"{_rel(release, source.files['xml'])}: {what}", names, {source.key})
+  return Mutation(kind, f"{_rel(release, source.files['xml'])}: {what}", names, {source.key}, whole_file=True)
 
 
 def m_acne04_missing_xml(release, rng):
@@ -986,7 +1028,7 @@ def m_acne04_missing_xml(release, rng):
     return None
   os.remove(source.files["xml"])
   names = [Name(_rel(release, source.files["image"]), None, ("noted", "skipped")), *_acne04_covers(release, source)]
-  return Mutation("missing_annotation", f"removed {_rel(release, source.files['xml'])}", names, {source.key})
+  return Mutation("missing_annotation", f"removed {_rel(release, source.files['xml'])}", names, {source.key}, whole_file=True)
 
 
 def _list_line_edit(release, rng, kind, change):
@@ -1040,8 +1082,10 @@ def m_list_duplicate(release, rng):
   body = [ln for ln in lines if ln.strip()]
   number = len(body) + 1
   fixtures.write_bytes(source.list_file, b"\n".join(body + [lines[source.line - 1]]) + b"\n")
+  # (If a later mutation spoils the first line, the repeat is the one kept: that line is named then.)
   return Mutation("duplicate", f"{_rel(release, source.list_file)}: line {source.line} repeated as line {number}",
-                  [Name(_rel(release, source.list_file), number)], set())
+                  [Name(_rel(release, source.list_file), number), Name(_rel(release, source.list_file), source.line, ("skipped",))],
+                  {source.key})
 
 
 # ---- DeepLesion.
@@ -1157,9 +1201,12 @@ def m_dl_malformed(release, rng):
     if choice == 1:
       cells[5] = "1, 2, 3"
       return _join(cells), "Measurement_coordinates with 3 values"
-    if choice == 2:
+    if choice == 2:  # opening a cell that never closes (elsewhere in a cell a quote is only a character)
       text = line.decode("utf-8")
-      at = int(rng.integers(1, max(len(text) - 2, 2)))
+      commas = [k for k, c in enumerate(text) if c == "," and text[k + 1:k + 2] != '"']
+      if not commas:
+        return None
+      at = _pick(rng, commas) + 1
       return (text[:at] + '"' + text[at:]).encode("utf-8"), "a stray double quote"
     cells[4] = str(int(cells[4]) + 1) if cells[4].strip().isdigit() else "x"
     return _join(cells), "Key_slice_index that differs from File_name"
@@ -1215,7 +1262,7 @@ def m_dl_8bit(release, rng):
   source, path, keys = target
   ok, buffer = cv2.imencode(".png", np.full((8, 8), 100, np.uint8))
   fixtures.write_bytes(path, buffer.tobytes())
-  return Mutation("corrupt_image", f"{_rel(release, path)}: an 8-bit PNG", _slice_names(release, source, path, keys), keys)
+  return Mutation("corrupt_image", f"{_rel(release, path)}: an 8-bit PNG", _slice_names(release, source, path, keys), keys, whole_file=True)
 
 
 MUTATORS: Dict[str, List[Callable]] = {
@@ -1289,7 +1336,8 @@ def _equal(a: Any, b: Any, skip=("image_id",), path="") -> Optional[str]:
 
 def _matches(item: Dict[str, Any], name: Name) -> bool:
   return (item["file"] == name.file and (name.index is None or item["index"] == name.index)
-          and (name.actions is None or item["action"] in name.actions) and (name.item is None or item["item"] == name.item))
+          and (name.actions is None or item["action"] in name.actions) and (name.item is None or item["item"] == name.item)
+          and (name.reason is None or item["reason"] == name.reason))
 
 
 def _check_summary(summary, dataset: str, allowed=None) -> None:
@@ -1318,6 +1366,16 @@ class CaseResult:
   named: int = 0  # items named by the mutated build
   intact: int = 0  # untouched records found equal
   seconds: float = 0.0
+
+
+def _digests(root: str) -> Dict[str, int]:
+  """Path -> hash of the content of every file under ``root`` (to see what a mutation changed)."""
+  out = {}
+  for folder, _, files in os.walk(root):
+    for name in files:
+      path = os.path.join(folder, name)
+      out[path] = hash(_read(path))
+  return out
 
 
 def _read_summary(release: Release, data_dir: str):
@@ -1351,12 +1409,18 @@ def run_case(seed: int, work: str, formats: Sequence[str] = FORMATS) -> CaseResu
 
     stage = "mutating"
     wanted = int(rng.integers(1, 4))
+    before = _digests(root)
     for _ in range(20):
       if len(mutations) == wanted:
         break
       mutation = _pick(rng, MUTATORS[fmt])(release, rng)
+      after = _digests(root)
       if mutation is not None:
+        mutation.changed = {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
+        if not mutation.names and mutation.kind in HARMLESS:
+          mutation.keys = set()  # an extra or optional field: its record must come out the same
         mutations.append(mutation)
+      before = after
 
     stage = "the mutated build"
     data_dir = os.path.join(work, "mutated")
@@ -1370,7 +1434,12 @@ def run_case(seed: int, work: str, formats: Sequence[str] = FORMATS) -> CaseResu
     _, summary = _read_summary(release, data_dir)
     _check_summary(summary, dataset)
     result.named = len(summary.items)
-    for mutation in mutations:
+    hidden = set().union(*(m.hides_size for m in mutations))
+    for position, mutation in enumerate(mutations):
+      if any(later.whole_file and later.changed & mutation.changed for later in mutations[position + 1:]):
+        continue  # a later mutation rewrote or removed its files: what it did is gone
+      if mutation.kind == "wrong_image_size" and fmt != "deep_lesion" and mutation.keys & hidden:
+        continue  # its annotated size was removed: nothing says the image has the wrong size
       if mutation.names and not any(_matches(item, name) for item in summary.items for name in mutation.names):
         raise CheckFailure(f"not named: {mutation.kind} ({mutation.what}); expected one of "
                            f"{[(n.file, n.index, n.actions) for n in mutation.names]}; the summary names "
