@@ -336,7 +336,7 @@ the classification and detection parts, and pass the folder as manual_dir, laid 
       if first is None:
         summary.empty_split(split, f"all {len(entries[split])} images listed in {os.path.basename(lists[split])} were skipped")
         continue
-      generators[split] = build_summary.chain_first(first, (e for e in map(make, rest) if e is not None))
+      generators[split] = build_summary.chain_first(first, self._generate_examples(split, rest, image_dirs, annotation_dir))
     if not generators:
       raise build_summary.no_usable_data(
           "acne04", summary, "Fix or replace the files named above, or check the fold's list files (expected layout:\n" + LAYOUT + ")")

@@ -290,7 +290,7 @@ DL_info.csv and the Images_png_NN.zip archives, then pass the folder as manual_d
       if first is None:
         summary.empty_split(split, f"all {len(by_split[split])} key slices of the split were skipped")
         continue
-      generators[split] = build_summary.chain_first(first, (e for e in map(make, rest) if e is not None))
+      generators[split] = build_summary.chain_first(first, self._generate_examples(split, rest, root))
     if not generators:
       raise build_summary.no_usable_data(
           "deep_lesion", summary, f"Fix or replace the files named above (expected layout:\n{LAYOUT})")
