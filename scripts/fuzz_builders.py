@@ -6,7 +6,8 @@
 Case ``seed`` (``--seed``, ``--seed + 1``, ...): a ``numpy`` generator seeded with it picks one of
 the four formats (AcneSCU LabelMe JSON + JPEG, AcneSCU COCO JSON, ACNE04 VOC XML + list files +
 JPEG, DeepLesion ``DL_info.csv`` + uint16 PNG slices) and writes a small valid release with the
-writers of ``acne_jax.testing.fixtures`` (2-5 images of at most 64 px, 1-3 lesions each), builds
+writers of ``acne_jax.testing.fixtures`` (2-5 images of at most 64 px with 1-3 lesions each, or
+1-6 DeepLesion key slices of 12-32 px with 1-2 lesion rows each), builds
 it with the real builder (Python API, ArrayRecord, as ``python -m tfds_builders.build``), applies
 1-3 seeded mutations to the files (truncated, corrupt, missing or resized images and slices,
 malformed JSON / XML / CSV / list lines, missing and extra fields, NaN, infinite and huge
@@ -1044,7 +1045,6 @@ def _list_line_edit(release, rng, kind, change):
   fixtures.write_bytes(source.list_file, b"\n".join(lines))
   names = [Name(_rel(release, source.list_file), source.line)]
   return Mutation(kind, f"{_rel(release, source.list_file)} line {source.line}: {what}", names, {source.key})
-
 
 
 def m_list_malformed(release, rng):
