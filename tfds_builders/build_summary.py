@@ -137,7 +137,7 @@ class BuildSummary:
     }
     self.items.append(entry)
     logging.getLogger(f"tfds_builders.{self.dataset}.{self.dataset}").log(
-        level, "%s: %s %s: %s", self.dataset, action, _where(entry), detail or reason)
+        level, "%s: %s %s: %s", self.dataset, action, _where(entry), entry["detail"] or reason)  # escaped: UTF-8 safe
     return entry
 
   def empty_split(self, split: str, reason: str) -> None:
