@@ -9,8 +9,9 @@ The embedded synthetic data set builds itself on first use. The real ones (``acn
 ``python -m tfds_builders.build``; when they are missing the error says where the data must be
 and how to build it.
 
-- :func:`load_sources` returns random-access TFDS sources (for the streaming pipeline);
-- :func:`load` returns both splits decoded into memory (small data sets, evaluation), resized
+- :func:`load_sources` returns random-access TFDS sources (training streams them through the
+  grain pipeline, :mod:`acne_jax.data.pipeline`);
+- :func:`load_eval_split` returns the evaluation split decoded into memory (and only it), resized
   like torchvision's detectors when ``data.resize_min_size`` / ``data.resize_max_size`` are set.
 """
 
@@ -123,10 +124,11 @@ def load_split_by_name(data: Mapping[str, Any], split: str, config_key: str = "e
   return _decode(data, source(data, split, config_key)[0], split)
 
 
-def load(data: Mapping[str, Any]) -> Tuple[InMemoryDataset, InMemoryDataset, Sequence[str]]:
-  """Both splits decoded into memory, padded to ``data.image_size`` and ``data.max_boxes``."""
-  train, test, class_names = load_sources(data)
-  return load_split(data, train, "train_split"), load_split(data, test, "eval_split"), class_names
+def load_eval_split(data: Mapping[str, Any]) -> Tuple[InMemoryDataset, Sequence[str]]:
+  """``(the split named by data.eval_split decoded into memory, class names)``; nothing of the
+  training split is opened or read."""
+  records, class_names = source(data, data["eval_split"], "data.eval_split")
+  return load_split(data, records, "eval_split"), class_names
 
 
 def mask_size(data: Mapping[str, Any]) -> int:
@@ -147,6 +149,13 @@ def resize_sizes(data: Mapping[str, Any]) -> Tuple[int, int]:
   return configured_sizes(data)
 
 
+def configured_style(data: Mapping[str, Any]) -> str:
+  """``data.resize_style``: "torchvision" or "mmdetection" (:mod:`acne_jax.data.resize`)."""
+  from acne_jax.data.resize import configured_style as style
+
+  return style(data)
+
+
 def _decode(data: Mapping[str, Any], records, split: str) -> InMemoryDataset:
   """Decodes ``records`` into memory, resized when the config asks (the dataset then keeps the
   ratios and the original ground truth for evaluation: ``InMemoryDataset.scale``)."""
@@ -154,4 +163,4 @@ def _decode(data: Mapping[str, Any], records, split: str) -> InMemoryDataset:
   return InMemoryDataset.from_records(
       records, image_size=tuple(data["image_size"]), max_boxes=data["max_boxes"], drop_labels=tuple(data["drop_labels"]),
       name=f"{data['name']}/{split}", mask_size=mask_size(data), resize_min_size=resize_min_size,
-      resize_max_size=resize_max_size)
+      resize_max_size=resize_max_size, resize_style=configured_style(data))

@@ -75,8 +75,7 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, step=None,
   """Evaluates the checkpoint; returns the metrics dictionary (also written to the workdir)."""
   workdir = resolve(workdir)
   variables, step = restore_variables(config, workdir, step)
-  _, eval_source, class_names = datasets.load_sources(config.data)
-  eval_data = datasets.load_split(config.data, eval_source, "eval_split")  # the training split is not decoded
+  eval_data, class_names = datasets.load_eval_split(config.data)  # the training split is not opened
   spec = spec_from_config(config.model)
   predict = jax.jit(train.make_predict(TwoStageDetector(spec, train=False), config.data.mean, config.data.std))
   outputs = train.run_model(predict, variables, eval_data, config.eval.batch_size)

@@ -219,12 +219,14 @@ def merge_tile_detections(raw: Mapping[str, np.ndarray], origins: np.ndarray, ti
 def predict_image(predict_fn: Callable, variables: Any, image: np.ndarray, tile: int, batch: int = 4,
                   min_overlap: Optional[int] = None, merge: str = "nms", merge_iou: float = 0.5,
                   drop_truncated: bool = True, border_margin: float = DEFAULT_BORDER_MARGIN,
-                  resize_min_size: float = 0, resize_max_size: float = 0) -> Dict[str, np.ndarray]:
+                  resize_min_size: float = 0, resize_max_size: float = 0,
+                  resize_style: str = "torchvision") -> Dict[str, np.ndarray]:
   """Detections on a whole image of any size, by overlapping tiles (see the module docstring).
 
   With ``resize_min_size`` / ``resize_max_size`` (a config's ``data.resize_*``: torchvision's
-  detector resize), the image is first resized as the model saw its training images, tiled at
-  that size, and the detections mapped back to the original pixels as torchvision does.
+  detector resize, or MMDetection's keep-ratio resize with ``resize_style="mmdetection"``), the
+  image is first resized as the model saw its training images, tiled at that size, and the
+  detections mapped back to the original pixels.
 
   Args:
     predict_fn: ``(variables, uint8 [batch, tile, tile, 3]) -> Prediction`` (see
@@ -250,7 +252,8 @@ def predict_image(predict_fn: Callable, variables: Any, image: np.ndarray, tile:
   original_size = image.shape[:2]
   resizing = resize_lib.resize_enabled(resize_min_size, resize_max_size)
   if resizing:
-    image = resize_lib.resize_example(image, np.zeros((0, 4), np.float32), resize_min_size, resize_max_size)[0]
+    image = resize_lib.resize_example(image, np.zeros((0, 4), np.float32), resize_min_size, resize_max_size,
+                                      style=resize_style)[0]
   height, width = image.shape[:2]
   min_overlap = default_overlap(tile) if min_overlap is None else int(min_overlap)
   origins = merge_lib.tile_origins(height, width, tile, min_overlap)
@@ -456,7 +459,7 @@ def counting_thresholds(config, meta: Mapping[str, Any], predict_fn: Callable, v
   stored = (meta or {}).get("operating_point")
   source = "stored with the checkpoint"
   if not stored and config.eval.calibration_split:
-    _, _, data_names = datasets.load_sources(config.data)
+    _, data_names = datasets.source(config.data, config.eval.calibration_split, "eval.calibration_split")
     stored = train.calibrate_counting(predict_fn, variables, config, data_names)
     source = "calibrated now: the checkpoint has none"
   if not stored:
@@ -548,7 +551,7 @@ def main(argv=None) -> int:
       image = read_image(path)
       detections = predict_image(predict_fn, variables, image, tile, flag_values.batch, overlap, flag_values.merge,
                                  flag_values.merge_iou, flag_values.drop_truncated, flag_values.border_margin,
-                                 *resize_lib.configured_sizes(config.data))
+                                 *resize_lib.configured_sizes(config.data), resize_lib.configured_style(config.data))
       stem = os.path.splitext(os.path.basename(path))[0]
       paths = write_outputs(out_dir, stem, image, detections, flag_values.image_id + offset, names, thresholds,
                             flag_values.draw_max_side, float(config.model.roi_head.mask.threshold))

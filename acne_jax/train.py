@@ -166,15 +166,18 @@ def initial_state(model: TwoStageDetector, tx, key, image_size, max_boxes: int, 
 
 
 def make_streaming_loader(config: ml_collections.ConfigDict, source, per_process_batch: int):
-  """The grain pipeline of ``config.data`` over ``source`` (this host's share of the batch)."""
+  """The grain pipeline of ``config.data`` over ``source`` (this host's slice of every global
+  batch), with its decoded records kept in RAM when ``data.cache_in_memory`` is set."""
   from acne_jax.data import pipeline
 
   d = config.data
   transform = pipeline.ExampleTransform(
       image_size=tuple(d.image_size), max_boxes=d.max_boxes, drop_labels=tuple(d.drop_labels), crop_size=d.crop_size,
       crop_min_size=d.crop_min_size, mask_size=datasets.mask_size(d),
-      resize_min_size=d.resize_min_size, resize_max_size=d.resize_max_size,
+      resize_min_size=d.resize_min_size, resize_max_size=d.resize_max_size, resize_style=datasets.configured_style(d),
       augmentation=pipeline.Augmentation(hflip=d.hflip, vflip=d.vflip, rotate90=d.rotate90, brightness=d.brightness))
+  if d.cache_in_memory:
+    source = pipeline.DecodedCache(source)
   balanced = None
   if d.class_balanced:
     balanced = (pipeline.record_classes(source, tuple(d.drop_labels)), config.model.roi_head.num_classes)
@@ -391,13 +394,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
     raise ValueError(f"train.batch_size={batch_size} must be a multiple of the {num_devices} devices.")
   replicated, batch_sharding = parallel.replicated(mesh), parallel.batch_sharded(mesh)
 
-  streaming = config.data.pipeline == "grain"
-  if config.data.pipeline not in ("grain", "in_memory"):
-    raise ValueError(f"data.pipeline must be 'grain' or 'in_memory'; got {config.data.pipeline!r}.")
-  check_pipeline_options(config.data)
-  train_source, eval_source, class_names = datasets.load_sources(config.data)
-  eval_data = datasets.load_split(config.data, eval_source, "eval_split")
-  train_data = None if streaming else datasets.load_split(config.data, train_source, "train_split")
+  from acne_jax.data import pipeline
+
+  pipeline.check_options(config.data)  # before any data is built or read
+  train_source, class_names = datasets.source(config.data, config.data.train_split, "data.train_split")
+  eval_data, _ = datasets.load_eval_split(config.data)
   steps, per_epoch = total_steps(config, len(train_source))
 
   spec = spec_from_config(config.model)
@@ -444,21 +445,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
   predict = jax.jit(make_predict(eval_model, config.data.mean, config.data.std, mesh))
 
   writer = MetricWriter(workdir, enabled=primary)
-  per_process = batch_size // jax.process_count()
-  process_slice = slice(jax.process_index() * per_process, (jax.process_index() + 1) * per_process)
+  loader = make_streaming_loader(config, train_source, batch_size // jax.process_count())
+  if meta.get("data_state"):
+    loader.set_state(meta["data_state"])
+  data_state = loader.get_state
 
-  if streaming:
-    loader = make_streaming_loader(config, train_source, per_process)
-    if meta.get("data_state"):
-      loader.set_state(meta["data_state"])
-    local_batch = lambda step: next(loader)
-    data_state = loader.get_state
-  else:
-    local_batch = lambda step: {k: v[process_slice] for k, v in train_data.train_batch(step, batch_size, config.train.seed, config.data.hflip).items()}
-    data_state = lambda: None
-
-  def global_batch(step):
-    local = local_batch(step)
+  def global_batch():
+    local = next(loader)
     keys = ("image", "boxes", "labels", "valid") + (("masks", "mask_frames") if "masks" in local else ())
     return {k: jax.make_array_from_process_local_data(batch_sharding, local[k]) for k in keys}
 
@@ -484,7 +477,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
         _stop_on_signal(stop, checkpointer, writer, progress)
       if stop.requested or (completed > start_step and completed % config.train.checkpoint_every == 0):
         held = (completed, jax.tree_util.tree_map(jnp.copy, state), position)
-      state, metrics = train_step(state, global_batch(completed), train_key)
+      state, metrics = train_step(state, global_batch(), train_key)
       pending.append((step, metrics))
       if progress is not None:
         progress.update(1)
@@ -545,27 +538,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
     print(f"evaluation on {config.data.name}/{split} ({len(eval_data)} images) after {steps} steps:", flush=True)
     print(format_metrics(final_metrics), flush=True)
   return final_metrics
-
-
-# Options only the grain pipeline (acne_jax/data/pipeline.py) carries out, with their inactive values.
-GRAIN_ONLY_OPTIONS = {"vflip": False, "rotate90": False, "brightness": 0.0, "crop_size": 0, "class_balanced": False}
-
-
-def check_pipeline_options(data) -> None:
-  """Refuses a data config whose options the chosen pipeline would silently ignore.
-
-  Raises:
-    ValueError: with ``data.pipeline="in_memory"``, an augmentation or sampling option that only
-      the grain pipeline carries out is set (each is named, with the fix).
-  """
-  if data.pipeline != "in_memory":
-    return
-  active = [f"data.{key}={data.get(key)!r}" for key, off in GRAIN_ONLY_OPTIONS.items() if data.get(key, off) != off]
-  if active:
-    raise ValueError(f"{', '.join(active)}: the in-memory loader (data.pipeline='in_memory') does not carry out "
-                     f"{'this option' if len(active) == 1 else 'these options'}, only the horizontal flip; set "
-                     f"data.pipeline='grain' to stream with {'it' if len(active) == 1 else 'them'}, or leave "
-                     f"{'it' if len(active) == 1 else 'them'} off.")
 
 
 def _stop_on_signal(stop, checkpointer, writer, progress):

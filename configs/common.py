@@ -21,20 +21,25 @@ IMAGENET_STD = (58.395, 57.12, 57.375)
 PRETRAINED_RESNET50 = "~/.cache/torch/hub/checkpoints/resnet50-0676ba61.pth"
 
 
-# Input-pipeline settings every data set has (``data.pipeline``: "in_memory" decodes the training
-# split once and serves batches from memory; "grain" streams it through worker_count processes).
-# crop_size / crop_min_size (masked crops), vflip, rotate90, brightness and class_balanced act in
-# the grain pipeline only; the in-memory loader flips horizontally (hflip) and refuses the rest.
+# Input-pipeline settings every data set has. Every data set trains through one pipeline
+# (acne_jax/data/pipeline.py: TFDS source -> grain -> padded static-shape batches), in
+# worker_count processes (0: in the training process). cache_in_memory keeps the decoded records
+# in RAM inside that pipeline (the embedded data sets; needs worker_count=0). crop_size /
+# crop_min_size cut random masked crops; hflip, vflip, rotate90 (multiples of 90 degrees) and
+# brightness (factor in [1 - b, 1 + b]) augment; class_balanced gives each class an equal share of
+# every batch. Settings the pipeline cannot carry out are refused (pipeline.check_options).
 # with_masks: the batches carry each lesion's mask (from its polygon) as a mask_size x mask_size
 # bitmap over its own box (acne_jax/ops/mask_targets.py); set by the mask configs.
+# resize_style "mmdetection": MMDetection's Resize(img_scale=(resize_max_size, resize_min_size),
+# keep_ratio=True) instead (rounded sizes, OpenCV's bilinear pixels; whole ACNE04 images).
 # resize_min_size / resize_max_size: resize every image like torchvision's detectors
 # (GeneralizedRCNNTransform, acne_jax/data/resize.py): short side to resize_min_size unless the
 # long side would exceed resize_max_size (torchvision: 800 and 1333), right after decoding, boxes
 # and polygons scaled with it; evaluation maps detections back to the original pixels. 0, 0: no
 # resize. data.image_size must hold the resized images.
-_PIPELINE = dict(pipeline="grain", worker_count=8, crop_size=0, crop_min_size=10.0, hflip=True, vflip=False,
+_PIPELINE = dict(worker_count=8, cache_in_memory=False, crop_size=0, crop_min_size=10.0, hflip=True, vflip=False,
                  rotate90=False, brightness=0.0, class_balanced=False, with_masks=False, mask_size=56,
-                 resize_min_size=0, resize_max_size=0)
+                 resize_min_size=0, resize_max_size=0, resize_style="torchvision")
 
 
 def is_synthetic(data: str) -> bool:
@@ -51,12 +56,14 @@ def _data(name):
     return dict(
         _PIPELINE, name="synthetic_acne", builder_config="hard", data_dir="",
         train_split="train_plain" if name.endswith("_plain") else "train", eval_split="test",
-        image_size=(384, 384), max_boxes=64, drop_labels=(9,), mean=SKIN_MEAN, std=SKIN_STD, pipeline="in_memory",
+        image_size=(384, 384), max_boxes=64, drop_labels=(9,), mean=SKIN_MEAN, std=SKIN_STD, worker_count=0,
+        cache_in_memory=True,
     )
   if name == "synthetic":
     return dict(
         _PIPELINE, name="synthetic_acne", builder_config="s256", data_dir="", train_split="train", eval_split="test",
-        image_size=(256, 256), max_boxes=32, drop_labels=(), mean=SKIN_MEAN, std=SKIN_STD, pipeline="in_memory",
+        image_size=(256, 256), max_boxes=32, drop_labels=(), mean=SKIN_MEAN, std=SKIN_STD, worker_count=0,
+        cache_in_memory=True,
     )
   if name == "acne_scu":
     # Pre-cut 1024 masked crops as the reference trains on; `--config.data.builder_config=whole
@@ -66,10 +73,13 @@ def _data(name):
         image_size=(1024, 1024), max_boxes=512, drop_labels=(9,), mean=SKIN_MEAN, std=SKIN_STD,
     )
   if name == "acne04":
-    # Whole images as the paper's ACNE04 experiment (fold 0 of the official 5), one class.
+    # Whole images as the paper's ACNE04 experiment (fold 0 of the official 5), one class, of any
+    # size: MMDetection's keep-ratio resize to a long side of 1024 px, padded to 1024 x 1024;
+    # evaluation and predict map the detections back to the original pixels.
     return dict(
         _PIPELINE, name="acne04", builder_config="fold0", data_dir="", train_split="train", eval_split="test",
         image_size=(1024, 1024), max_boxes=256, drop_labels=(), mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        resize_style="mmdetection", resize_min_size=1024, resize_max_size=1024,
     )
   if name == "deep_lesion":
     # 3-slice 512x512 CT input (key slice +-2 mm as RGB), 8 coarse lesion types, each type an

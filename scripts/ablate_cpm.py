@@ -98,8 +98,7 @@ def stage_diagnostics(workdir: str) -> dict:
     config = ml_collections.ConfigDict(json.load(f))
   spec = spec_from_config(config.model)
   variables, _ = evaluate.restore_variables(config, workdir)
-  _, eval_source, _ = datasets.load_sources(config.data)
-  data = datasets.load_split(config.data, eval_source, "eval_split")
+  data, _ = datasets.load_eval_split(config.data)
   mean, std = config.data.mean, config.data.std
   predict = jax.jit(lambda v, x: TwoStageDetector(spec, train=False).apply(
       v, train.normalize(x, mean, std), method="predict", mutable=["intermediates"]))

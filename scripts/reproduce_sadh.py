@@ -131,8 +131,7 @@ def figure_numbers(config, workdir: str, num_images: int) -> Dict[str, float]:
   from acne_jax import datasets
   from acne_jax.evaluation import analysis, plots
 
-  _, eval_source, _ = datasets.load_sources(config.data)
-  eval_data = datasets.load_split(config.data, eval_source, "eval_split")
+  eval_data, _ = datasets.load_eval_split(config.data)
   n = min(num_images, len(eval_data))
   gt_boxes = [b[v] for b, v in zip(eval_data.boxes[:n], eval_data.valid[:n])]
   out = plots.model_outputs(config, workdir, eval_data, n, config.eval.batch_size)

@@ -414,7 +414,7 @@ def test_counting_thresholds_stored_overridden_calibrated_now_or_fallback(monkey
   np.testing.assert_allclose(thresholds, 0.25)
 
   calls = []
-  monkeypatch.setattr(datasets, "load_sources", lambda data: (None, None, names))
+  monkeypatch.setattr(datasets, "source", lambda data, split, key: (None, names))
   monkeypatch.setattr(train, "calibrate_counting", lambda *args: calls.append(args) or OPERATING_POINT)
   thresholds, report = predict.counting_thresholds(config, {"step": 100}, "fn", "vars", names)
   np.testing.assert_allclose(thresholds, expected)

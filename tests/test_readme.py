@@ -82,6 +82,8 @@ def adapt(command: str) -> str:
     overrides.update({"data.worker_count": 0, "eval.batch_size": 2})
     if config.endswith((":acne04", ":deep_lesion")):  # the fixture photos are 40 x 30, the CT slices 16 x 16
       overrides["data.image_size"] = "(256, 256)"
+    if config.endswith(":acne04"):  # its keep-ratio resize, to the smaller size
+      overrides.update({"data.resize_min_size": 256, "data.resize_max_size": 256})
     if config.endswith(":acne_scu"):  # the crops_256 build (SUBSTITUTIONS)
       overrides.update({"data.builder_config": "crops_256", "data.image_size": "(256, 256)", "data.max_boxes": 64})
   else:

@@ -57,8 +57,14 @@ def test_a_run_writes_its_files_and_evaluate_reproduces_its_numbers(data_dir, tm
   # Re-evaluating the final checkpoint reproduces the training run's numbers.
   from acne_jax import evaluate
 
+  from acne_jax import datasets
+
   monkeypatch.chdir(tmp_path)  # a relative workdir, as typed on a command line
+  opened = []
+  open_split = datasets.source
+  monkeypatch.setattr(datasets, "source", lambda data, split, *args: opened.append(split) or open_split(data, split, *args))
   again = evaluate.evaluate_workdir(tiny_config(data_dir), "straight", proposal_limits=(10, 64, 100, 300, 1000))
+  assert opened == ["test"]  # only the evaluation split is opened (and decoded)
   for name, value in metrics.items():
     assert again[name] == pytest.approx(value, abs=1e-9), name
   assert 0.0 <= again["AR@10"] <= again["AR@64"] <= 1.0
@@ -83,7 +89,7 @@ def test_streaming_pipeline_resumes_exactly(data_dir, tmp_path):
   def config(steps):
     c = tiny_config(data_dir, steps=steps)
     with c.unlocked():
-      c.data.update(pipeline="grain", worker_count=0, vflip=True)
+      c.data.update(vflip=True)
     return c
 
   straight, interrupted = str(tmp_path / "straight"), str(tmp_path / "interrupted")
@@ -104,8 +110,11 @@ def test_loss_falls_on_a_fixed_batch(data_dir):
   from acne_jax.training import optim
 
   config = tiny_config(data_dir)
-  train_data, _, _ = datasets.load(config.data)
-  batch = {k: jnp.asarray(v) for k, v in train_data.train_batch(0, 2, seed=0, hflip=False).items() if k in ("image", "boxes", "labels", "valid")}
+  with config.unlocked():
+    config.data.hflip = False
+  train_source, _ = datasets.source(config.data, config.data.train_split)
+  first = next(train.make_streaming_loader(config, train_source, 2))
+  batch = {k: jnp.asarray(v) for k, v in first.items() if k in ("image", "boxes", "labels", "valid")}
   spec = spec_from_config(config.model)
   model = TwoStageDetector(spec, train=True)
   opt = dict(lr=0.02, momentum=0.9, weight_decay=0.0, warmup_steps=0, warmup_ratio=1.0, decay_steps=[], decay_factor=1.0, grad_clip_norm=10.0)
@@ -121,18 +130,20 @@ def test_loss_falls_on_a_fixed_batch(data_dir):
 
 
 def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
-  from acne_jax.data.loader import InMemoryDataset
+  from acne_jax.data import pipeline
   from acne_jax.training.checkpoint import Checkpointer
 
-  original = InMemoryDataset.train_batch
+  original = pipeline.StreamingLoader.__next__
+  served = []
 
-  def poisoned(self, step, *args, **kwargs):
-    batch = original(self, step, *args, **kwargs)
-    if step >= 4:  # the 5th step's batch has NaN boxes: its loss is NaN
+  def poisoned(self):
+    batch = original(self)
+    served.append(1)
+    if len(served) >= 5:  # the 5th step's batch has NaN boxes: its loss is NaN
       batch["boxes"] = np.full_like(batch["boxes"], np.nan)
     return batch
 
-  monkeypatch.setattr(InMemoryDataset, "train_batch", poisoned)
+  monkeypatch.setattr(pipeline.StreamingLoader, "__next__", poisoned)
   workdir = str(tmp_path / "nan")
   with pytest.raises(FloatingPointError, match=r"non-finite loss \(nan\) at step 5; .*checkpoint \(step 3\)"):
     train.train_and_evaluate(tiny_config(data_dir, steps=10, checkpoint_every=1), workdir, show_progress=False)
@@ -284,13 +295,28 @@ def test_a_missing_pretrained_workdir_is_named_before_any_data_is_read(tmp_path,
   assert not (tmp_path / "never_built").exists()
 
 
-@pytest.mark.parametrize("option, value", [("vflip", True), ("rotate90", True), ("brightness", 0.2), ("crop_size", 64),
-                                           ("class_balanced", True)])
-def test_an_option_the_in_memory_loader_would_ignore_is_refused(tmp_path, option, value):
+@pytest.mark.parametrize("option, value, message", [
+    ("crop_size", 128, "data.crop_size=128: a masked crop must fit in data.image_size 96x96"),
+    ("brightness", 1.5, r"data.brightness=1.5: .* use 0 <= b < 1"),
+    ("worker_count", 2, "data.cache_in_memory=True with data.worker_count=2"),
+])
+def test_a_data_option_the_pipeline_cannot_carry_out_is_refused(tmp_path, option, value, message):
   config = tiny_config(str(tmp_path / "tfds"))
   with config.unlocked():
-    config.data.pipeline = "in_memory"
     config.data[option] = value
-  with pytest.raises(ValueError, match=f"data.{option}={value!r}: the in-memory loader .* does not carry out this option"):
+  with pytest.raises(ValueError, match=message):
     train.train_and_evaluate(config, str(tmp_path / "work"), show_progress=False)
   assert not os.path.exists(tmp_path / "tfds")  # refused before any data is built or read
+
+
+def test_rotate90_needs_a_square_image_size_or_a_crop():
+  from acne_jax.data import pipeline
+
+  data = tiny_config("/unused").data
+  with data.unlocked():
+    data.update(rotate90=True, image_size=(96, 128))
+  with pytest.raises(ValueError, match="data.rotate90=True with data.image_size 96x128"):
+    pipeline.check_options(data)
+  with data.unlocked():
+    data.crop_size = 64
+  pipeline.check_options(data)  # square crops turn in place

@@ -1,9 +1,10 @@
-"""Padded, static-shape batches from a data set held in memory.
+"""An evaluation split held in memory: padded, static-shape batches in order, and the ground truth.
 
-Small data sets (the embedded synthetic one, fixtures, a validation split of crops) fit in
-host memory; this loader decodes every record once and then serves batches as pure functions
-of ``(seed, step)``: the batch of global step ``s`` is the same whether or not the run was
-interrupted before it, so resuming needs nothing but the step number.
+Training streams every data set through the grain pipeline (:mod:`acne_jax.data.pipeline`);
+evaluation holds the one split it scores (the test split, or the calibration split) decoded,
+prepared per record by the pipeline's own :meth:`ExampleTransform.prepare <acne_jax.data.pipeline.ExampleTransform.prepare>`
+(decode, drop classes, resize) and padded like a training batch, because the COCO evaluation
+needs every image's ground truth at once.
 
 With a torchvision resize (``data.resize_min_size`` / ``data.resize_max_size``,
 :mod:`acne_jax.data.resize`) the stored images and ground truth are the resized ones; the
@@ -11,7 +12,7 @@ original sizes, boxes (and masks) and each image's ratios are kept beside them s
 evaluation can score in the original images' pixels (:meth:`InMemoryDataset.ground_truth_geometry`,
 :meth:`InMemoryDataset.boxes_to_original`).
 
-Batch layout (shared with the streaming pipeline of ``acne_jax.data.pipeline``):
+Batch layout (shared with the training pipeline of ``acne_jax.data.pipeline``):
 
 - ``image``: ``[B, H, W, 3]`` uint8 RGB, zero-padded at the bottom/right to ``image_size``;
 - ``boxes``: ``[B, G, 4]`` float32 x1y1x2y2 pixels, ``G = max_boxes``, padding rows zero;
@@ -31,7 +32,6 @@ from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 import numpy as np
 
 from acne_jax.data import resize as resize_lib
-from acne_jax.data.records import decode_record
 
 
 @dataclasses.dataclass
@@ -85,6 +85,7 @@ class InMemoryDataset:
       mask_size: int = 0,
       resize_min_size: int = 0,
       resize_max_size: int = 0,
+      resize_style: str = "torchvision",
   ) -> "InMemoryDataset":
     """Decodes records (TFDS source items or generator dicts) into padded arrays (and, with
     ``mask_size > 0``, each lesion's mask bitmap from its polygon).
@@ -99,6 +100,8 @@ class InMemoryDataset:
         ``image_size`` or has more than ``max_boxes`` boxes (raise ``data.max_boxes`` or crop the
         images); when only one of the resize sizes is set.
     """
+    from acne_jax.data.pipeline import ExampleTransform, lesion_masks
+
     n = len(records)
     height, width = image_size
     images = np.zeros((n, height, width, 3), np.uint8)
@@ -109,6 +112,9 @@ class InMemoryDataset:
     masks = np.zeros((n, max_boxes, mask_size, mask_size), np.uint8) if mask_size else None
     frames = np.tile(np.asarray([0.0, 0.0, 1.0], np.float32), (n, max_boxes, 1)) if mask_size else None
     resizing = resize_lib.resize_enabled(resize_min_size, resize_max_size)
+    transform = ExampleTransform(image_size=tuple(image_size), max_boxes=max_boxes, drop_labels=tuple(drop_labels),
+                                 resize_min_size=resize_min_size if resizing else 0,
+                                 resize_max_size=resize_max_size if resizing else 0, resize_style=resize_style)
     if resizing:
       scale = np.ones((n, 2), np.float32)
       original_sizes = np.zeros((n, 2), np.int32)
@@ -116,18 +122,13 @@ class InMemoryDataset:
       original_masks = np.zeros_like(masks) if mask_size else None
       original_frames = frames.copy() if mask_size else None
     for i in range(n):
-      record = decode_record(records[i])
-      image = record["image"]
-      keep = ~np.isin(record["labels"], np.asarray(drop_labels, np.int32))
-      k = int(keep.sum())
-      record_boxes = record["boxes"][keep]
-      polygons = [p for p, kept in zip(record["polygons"], keep) if kept] if len(record["polygons"]) == len(keep) else []
+      record = transform.prepare(records[i])
+      image, record_boxes, polygons, original = record["image"], record["boxes"], record["polygons"], record["original"]
+      k = len(record["labels"])
       resized_note = ""
       if resizing:
-        original = (image.shape[:2], record_boxes, polygons)
-        image, record_boxes, polygons, scale[i] = resize_lib.resize_example(image, record_boxes, resize_min_size,
-                                                                            resize_max_size, polygons)
-        resized_note = (f" after the resize from {original[0][0]}x{original[0][1]} (data.resize_min_size="
+        scale[i] = record["scale"]
+        resized_note = (f" after the resize from {original['size'][0]}x{original['size'][1]} (data.resize_min_size="
                         f"{resize_min_size}, data.resize_max_size={resize_max_size})")
       h, w = image.shape[:2]
       if h > height or w > width:
@@ -142,18 +143,16 @@ class InMemoryDataset:
         )
       images[i, :h, :w] = image
       boxes[i, :k] = record_boxes
-      labels[i, :k] = record["labels"][keep]
+      labels[i, :k] = record["labels"]
       image_ids[i] = record["image_id"]
       sizes[i] = (h, w)
       if mask_size:
-        from acne_jax.data.pipeline import lesion_masks
-
         masks[i, :k], frames[i, :k] = lesion_masks(polygons, record_boxes, mask_size,
                                                    f"{name}: {record['file_name'] or i}")
       if resizing:
-        original_sizes[i], original_boxes[i, :k] = original[0], original[1]
+        original_sizes[i], original_boxes[i, :k] = original["size"], original["boxes"]
         if mask_size:
-          original_masks[i, :k], original_frames[i, :k] = lesion_masks(original[2], original[1], mask_size,
+          original_masks[i, :k], original_frames[i, :k] = lesion_masks(original["polygons"], original["boxes"], mask_size,
                                                                        f"{name}: {record['file_name'] or i}")
     if not resizing:
       return cls(images, boxes, labels, labels >= 0, image_ids, sizes, name, masks, frames)
@@ -176,27 +175,16 @@ class InMemoryDataset:
 
   def boxes_to_original(self, boxes: np.ndarray) -> np.ndarray:
     """Detections ``[N, D, 4]`` on this data set's images (in order) in the original images'
-    pixels (:func:`acne_jax.data.resize.boxes_to_original`, torchvision's ``postprocess``);
-    returned unchanged without a resize."""
+    pixels: clipped to each image as the model saw it (``image_sizes``, without the padding that
+    fills ``data.image_size``), then, with a resize, mapped back
+    (:func:`acne_jax.data.resize.boxes_to_original`), as torchvision's detectors and MMDetection
+    clip before ``postprocess`` / ``rescale``."""
+    sizes = np.asarray(self.image_sizes, np.float32)
+    limits = np.stack([sizes[:, 1], sizes[:, 0]] * 2, axis=-1)[:, None, :]  # [N, 1, 4] (w, h, w, h)
+    clipped = np.clip(np.asarray(boxes, np.float32), 0.0, limits)
     if not self.resized:
-      return boxes
-    return resize_lib.boxes_to_original(boxes, self.image_sizes, self.original_sizes)
-
-  def train_batch(self, step: int, batch_size: int, seed: int, hflip: bool = True) -> Dict[str, np.ndarray]:
-    """The batch of global step ``step``: epoch-wise shuffling, optional horizontal flips.
-
-    Epoch ``e`` visits the images in the permutation drawn from ``(seed, e)``; a step's images
-    are the next ``batch_size`` of that sequence (wrapping into the next epoch).
-    """
-    n = len(self)
-    positions = step * batch_size + np.arange(batch_size)
-    epochs, offsets = positions // n, positions % n
-    index = np.array([_permutation(seed, e, n)[o] for e, o in zip(epochs, offsets)])
-    batch = self._gather(index)
-    if hflip:
-      flip = np.random.default_rng([seed, step, 1]).uniform(size=batch_size) < 0.5
-      batch = _flip_horizontal(batch, flip, self.image_sizes[index, 1])
-    return batch
+      return clipped
+    return resize_lib.boxes_to_original(clipped, self.image_sizes, self.original_sizes)
 
   def eval_batches(self, batch_size: int) -> Iterator[Dict[str, np.ndarray]]:
     """All images once, in order; the last batch is padded with invalid images."""
@@ -226,37 +214,3 @@ class InMemoryDataset:
 def steps_per_epoch(num_images: int, batch_size: int) -> int:
   """Steps to see every image once (rounded up)."""
   return max(1, -(-num_images // batch_size))
-
-
-_PERMUTATIONS: Dict[Tuple[int, int, int], np.ndarray] = {}
-
-
-def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
-  key = (seed, int(epoch), n)
-  if key not in _PERMUTATIONS:
-    if len(_PERMUTATIONS) > 8:
-      _PERMUTATIONS.clear()
-    _PERMUTATIONS[key] = np.random.default_rng([seed, int(epoch)]).permutation(n)
-  return _PERMUTATIONS[key]
-
-
-def _flip_horizontal(batch: Dict[str, np.ndarray], flip: np.ndarray, widths: np.ndarray) -> Dict[str, np.ndarray]:
-  """Mirrors the chosen images about their own width (padding stays at the right)."""
-  images = batch["image"].copy()
-  boxes = batch["boxes"].copy()
-  for i in np.flatnonzero(flip):
-    w = int(widths[i])
-    images[i, :, :w] = images[i, :, :w][:, ::-1]
-    x1 = boxes[i, :, 0].copy()
-    boxes[i, :, 0] = np.where(batch["valid"][i], w - boxes[i, :, 2], 0.0)
-    boxes[i, :, 2] = np.where(batch["valid"][i], w - x1, 0.0)
-  out = {**batch, "image": images, "boxes": boxes}
-  if "masks" in batch:
-    # A bitmap over [x0, x0 + M s] mirrors to one over [w - x0 - M s, w - x0], columns reversed.
-    masks, frames = batch["masks"].copy(), batch["mask_frames"].copy()
-    for i in np.flatnonzero(flip):
-      w, size = int(widths[i]), masks.shape[-1]
-      masks[i] = masks[i][..., ::-1]
-      frames[i, :, 0] = w - frames[i, :, 0] - size * frames[i, :, 2]
-    out.update(masks=masks, mask_frames=frames)
-  return out

@@ -1,6 +1,10 @@
-"""Streaming input pipeline: a random-access source (``tfds.data_source``) -> grain -> static-shape batches.
+"""The input pipeline of every data set: a random-access source (``tfds.data_source``) -> grain -> static-shape batches.
 
-Per record, in grain worker processes:
+Every data set trains through this one path, the embedded synthetic one included; a small data
+set may keep its decoded records in RAM inside it (:class:`DecodedCache`, ``data.cache_in_memory``).
+Evaluation splits are prepared by the same per-record code (:meth:`ExampleTransform.prepare`).
+
+Per record, in grain worker processes (or in the training process with ``worker_count=0``):
 
 1. decode (:func:`acne_jax.data.records.decode_record`; PNG/JPEG bytes or decoded arrays);
 2. optionally drop classes (``drop_labels``: the AcneSCU reference never supervises ``other``),
@@ -14,10 +18,12 @@ Per record, in grain worker processes:
 5. pad the image to ``image_size`` (bottom/right) and the ground truth to ``max_boxes`` rows
    with a validity mask.
 
-Then grain batches ``batch_size`` records per host. Records are sharded over hosts by
-``jax.process_index()`` (each host reads its own subset); shuffling is seeded per epoch; every
-random choice is drawn from a generator seeded by ``(seed, record position)``, so iteration is
-deterministic for a given worker count and resumes exactly from :meth:`StreamingLoader.get_state`.
+Then grain batches ``batch_size`` records per host. The stream is defined globally: position
+``p`` of the shuffled sequence and the generator of its random choices depend only on
+``(seed, p)``, and host ``h`` of ``H`` reads the positions of its slice of every global batch
+(:class:`ProcessSliceSampler`), so a global batch is the same whatever the number of hosts (for
+a given worker count: grain fills each batch from one worker), and iteration resumes exactly
+from :meth:`StreamingLoader.get_state`.
 
 The batch layout is the one of :mod:`acne_jax.data.loader` (``image`` uint8 ``[B, H, W, 3]``,
 ``boxes`` float32 ``[B, G, 4]`` x1y1x2y2, ``labels`` int32 ``[B, G]`` with -1 padding, ``valid``
@@ -174,15 +180,35 @@ class ExampleTransform:
   # resize_max_size) right after decoding, before cropping, augmenting and padding; 0: none.
   resize_min_size: int = 0
   resize_max_size: int = 0
+  resize_style: str = "torchvision"  # or "mmdetection": Resize(keep_ratio=True) (acne_jax.data.resize)
 
-  def __call__(self, record: Any, rng: np.random.Generator) -> Dict[str, np.ndarray]:
-    example = decode_record(record)
-    image, boxes, labels, polygons = example["image"], example["boxes"], example["labels"], example["polygons"]
+  def prepare(self, record: Any) -> Dict[str, Any]:
+    """Steps 1-2 (decode, drop classes, resize), the deterministic part that training and
+    evaluation share.
+
+    Returns:
+      the decoded record (:func:`decode_record`) with the kept, resized ``image``, ``boxes``,
+      ``labels`` and ``polygons``, plus ``scale`` float32 ``[2]`` (ratio_h, ratio_w; 1 without a
+      resize) and ``original`` (the decoded ``(height, width)``, boxes and polygons before the
+      resize, after dropping classes).
+    """
+    example = record if _is_decoded(record) else decode_record(record)
+    boxes, labels, polygons = example["boxes"], example["labels"], example["polygons"]
     keep = ~np.isin(labels, np.asarray(self.drop_labels, np.int32))
     boxes, labels = boxes[keep], labels[keep]
-    polygons = [p for p, k in zip(polygons, keep) if k]
+    polygons = [p for p, k in zip(polygons, keep) if k] if len(polygons) == len(keep) else []
+    image = example["image"]
+    original = {"size": image.shape[:2], "boxes": boxes, "polygons": polygons}
+    scale = np.ones((2,), np.float32)
     if resize.resize_enabled(self.resize_min_size, self.resize_max_size):
-      image, boxes, polygons, _ = resize.resize_example(image, boxes, self.resize_min_size, self.resize_max_size, polygons)
+      image, boxes, polygons, scale = resize.resize_example(image, boxes, self.resize_min_size, self.resize_max_size, polygons,
+                                                            style=self.resize_style)
+    return {**example, "image": image, "boxes": boxes, "labels": labels, "polygons": polygons,
+            "scale": np.asarray(scale, np.float32), "original": original}
+
+  def __call__(self, record: Any, rng: np.random.Generator) -> Dict[str, np.ndarray]:
+    example = self.prepare(record)
+    image, boxes, labels, polygons = example["image"], example["boxes"], example["labels"], example["polygons"]
     if self.crop_size:
       from acne_jax.data import masked_crop
 
@@ -198,6 +224,57 @@ class ExampleTransform:
     masks, frames = lesion_masks(polygons, boxes, self.mask_size, example["file_name"] or str(example["image_id"]))
     return pad_example(image, boxes, labels, example["image_id"], self.image_size, self.max_boxes, example["file_name"],
                        masks, frames)
+
+
+def _is_decoded(record: Any) -> bool:
+  """Whether ``record`` is already :func:`decode_record`'s output (from a :class:`DecodedCache`)."""
+  return isinstance(record, dict) and "boxes" in record and isinstance(record.get("image"), np.ndarray)
+
+
+class DecodedCache:
+  """A random-access source whose records are decoded once (:func:`decode_record`) and then
+  served from RAM: for data sets small enough to hold decoded (the embedded synthetic ones).
+
+  Each grain worker process holds its own copy, so use it with ``worker_count=0`` (the
+  decoding it saves is what the workers would be for).
+  """
+
+  def __init__(self, source):
+    self._source = source
+    self._records: Dict[int, Dict[str, Any]] = {}
+
+  def __len__(self) -> int:
+    return len(self._source)
+
+  def __repr__(self) -> str:  # grain checks a restored position against the source's repr
+    return f"DecodedCache({self._source!r})"
+
+  def __getitem__(self, index: int) -> Dict[str, Any]:
+    index = int(index)
+    if index not in self._records:
+      self._records[index] = decode_record(self._source[index])
+    return self._records[index]
+
+
+class ProcessSliceSampler:
+  """This process's share of a global stream: grain sampler over the positions of its slice of
+  every global batch.
+
+  Position ``i`` of this process's stream is global position
+  ``(i // per_process) * global_batch + process_index * per_process + i % per_process`` of
+  ``sampler`` (whose record and generator depend only on the global position), so the global
+  batch of a step is the same for any number of processes.
+  """
+
+  def __init__(self, sampler, global_batch: int, per_process: int, process_index: int):
+    self._sampler = sampler
+    self._global_batch, self._per_process, self._process_index = global_batch, per_process, process_index
+
+  def __getitem__(self, index: int):
+    step, offset = divmod(int(index), self._per_process)
+    position = step * self._global_batch + self._process_index * self._per_process + offset
+    metadata = self._sampler[position]
+    return grain.RecordMetadata(index=index, record_key=metadata.record_key, rng=metadata.rng)
 
 
 class ClassBalancedSampler:
@@ -238,7 +315,8 @@ def record_classes(source, drop_labels: Sequence[int] = ()) -> list:
   """
   out = []
   for i in range(len(source)):
-    labels = np.asarray(source[i]["objects"]["label"], np.int64).reshape(-1)
+    record = source[i]
+    labels = np.asarray(record["labels"] if _is_decoded(record) else record["objects"]["label"], np.int64).reshape(-1)
     out.append(sorted(set(int(l) for l in labels) - set(int(d) for d in drop_labels)))
   return out
 
@@ -266,7 +344,8 @@ class StreamingLoader:
   """Batches from a random-access source through grain; iterate it, checkpoint :meth:`get_state`.
 
   Args:
-    source: random access (``len``, ``[i]``), e.g. ``tfds.data_source(...)``.
+    source: random access (``len``, ``[i]``), e.g. ``tfds.data_source(...)``, or a
+      :class:`DecodedCache` of one.
     batch_size: examples per batch on this host (global batch / ``jax.process_count()``).
     transform: the per-record :class:`ExampleTransform`.
     seed: shuffling and augmentation seed.
@@ -274,24 +353,30 @@ class StreamingLoader:
     shuffle: shuffle records each epoch.
     num_epochs: ``None`` repeats forever.
     class_balanced: ``(record_classes, num_classes)`` for :class:`ClassBalancedSampler`, or None.
-    shard_by_process: read only this host's share of the records (``jax.process_index()``).
+    shard_by_process: read only this host's slice of every global batch
+      (:class:`ProcessSliceSampler`, ``jax.process_index()`` of ``jax.process_count()``).
   """
 
   def __init__(self, source, batch_size: int, transform: ExampleTransform, seed: int = 0, worker_count: int = 0,
                shuffle: bool = True, num_epochs: Optional[int] = None, class_balanced=None,
                shard_by_process: bool = True, worker_buffer_size: int = 2):
     _ensure_absl_flags_parsed()
-    shard = grain.ShardByJaxProcess(drop_remainder=True) if shard_by_process else grain.NoSharding()
     if class_balanced is not None:
       record_classes, num_classes = class_balanced
       sampler = ClassBalancedSampler(record_classes, num_classes, seed, num_epochs)
     else:
-      sampler = grain.IndexSampler(len(source), shard_options=shard, shuffle=shuffle, num_epochs=num_epochs, seed=seed)
+      sampler = grain.IndexSampler(len(source), shard_options=grain.NoSharding(), shuffle=shuffle, num_epochs=num_epochs,
+                                   seed=seed)
+    if shard_by_process:
+      import jax
+
+      processes = jax.process_count()
+      if processes > 1:
+        sampler = ProcessSliceSampler(sampler, batch_size * processes, batch_size, jax.process_index())
     self._loader = grain.DataLoader(
         data_source=source, sampler=sampler,
         operations=[RandomExampleMap(transform), grain.Batch(batch_size, drop_remainder=True)],
-        worker_count=worker_count, worker_buffer_size=worker_buffer_size,
-        shard_options=shard if class_balanced is not None else None,
+        worker_count=worker_count, worker_buffer_size=worker_buffer_size, shard_options=grain.NoSharding(),
     )
     self._iterator = iter(self._loader)
 
@@ -310,3 +395,46 @@ class StreamingLoader:
   def set_state(self, state: str) -> None:
     """Continues from a position returned by :meth:`get_state`."""
     self._iterator.set_state(state.encode("utf-8"))
+
+
+def check_options(data) -> None:
+  """Refuses a ``data`` config section whose augmentation or sampling settings the pipeline
+  could not carry out as written, naming each setting and the fix (every one that passes acts).
+
+  Raises:
+    ValueError: ``data.pipeline`` (the in-memory loader is gone); a masked crop larger than
+      ``data.image_size``; ``data.rotate90`` with a non-square ``data.image_size`` and no crop (a
+      rotated image would not fit); ``data.brightness`` outside ``[0, 1)``; a negative
+      ``data.worker_count``; ``data.cache_in_memory`` with worker processes.
+  """
+  problems = []
+  if "pipeline" in data:
+    problems.append(f"data.pipeline={data['pipeline']!r}: there is one input pipeline (grain) for every data set now; "
+                    "delete the setting (data.cache_in_memory=True keeps a small data set's decoded records in RAM)")
+  height, width = (int(v) for v in data["image_size"])
+  crop = int(data.get("crop_size", 0))
+  if crop < 0 or crop > min(height, width):
+    problems.append(f"data.crop_size={crop}: a masked crop must fit in data.image_size {height}x{width}; use a crop "
+                    f"size between 1 and {min(height, width)} (0: no crop)")
+  if data.get("rotate90") and not crop and height != width:
+    problems.append(f"data.rotate90=True with data.image_size {height}x{width}: an image turned by 90 degrees would not "
+                    "fit; use a square data.image_size or a data.crop_size")
+  brightness = float(data.get("brightness", 0.0))
+  if not 0.0 <= brightness < 1.0:
+    problems.append(f"data.brightness={brightness}: the factor is drawn from [1 - b, 1 + b]; use 0 <= b < 1 (0: off)")
+  resize_min, resize_max = resize.configured_sizes(data)
+  try:
+    resize.configured_style(data)
+    if resize.resize_enabled(resize_min, resize_max) and resize_max > min(height, width):
+      problems.append(f"data.resize_max_size={resize_max}: a resized image's long side can reach it, so it must fit in "
+                      f"data.image_size {height}x{width}; raise data.image_size or lower data.resize_max_size")
+  except ValueError as e:
+    problems.append(str(e).rstrip("."))
+  workers = int(data.get("worker_count", 0))
+  if workers < 0:
+    problems.append(f"data.worker_count={workers}: use 0 (in the training process) or more worker processes")
+  if data.get("cache_in_memory") and workers:
+    problems.append(f"data.cache_in_memory=True with data.worker_count={workers}: every worker process would decode "
+                    "and hold its own copy of the data set; set data.worker_count=0 to cache, or turn the cache off")
+  if problems:
+    raise ValueError("; ".join(problems) + ".")

@@ -13,6 +13,19 @@ side becomes ``min_size`` unless its long side would then exceed ``max_size``:
   ``postprocess`` maps detections back by ``old / new`` (:func:`boxes_to_original`).
 
 :func:`resize_example` does all of it for one decoded example (uint8 image, boxes, polygons).
+
+``style="mmdetection"`` is MMDetection's ``Resize(img_scale=(max_size, min_size), keep_ratio=True)``
+(mmcv ``rescale_size`` / ``imresize``) instead, for whole images of any size (ACNE04):
+
+- the same factor, ``min(max_long_edge / long side, max_short_edge / short side)``;
+- the output is ``(int(h * scale + 0.5), int(w * scale + 0.5))``: rounded, not truncated
+  (:func:`resized_size`);
+- the pixels come from OpenCV's bilinear ``cv2.resize(..., INTER_LINEAR)``, which mmcv calls;
+- boxes are multiplied by ``new / old`` per axis (``scale_factor``) and clipped to the new image,
+  and detections are mapped back by the inverse ratios (``rescale=True``).
+
+The image is then padded at the bottom/right to ``data.image_size`` (MMDetection's ``Pad``) by
+the pipeline.
 """
 
 from __future__ import annotations
@@ -37,6 +50,22 @@ def resize_enabled(min_size: float, max_size: float) -> bool:
   return True
 
 
+RESIZE_STYLES = ("torchvision", "mmdetection")
+
+
+def configured_style(data) -> str:
+  """``data.resize_style`` ("torchvision" for configs written before it existed).
+
+  Raises:
+    ValueError: an unknown style, naming the known ones.
+  """
+  style = str(data.get("resize_style", "torchvision") or "torchvision")
+  if style not in RESIZE_STYLES:
+    raise ValueError(f"data.resize_style={style!r}: use 'torchvision' (GeneralizedRCNNTransform) or 'mmdetection' "
+                     "(Resize(keep_ratio=True)).")
+  return style
+
+
 def configured_sizes(data) -> Tuple[int, int]:
   """``(data.resize_min_size, data.resize_max_size)`` of a config's data section, ``(0, 0)`` (no
   resize) for configs written before these settings existed."""
@@ -56,14 +85,16 @@ def torchvision_scale(height: int, width: int, min_size: float, max_size: float)
   return min(float(min_size) / min(height, width), float(max_size) / max(height, width))
 
 
-def resized_size(height: int, width: int, scale: float) -> Tuple[int, int]:
-  """``(new_h, new_w)`` of ``interpolate(scale_factor=scale, recompute_scale_factor=True)``:
-  ``int(side * scale)`` in double precision (torch truncates; the sides are positive).
+def resized_size(height: int, width: int, scale: float, style: str = "torchvision") -> Tuple[int, int]:
+  """``(new_h, new_w)``: torchvision's ``interpolate(scale_factor=scale, recompute_scale_factor=True)``
+  gives ``int(side * scale)`` in double precision (truncated; the sides are positive);
+  MMDetection's ``rescale_size`` gives ``int(side * scale + 0.5)`` (rounded).
 
   Raises:
     ValueError: when a side would become 0 pixels (torch refuses such an output too).
   """
-  new_h, new_w = int(height * float(scale)), int(width * float(scale))
+  half = 0.5 if style == "mmdetection" else 0.0
+  new_h, new_w = int(height * float(scale) + half), int(width * float(scale) + half)
   if new_h <= 0 or new_w <= 0:
     raise ValueError(f"resizing a {height}x{width} image by {scale} gives {new_h}x{new_w} pixels; "
                      "raise data.resize_min_size / data.resize_max_size.")
@@ -163,8 +194,9 @@ def boxes_to_original(boxes: np.ndarray, resized_sizes: np.ndarray, original_siz
 
 
 def resize_example(image: np.ndarray, boxes: np.ndarray, min_size: float, max_size: float,
-                   polygons: Optional[Sequence[np.ndarray]] = None):
-  """torchvision's detector resize of one example.
+                   polygons: Optional[Sequence[np.ndarray]] = None, style: str = "torchvision"):
+  """torchvision's detector resize of one example (or MMDetection's keep-ratio resize with
+  ``style="mmdetection"``: rounded size, OpenCV's bilinear pixels, boxes clipped to the image).
 
   The image is resized in float (:func:`resize_bilinear`) and rounded to uint8, so it is within
   0.5 grey level of torchvision's result: torchvision resizes the normalised float image, but
@@ -175,7 +207,8 @@ def resize_example(image: np.ndarray, boxes: np.ndarray, min_size: float, max_si
   Args:
     image: uint8 ``[H, W, 3]``.
     boxes: ``[N, 4]`` x1y1x2y2 pixels.
-    min_size, max_size: torchvision's ``min_size`` and ``max_size`` (:func:`torchvision_scale`).
+    min_size, max_size: torchvision's ``min_size`` and ``max_size`` (:func:`torchvision_scale`);
+      MMDetection's ``img_scale`` short and long edges.
     polygons: optional ``N`` arrays of (x, y) vertices, flat ``[2 V]`` or ``[V, 2]`` (kept so).
 
   Returns:
@@ -183,12 +216,21 @@ def resize_example(image: np.ndarray, boxes: np.ndarray, min_size: float, max_si
     (ratio_h, ratio_w))`` with ``ratio = new / old`` per axis (float32); boxes and polygons are
     multiplied by them per axis as ``resize_boxes`` does.
   """
+  if style not in RESIZE_STYLES:
+    raise ValueError(f"resize style {style!r}: use one of {RESIZE_STYLES}.")
   image = np.asarray(image)
   h, w = image.shape[:2]
-  new_size = resized_size(h, w, torchvision_scale(h, w, min_size, max_size))
-  resized = np.clip(np.rint(resize_bilinear(image, new_size)), 0, 255).astype(np.uint8)
+  new_size = resized_size(h, w, torchvision_scale(h, w, min_size, max_size), style)
+  if style == "mmdetection":
+    import cv2
+
+    resized = cv2.resize(np.ascontiguousarray(image), (new_size[1], new_size[0]), interpolation=cv2.INTER_LINEAR)
+  else:
+    resized = np.clip(np.rint(resize_bilinear(image, new_size)), 0, 255).astype(np.uint8)
   ratio_h, ratio_w = size_ratios((h, w), new_size)
   out_boxes = scale_boxes(np.asarray(boxes, np.float32).reshape(-1, 4), ratio_h, ratio_w)
+  if style == "mmdetection":  # Resize._resize_bboxes clips to the new image
+    out_boxes = np.clip(out_boxes, 0, np.asarray([new_size[1], new_size[0]] * 2, np.float32))
   out_polygons = None
   if polygons is not None:
     out_polygons = []

@@ -84,8 +84,7 @@ def make_figures(sadh: Tuple[Any, str], rpn: Optional[Tuple[Any, str]], out_dir:
 
   os.makedirs(out_dir, exist_ok=True)
   sadh_config, sadh_workdir = sadh
-  _, eval_source, class_names = datasets.load_sources(sadh_config.data)
-  eval_data = datasets.load_split(sadh_config.data, eval_source, "eval_split")
+  eval_data, class_names = datasets.load_eval_split(sadh_config.data)
   n = min(num_images, len(eval_data))
   gt_boxes = [b[v] for b, v in zip(eval_data.boxes[:n], eval_data.valid[:n])]
   gt_labels = [l[v] for l, v in zip(eval_data.labels[:n], eval_data.valid[:n])]

@@ -1,4 +1,5 @@
-"""The streaming grain pipeline: static shapes, determinism, exact resume, augmentation, balance."""
+"""The grain pipeline every data set trains through: static shapes, determinism, exact resume,
+each augmentation option, balance, several processes, the RAM cache."""
 
 import numpy as np
 import pytest
@@ -8,8 +9,13 @@ from acne_jax.data import pipeline
 
 
 @pytest.fixture(scope="module")
-def tiny_source(tmp_path_factory):
-  return datasets.load_synthetic_source("train", str(tmp_path_factory.mktemp("tfds")), "tiny")
+def tiny_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp("tfds"))
+
+
+@pytest.fixture(scope="module")
+def tiny_source(tiny_dir):
+  return datasets.load_synthetic_source("train", tiny_dir, "tiny")
 
 
 def _loader(source, **kwargs):
@@ -130,31 +136,6 @@ def test_lesion_masks_move_with_the_image(settings):
     assert not example["masks"][len(polygons):].any()
 
 
-def test_in_memory_flip_mirrors_the_masks():
-  from acne_jax.data import synthetic
-  from acne_jax.data.loader import InMemoryDataset
-
-  records = [synthetic.generate_example(i, image_size=(80, 70), num_lesions=(3, 5), image_id=i + 1) for i in range(3)]
-  data = InMemoryDataset.from_records(records, image_size=(96, 96), max_boxes=8, mask_size=56)
-  plain = data._gather(np.arange(3))
-  flipped = data.train_batch(0, 3, seed=0, hflip=False)
-  flip_any = None
-  for step in range(10):
-    batch = data.train_batch(step, 3, seed=0, hflip=True)
-    order = batch["image_id"]
-    for i, image_id in enumerate(order):
-      n = int(np.flatnonzero(data.image_ids == image_id)[0])
-      for g in np.flatnonzero(data.valid[n]):
-        original = _placed({"image": data.images[n], "masks": data.masks[n], "mask_frames": data.mask_frames[n]}, g)
-        got = _placed({"image": batch["image"][i], "masks": batch["masks"][i], "mask_frames": batch["mask_frames"][i]}, g)
-        mirrored = np.zeros_like(original)
-        mirrored[:, :70] = original[:, :70][:, ::-1]
-        if not np.array_equal(got, original):
-          np.testing.assert_array_equal(got, mirrored)
-          flip_any = True
-  assert flip_any and plain["masks"].shape == (3, 8, 56, 56) and flipped["masks"].shape == (3, 8, 56, 56)
-
-
 def test_mask_configs_refuse_data_sets_without_outlines():
   from configs import mask_rcnn_sadh
 
@@ -168,3 +149,86 @@ def test_a_record_without_polygons_is_named():
 
   with pytest.raises(ValueError, match="record face_7: 2 boxes but 0 polygons"):
     pipeline.lesion_masks([], np.zeros((2, 4), np.float32), 56, "face_7")
+
+
+def _tiny_config(data_dir, **data):
+  from configs import sadh
+
+  config = sadh.get_config()
+  with config.unlocked():
+    config.data.update(builder_config="tiny", data_dir=data_dir, image_size=(96, 96), max_boxes=8, **data)
+    config.train.batch_size = 4
+  return config
+
+
+def _batches(config, n=6):
+  from acne_jax import train
+
+  pipeline.check_options(config.data)
+  source, _ = datasets.source(config.data, config.data.train_split)
+  loader = train.make_streaming_loader(config, source, config.train.batch_size)
+  return [next(loader) for _ in range(n)]
+
+
+def test_the_embedded_default_trains_through_the_pipeline_real_data_sets_use(tiny_source, tiny_dir, monkeypatch):
+  """The embedded set's training batches come from grain's StreamingLoader like AcneSCU's: the
+  RAM cache (its only difference) serves the same batches as reading the records each time."""
+  from configs import sadh
+
+  default, acne_scu = sadh.get_config().data, sadh.get_config("acne_scu").data
+  assert default.cache_in_memory and default.worker_count == 0 and not acne_scu.cache_in_memory
+  made = []
+  real = pipeline.StreamingLoader
+
+  def spy(*args, **kwargs):
+    made.append(args[0])
+    return real(*args, **kwargs)
+
+  monkeypatch.setattr(pipeline, "StreamingLoader", spy)
+  cached = _batches(_tiny_config(tiny_dir))
+  read_each_time = _batches(_tiny_config(tiny_dir, cache_in_memory=False))
+  assert isinstance(made[0], pipeline.DecodedCache) and not isinstance(made[1], pipeline.DecodedCache)
+  for a, b in zip(cached, read_each_time):
+    for key in pipeline.BATCH_KEYS:
+      np.testing.assert_array_equal(a[key], b[key])
+
+
+@pytest.mark.parametrize("option, value", [("hflip", False), ("vflip", True), ("rotate90", True), ("brightness", 0.3),
+                                           ("crop_size", 48), ("class_balanced", True), ("drop_labels", (0, 2)),
+                                           ("resize_min_size", 64)])
+def test_each_augmentation_and_sampling_option_changes_the_batches(tiny_source, tiny_dir, option, value):
+  """Through the config, as a run sets it: every option acts on what the model sees."""
+  data = {option: value}
+  if option == "resize_min_size":
+    data["resize_max_size"] = 80
+  changed = _batches(_tiny_config(tiny_dir, **data))
+  plain = _batches(_tiny_config(tiny_dir))
+  differs = lambda key: any(not np.array_equal(a[key], b[key]) for a, b in zip(plain, changed))
+  assert differs("boxes") != (option == "brightness")  # brightness scales pixels only
+  assert differs("image") != (option == "drop_labels")  # dropping classes changes the ground truth only
+  if option == "drop_labels":
+    assert not any(np.isin(b["labels"], value).any() for b in changed) and any(np.isin(a["labels"], value).any() for a in plain)
+  if option == "crop_size":
+    assert all(not b["image"][:, 48:].any() and not b["image"][:, :, 48:].any() for b in changed)
+
+
+def test_two_processes_read_slices_of_the_single_process_batches(tiny_source):
+  """Each of two processes reads its half of every global batch: side by side they are the one
+  process's batches, records and augmentation alike."""
+  import grain.python as grain
+
+  transform = pipeline.ExampleTransform(image_size=(96, 96), max_boxes=8, augmentation=pipeline.Augmentation(vflip=True))
+
+  def stream(batch_size, process=None):
+    sampler = grain.IndexSampler(len(tiny_source), shard_options=grain.NoSharding(), shuffle=True, seed=5)
+    if process is not None:
+      sampler = pipeline.ProcessSliceSampler(sampler, 2 * batch_size, batch_size, process)
+    loader = grain.DataLoader(data_source=tiny_source, sampler=sampler, shard_options=grain.NoSharding(),
+                              operations=[pipeline.RandomExampleMap(transform), grain.Batch(batch_size)])
+    it = iter(loader)
+    return [next(it) for _ in range(4)]
+
+  whole, first, second = stream(4), stream(2, 0), stream(2, 1)
+  for w, a, b in zip(whole, first, second):
+    for key in pipeline.BATCH_KEYS:
+      np.testing.assert_array_equal(w[key], np.concatenate([a[key], b[key]]))

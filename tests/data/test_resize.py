@@ -180,7 +180,7 @@ def test_in_memory_dataset_keeps_ratios_and_originals():
     np.testing.assert_array_equal(data.scale[n], ratios)
   # Mapped back, the resized ground truth lands on the original (up to float rounding).
   np.testing.assert_allclose(data.boxes_to_original(data.boxes), plain.boxes, atol=1e-3)
-  assert plain.boxes_to_original(plain.boxes) is plain.boxes
+  np.testing.assert_array_equal(plain.boxes_to_original(plain.boxes), plain.boxes)  # inside the images already
   with pytest.raises(ValueError, match=r"is 140x93 after the resize from 75x50 .*larger than data.image_size 120x224"):
     InMemoryDataset.from_records(records, image_size=(120, 224), max_boxes=8, resize_min_size=100, resize_max_size=140)
 
@@ -206,3 +206,55 @@ def test_evaluation_scores_in_original_pixels():
   # Without the mapping the same detections would be far off.
   unmapped = train.coco_evaluation(outputs, plain, config, synthetic.CLASS_NAMES)[0]
   assert unmapped["AP@0.5"] < 0.5
+
+
+# MMDetection's Resize(img_scale=(max, min), keep_ratio=True): the rounded sizes worked by hand
+# from mmcv's rescale_size (scale = min(long_max / long, short_max / short); int(side * scale + 0.5)).
+@pytest.mark.parametrize("height, width, short_max, long_max, expected", [
+    (2000, 3000, 1024, 1024, (683, 1024)),  # 2000 * 1024 / 3000 = 682.67 -> 683 (torchvision: 682)
+    (1365, 2048, 1024, 1024, (683, 1024)),  # 682.5 rounds up (torchvision truncates to 682)
+    (3000, 2000, 1024, 1024, (1024, 683)),
+    (600, 800, 800, 1333, (800, 1067)),  # short side to 800: 800 * 800 / 600 = 1066.67 -> 1067
+    (100, 130, 800, 1333, (800, 1040)),  # upscaled: 130 * 8 = 1040
+])
+def test_mmdetection_keep_ratio_sizes(height, width, short_max, long_max, expected):
+  scale = resize.torchvision_scale(height, width, short_max, long_max)
+  assert resize.resized_size(height, width, scale, "mmdetection") == expected
+  image = np.zeros((height, width, 3), np.uint8)
+  box = np.asarray([[0, 0, width, height]], np.float32)
+  out, boxes, _, ratios = resize.resize_example(image, box, short_max, long_max, style="mmdetection")
+  assert out.shape == (*expected, 3)
+  np.testing.assert_allclose(boxes, [[0, 0, expected[1], expected[0]]], rtol=1e-6)
+  np.testing.assert_allclose(ratios, (expected[0] / height, expected[1] / width), rtol=1e-6)
+
+
+def test_mmdetection_pixels_are_bilinear_with_half_pixel_centres_and_boxes_are_clipped():
+  """OpenCV's INTER_LINEAR (what mmcv.imresize calls) samples like torch's bilinear at the same
+  output size: within one grey level (OpenCV's fixed-point weights)."""
+  rng = np.random.default_rng(0)
+  image = rng.integers(0, 256, size=(75, 110, 3), dtype=np.uint8)
+  out, boxes, polygons, _ = resize.resize_example(image, np.asarray([[-4, 2, 120, 70]], np.float32), 40, 60,
+                                                  polygons=[np.asarray([0, 0, 110, 0, 110, 75], np.float32)], style="mmdetection")
+  # scale = min(60 / 110, 40 / 75) = 0.5333: 75 -> 40, 110 -> int(58.67 + 0.5) = 59
+  assert out.shape == (40, 59, 3) and out.dtype == np.uint8
+  reference = resize.resize_bilinear(image, (40, 59))
+  assert np.abs(out.astype(np.float32) - reference).max() <= 1.0
+  np.testing.assert_allclose(boxes, [[0, 2 * 40 / 75, 59, 70 * 40 / 75]], rtol=1e-5)  # x clipped to [0, 59]
+  np.testing.assert_allclose(polygons[0], [0, 0, 59, 0, 59, 40], rtol=1e-5)
+
+
+def test_resize_style_and_fit_are_checked_with_the_config():
+  from acne_jax.data import pipeline
+  from configs import sadh
+
+  data = sadh.get_config("acne04").data
+  assert (data.resize_style, data.resize_min_size, data.resize_max_size, tuple(data.image_size)) == ("mmdetection", 1024, 1024, (1024, 1024))
+  pipeline.check_options(data)
+  with data.unlocked():
+    data.resize_style = "detectron2"
+  with pytest.raises(ValueError, match="data.resize_style='detectron2'"):
+    pipeline.check_options(data)
+  with data.unlocked():
+    data.update(resize_style="mmdetection", resize_max_size=1333)
+  with pytest.raises(ValueError, match="data.resize_max_size=1333: .* must fit in data.image_size 1024x1024"):
+    pipeline.check_options(data)
