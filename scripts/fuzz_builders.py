@@ -236,7 +236,7 @@ def make_acne_scu(rng: np.random.Generator, root: str, coco: bool) -> Release:
 
 
 def make_acne04(rng: np.random.Generator, root: str) -> Release:
-  from tfds_builders.acne04.acne04 import hayashi_grade
+  from acne_jax.grading.scales import hayashi_grade
 
   specs: Dict[str, fixtures.Acne04Image] = {}
   n = int(rng.integers(2, 6))

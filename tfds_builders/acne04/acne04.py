@@ -68,6 +68,7 @@ from tfds_builders import build_summary
 from tfds_builders.build_summary import SUMMARY_FILE, BuildSummary, NoUsableDataError  # noqa: F401  (re-exported)
 
 from acne_jax.data import image_bytes, records, voc
+from acne_jax.grading.scales import hayashi_grade  # noqa: F401  (re-exported; one implementation)
 
 _LOG = logging.getLogger(__name__)
 
@@ -118,17 +119,6 @@ COUNT_KEYS: Tuple[str, ...] = (
     "file_grade_mismatches",  # list grade != the grade in the "levle{g}_" file name
     "box_count_mismatches",  # annotated images whose number of kept boxes != lesion count
 )
-
-
-def hayashi_grade(lesion_count: int) -> int:
-  """Hayashi acne severity of a lesion count: 0 (<= 5), 1 (6-20), 2 (21-50), 3 (> 50)."""
-  if lesion_count <= 5:
-    return 0
-  if lesion_count <= 20:
-    return 1
-  if lesion_count <= 50:
-    return 2
-  return 3
 
 
 def image_id_of(file_name: str) -> int:
