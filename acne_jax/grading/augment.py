@@ -59,14 +59,17 @@ def rotate(image: np.ndarray, angle: float) -> np.ndarray:
   sy = np.where(np.abs(sy - np.round(sy)) < 1e-9, np.round(sy), sy)
   x0, y0 = np.floor(sx).astype(np.int64), np.floor(sy).astype(np.int64)
   fx, fy = (sx - x0)[..., None], (sy - y0)[..., None]
-  source = image.astype(np.float64)
+  # A one-pixel black frame; a tap outside the image reads the frame's corner (0, 0), which is 0.
+  source = np.pad(image.astype(np.float64), ((1, 1), (1, 1), (0, 0)))
 
-  def tap(y, x):
-    inside = ((x >= 0) & (x < width) & (y >= 0) & (y < height))[..., None]
-    return np.where(inside, source[np.clip(y, 0, height - 1), np.clip(x, 0, width - 1)], 0.0)
+  def framed(index, size):
+    index = index + 1
+    return np.where((index >= 1) & (index <= size), index, 0)
 
-  out = ((1 - fy) * ((1 - fx) * tap(y0, x0) + fx * tap(y0, x0 + 1))
-         + fy * ((1 - fx) * tap(y0 + 1, x0) + fx * tap(y0 + 1, x0 + 1)))
+  x0, x1 = framed(x0, width), framed(x0 + 1, width)
+  y0, y1 = framed(y0, height), framed(y0 + 1, height)
+  out = ((1 - fy) * ((1 - fx) * source[y0, x0] + fx * source[y0, x1])
+         + fy * ((1 - fx) * source[y1, x0] + fx * source[y1, x1]))
   return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
