@@ -45,8 +45,11 @@ stem: ``<stem>_detections.json`` (COCO results: ``image_id`` from ``--image_id``
 per image in command-line order, ``category_id`` = class + 1, ``bbox`` ``[x, y, w, h]``;
 every merged detection, whatever its score), ``<stem>_detections.png`` (the photo, its longer
 side downscaled to ``--draw_max_side``, with the counted boxes drawn in per-class colours and a
-legend with the counts) and ``<stem>_counts.json`` (class name -> number of lesions counted;
-also printed).
+legend with the counts), ``<stem>_counts.json`` (class name -> number of lesions counted;
+also printed) and, for acne models, ``<stem>_grade.json``: the Hayashi grade the counts imply
+(:func:`hayashi_report`: inflammatory lesions, i.e. papules, pustules and nodules of AcneSCU's
+classes or every lesion of ACNE04's single class; 0 mild <= 5, 1 moderate 6-20, 2 severe 21-50,
+3 very severe > 50), also printed.
 
 Counting. A detection is counted (and drawn) when it scores at least its class's threshold:
 by default the per-class thresholds that maximise F1 on the validation split, chosen at the end
@@ -412,9 +415,32 @@ def write_outputs(out_dir: str, stem: str, image: np.ndarray, detections: Mappin
   figure = draw_detections(image, detections, class_names, score_threshold, draw_max_side, mask_threshold)
   if not cv2.imwrite(paths["detections.png"], cv2.cvtColor(figure, cv2.COLOR_RGB2BGR)):
     raise OSError(f"could not write {paths['detections.png']}")
+  counts = count_classes(detections["classes"], detections["scores"], class_names, score_threshold)
   with open(paths["counts.json"], "w") as f:
-    json.dump(count_classes(detections["classes"], detections["scores"], class_names, score_threshold), f, indent=2)
+    json.dump(counts, f, indent=2)
+  grade = hayashi_report(counts)
+  if grade is not None:
+    paths["grade.json"] = os.path.join(out_dir, f"{stem}_grade.json")
+    with open(paths["grade.json"], "w") as f:
+      json.dump(grade, f, indent=2)
   return paths
+
+
+def hayashi_report(counts: Mapping[str, int]) -> Optional[Dict[str, Any]]:
+  """The Hayashi grade implied by one image's counted lesions (``{class name: count}``), or
+  ``None`` when no class of the model is one Hayashi counts (e.g. DeepLesion's).
+
+  Returns:
+    ``{"hayashi_grade": 0..3, "hayashi_grade_name", "counted_lesions", "counted_classes"}``.
+  """
+  from acne_jax.grading import scales
+
+  counted = [name for name in counts if name in scales.HAYASHI_COUNTED_CLASSES]
+  if not counted:
+    return None
+  grade = scales.hayashi_grade_of_counts(counts)
+  return {"hayashi_grade": grade, "hayashi_grade_name": scales.HAYASHI_GRADE_NAMES[grade],
+          "counted_lesions": scales.inflammatory_count(counts), "counted_classes": counted}
 
 
 def read_image(path: str) -> np.ndarray:
@@ -559,6 +585,10 @@ def main(argv=None) -> int:
       listed = ", ".join(f"{name} {n}" for name, n in counts.items() if n) or "none"
       print(f"{path} ({image.shape[1]}x{image.shape[0]}): {sum(counts.values())} lesions counted ({rule}; "
             f"{len(detections['scores'])} detections in all): {listed}", flush=True)
+      grade = hayashi_report(counts)
+      if grade is not None:
+        print(f"  Hayashi grade {grade['hayashi_grade']} ({grade['hayashi_grade_name']}): {grade['counted_lesions']} "
+              f"inflammatory lesions counted ({', '.join(grade['counted_classes'])})", flush=True)
       print(f"  wrote {', '.join(paths.values())}", flush=True)
   except (FileNotFoundError, ValueError, OSError) as e:
     print(f"error: {e}", file=sys.stderr)

@@ -485,3 +485,20 @@ def test_a_resize_config_predicts_on_the_resized_photo_and_maps_back():
   order = np.argsort(out["classes"])
   np.testing.assert_array_equal(out["classes"][order], [1, 2])
   np.testing.assert_allclose(out["boxes"][order], gt, atol=1e-3)
+
+
+@pytest.mark.parametrize("counts, grade, counted", [
+    ({"papule": 3, "pustule": 2, "nodule": 0, "closed_comedo": 40, "nevus": 9}, 0, 5),  # comedones and nevi do not count
+    ({"papule": 3, "pustule": 2, "nodule": 1, "closed_comedo": 40}, 1, 6),
+    ({"papule": 20, "open_comedo": 3}, 1, 20),
+    ({"papule": 20, "pustule": 1}, 2, 21),
+    ({"acne": 50}, 2, 50),  # ACNE04's one class: every lesion counts
+    ({"acne": 51}, 3, 51),
+])
+def test_predict_reports_the_hayashi_grade_of_the_counted_inflammatory_lesions(counts, grade, counted):
+  report = predict.hayashi_report(counts)
+  assert (report["hayashi_grade"], report["counted_lesions"]) == (grade, counted)
+
+
+def test_no_hayashi_grade_for_a_model_without_acne_classes():
+  assert predict.hayashi_report({"liver": 3, "lung": 60}) is None
