@@ -29,12 +29,12 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def one_visit_per_grade(seed: int):
+  """The first visit of each grade in the embedded set (generated lazily, patient by patient)."""
   found = {}
-  index = 0
-  while len(found) < len(synthetic_faces.IGA_GRADES):
-    for visit in synthetic_faces.generate_patient(seed, index):
-      found.setdefault(visit.grade, visit)
-    index += 1
+  for visit in synthetic_faces.generate_visits(synthetic_faces.DEFAULT_NUM_PATIENTS, seed):
+    found.setdefault(visit.grade, visit)
+    if len(found) == len(synthetic_faces.IGA_GRADES):
+      break
   return [found[g] for g in sorted(found)]
 
 

@@ -10,9 +10,9 @@ visits on the machine, NumPy + OpenCV only, small enough to train a grader on a 
 - **Patients** (:class:`Identity`): head shape, skin tone, eyes, brows, lips, hair (short or long),
   background and clothes, and persistent marks (nevi, atrophic scars) that every visit shows.
 - **Visits** (:func:`generate_visits`): 1-5 per patient (:data:`VISITS_PER_PATIENT_PROBS`, mean
-  ~3.5 as the paper's), each with an IGA grade drawn so that the whole set follows
-  :data:`GRADE_PROBS` (a patient's visits are correlated, and a patient can change grade
-  between visits, as in the paper), lesions drawn by :func:`sample_lesion_counts`, and three
+  ~3.5 as the paper's), each with an IGA grade such that the set has :data:`GRADE_PROBS`
+  (:func:`set_grades`; a patient's visits are correlated, and a patient can change grade between
+  visits, as in the paper), lesions drawn by :func:`sample_lesion_counts`, and three
   views rendered from one face-surface lesion layout (a cheek lesion is seen in the frontal and
   the matching profile view).
 - **Lesion counts** (:data:`GRADE_RULES`) follow the IGA definitions and agree with Hayashi's
@@ -793,24 +793,52 @@ def _grade_thresholds() -> np.ndarray:
   return np.array([NormalDist().inv_cdf(float(c)) for c in cumulative])
 
 
-def patient_grades(seed: int, index: int) -> List[int]:
-  """IGA grades of patient ``index``'s visits (1-5 of them), a pure function of ``(seed, index)``.
-
-  A visit's latent severity is ``sqrt(r) * patient + sqrt(1 - r) * visit`` (standard normals,
-  ``r`` = :data:`VISIT_GRADE_CORRELATION`), cut at the normal quantiles of :data:`GRADE_PROBS`:
-  over many patients every visit's grade follows :data:`GRADE_PROBS`, and a patient's grades move
-  between visits as the paper's do.
-  """
+def _latent_severities(seed: int, index: int) -> np.ndarray:
+  """``[V]`` latent severities of patient ``index``'s 1-5 visits: ``sqrt(r) * patient + sqrt(1 - r)
+  * visit`` (standard normals, ``r`` = :data:`VISIT_GRADE_CORRELATION`)."""
   rng = np.random.default_rng([int(seed), int(index), 0x6A0E])
   visits = int(rng.choice(len(VISITS_PER_PATIENT_PROBS), p=np.asarray(VISITS_PER_PATIENT_PROBS))) + 1
   r = VISIT_GRADE_CORRELATION
-  latent = math.sqrt(r) * rng.standard_normal() + math.sqrt(1.0 - r) * rng.standard_normal(visits)
-  return [int(g) for g in np.searchsorted(_grade_thresholds(), latent)]
+  return math.sqrt(r) * rng.standard_normal() + math.sqrt(1.0 - r) * rng.standard_normal(visits)
 
 
-def generate_patient(seed: int, index: int, image_size: int = IMAGE_SIZE) -> List[Visit]:
-  """Every visit of patient ``index`` (a pure function of ``seed``, ``index`` and ``image_size``)."""
-  grades = patient_grades(seed, index)
+def patient_grades(seed: int, index: int) -> List[int]:
+  """IGA grades of patient ``index``'s visits as drawn from the population: its latent severities
+  cut at the normal quantiles of :data:`GRADE_PROBS` (a pure function of ``(seed, index)``; over
+  many patients every visit's grade follows :data:`GRADE_PROBS`, and a patient's grades move
+  between visits as the paper's do)."""
+  return [int(g) for g in np.searchsorted(_grade_thresholds(), _latent_severities(seed, index))]
+
+
+def set_grades(num_patients: int, seed: int = 0) -> List[List[int]]:
+  """IGA grades of every visit of a set of ``num_patients`` patients, per patient.
+
+  The set's visits are ranked by latent severity and cut at the set's own quantiles, so that a
+  small set has :data:`GRADE_PROBS` up to rounding (80 patients cut at the population quantiles
+  gave 18 / 34 / 48 % instead of 12 / 36 / 52 %: a patient's visits move together). Patient ``k``'s
+  visits and their order of severity do not depend on ``num_patients``; the cut points do.
+  """
+  latents = [_latent_severities(seed, index) for index in range(int(num_patients))]
+  flat = np.concatenate(latents) if latents else np.zeros(0)
+  order = np.argsort(flat, kind="stable")
+  grades = np.empty(len(flat), np.int64)
+  bounds = np.round(np.cumsum((0.0,) + GRADE_PROBS) * len(flat)).astype(int)
+  for grade in range(len(GRADE_PROBS)):
+    grades[order[bounds[grade]:bounds[grade + 1]]] = grade
+  out, start = [], 0
+  for latent in latents:
+    out.append([int(g) for g in grades[start:start + len(latent)]])
+    start += len(latent)
+  return out
+
+
+def generate_patient(seed: int, index: int, image_size: int = IMAGE_SIZE, grades: Optional[Sequence[int]] = None) -> List[Visit]:
+  """Every visit of patient ``index``, with ``grades`` (one per visit; default
+  :func:`patient_grades`). A pure function of its arguments."""
+  if grades is None:
+    grades = patient_grades(seed, index)
+  if len(grades) != len(_latent_severities(seed, index)):
+    raise ValueError(f"patient {index} of seed {seed} has {len(_latent_severities(seed, index))} visits; got {len(grades)} grades.")
   rng = np.random.default_rng([int(seed), int(index), 0xFACE])
   identity = sample_identity(rng)
   patient = f"p{int(index):04d}"
@@ -829,10 +857,11 @@ def generate_patient(seed: int, index: int, image_size: int = IMAGE_SIZE) -> Lis
 
 
 def generate_visits(num_patients: int, seed: int = 0, image_size: int = IMAGE_SIZE) -> Iterator[Visit]:
-  """The visits of patients ``0 .. num_patients - 1`` in order (lazily: one patient in memory at a
-  time). Patient ``k`` is the same whatever ``num_patients``."""
+  """The visits of patients ``0 .. num_patients - 1`` in order, graded by :func:`set_grades`
+  (lazily: one patient in memory at a time)."""
+  grades = set_grades(num_patients, seed)
   for index in range(int(num_patients)):
-    yield from generate_patient(seed, index, image_size)
+    yield from generate_patient(seed, index, image_size, grades[index])
 
 
 DEFAULT_NUM_PATIENTS = 80
@@ -845,9 +874,9 @@ def image_name(patient: str, visit: int, view: str, image_format: str = "jpg") -
 
 
 def _write_patient(args) -> List[Dict[str, object]]:
-  folder, seed, index, image_size, image_format = args
+  folder, seed, index, image_size, image_format, grades = args
   out = []
-  for visit in generate_patient(seed, index, image_size):
+  for visit in generate_patient(seed, index, image_size, grades):
     files = {}
     for view in VIEWS:
       name = image_name(visit.patient, visit.visit, view, image_format)
@@ -900,7 +929,8 @@ def write_grading_folder(folder: str, num_patients: int = DEFAULT_NUM_PATIENTS, 
   os.makedirs(os.path.join(partial, "images"))
   workers = max(1, min(int(workers) or (os.cpu_count() or 1), int(num_patients)))
   if workers == 1:
-    visits = [v for index in range(int(num_patients)) for v in _write_patient((partial, int(seed), index, int(image_size), image_format))]
+    visits = [v for index, grades in enumerate(set_grades(num_patients, seed))
+              for v in _write_patient((partial, int(seed), index, int(image_size), image_format, grades))]
   else:
     visits = _write_in_subprocesses(partial, int(num_patients), int(seed), int(image_size), image_format, workers)
   grades_csv.write_grades_csv(os.path.join(partial, grades_csv.CSV_NAME), (
@@ -926,10 +956,11 @@ def _write_in_subprocesses(folder: str, num_patients: int, seed: int, image_size
   import subprocess  # pylint: disable=import-outside-toplevel
   import sys  # pylint: disable=import-outside-toplevel
   procs = []
+  grades = set_grades(num_patients, seed)
   for k in range(workers):
     out = os.path.join(folder, f".worker{k}.json")
     cmd = [sys.executable, "-m", "acne_jax.data.synthetic_faces", folder, str(seed), str(image_size), image_format, out,
-           *(str(i) for i in range(k, num_patients, workers))]
+           *(f"{i}:{'.'.join(str(g) for g in grades[i])}" for i in range(k, num_patients, workers))]
     procs.append((subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT), out))
   records: Dict[Tuple[str, int], Dict[str, object]] = {}
   failures = []
@@ -948,8 +979,11 @@ def _write_in_subprocesses(folder: str, num_patients: int, seed: int, image_size
 
 
 def _worker_main(argv: Sequence[str]) -> None:
-  folder, seed, image_size, image_format, out, *indices = argv
-  records = [r for index in indices for r in _write_patient((folder, int(seed), int(index), int(image_size), image_format))]
+  folder, seed, image_size, image_format, out, *patients = argv  # patients: "<index>:<grade>.<grade>..."
+  records = []
+  for patient in patients:
+    index, grades = patient.split(":")
+    records += _write_patient((folder, int(seed), int(index), int(image_size), image_format, [int(g) for g in grades.split(".")]))
   with open(out, "w", encoding="utf-8") as f:
     json.dump(records, f)
 

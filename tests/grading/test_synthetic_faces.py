@@ -27,6 +27,19 @@ def test_grade_distribution_is_the_papers():
   assert [sf.patient_grades(0, k) for k in range(50)] == per_patient[:50] != [sf.patient_grades(1, k) for k in range(50)]
 
 
+@pytest.mark.parametrize("patients", [20, sf.DEFAULT_NUM_PATIENTS, 391])
+def test_a_set_has_the_papers_imbalance(patients):
+  """A set's own quantiles cut its visits: 12.3 / 35.6 / 52.1 % up to rounding, whatever its size."""
+  per_patient = sf.set_grades(patients, seed=0)
+  grades = np.array([g for visits in per_patient for g in visits])
+  counts = np.bincount(grades, minlength=5)
+  np.testing.assert_allclose(counts / len(grades), sf.GRADE_PROBS, atol=1.0 / len(grades) + 1e-9)
+  groups = np.bincount([scales.iga_group(g) for g in grades], minlength=3) / len(grades)
+  np.testing.assert_allclose(groups, [0.1232, 0.3556, 0.5212], atol=2.0 / len(grades))
+  assert [len(v) for v in per_patient] == [len(sf.patient_grades(0, k)) for k in range(patients)]
+  assert any(len(set(v)) > 1 for v in per_patient)
+
+
 def test_counts_follow_iga_and_hayashi():
   rng = np.random.default_rng(0)
   inflammatory = collections.defaultdict(list)
@@ -97,7 +110,7 @@ def test_visit_contents(patient):
 def test_patients_are_pure_functions_of_seed_and_index(patient):
   again = sf.generate_patient(0, 18)
   first = list(sf.generate_visits(1, seed=3))
-  assert [v.grade for v in first] == sf.patient_grades(3, 0) and {v.patient for v in first} == {"p0000"}
+  assert [v.grade for v in first] == sf.set_grades(1, 3)[0] and {v.patient for v in first} == {"p0000"}
   for a, b in zip(patient, again):
     assert (a.patient, a.visit, a.grade, dict(a.counts)) == (b.patient, b.visit, b.grade, dict(b.counts))
     for view in sf.VIEWS:
@@ -110,7 +123,7 @@ def test_written_folder_reads_back(tmp_path):
   folder = sf.write_grading_folder(str(tmp_path / "faces"), num_patients=3, seed=0, workers=1)
   table = grades_csv.read_grades_csv(folder)
   assert table.skipped == [] and table.views == sf.VIEWS
-  expected = [v for k in range(3) for v in (sf.patient_grades(0, k))]
+  expected = [g for grades in sf.set_grades(3, 0) for g in grades]
   assert [v.grade for v in table.visits] == expected
   assert [v.patient for v in table.visits][:1] == ["p0000"]
   for visit in table.visits:
