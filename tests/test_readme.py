@@ -70,10 +70,18 @@ def readme_commands():
   return commands
 
 
+# The grading command on 12 synthetic patients, 64 px crops, two epochs.
+GRADE_COMMAND = "python -m acne_jax.grade "
+GRADE_OVERRIDES = {"data.num_patients": 12, "data.image_size": 64, "train.epochs": 2, "train.batch_size": 6,
+                   "eval.every_epochs": 1}
+
+
 def adapt(command: str) -> str:
   """The command as the test runs it (see the module docstring)."""
   for old, new in SUBSTITUTIONS.items():
     command = command.replace(old, new)
+  if command.startswith(GRADE_COMMAND):
+    return command + "".join(f" --config.{k}={v}" for k, v in GRADE_OVERRIDES.items())
   if not command.startswith(MODEL_COMMANDS):
     return command
   config = re.search(r"--config=(\S+)", command).group(1)
@@ -165,6 +173,20 @@ def _check_mask_run(home):
   assert "AP@0.5" in metrics and "mask_AP@0.5" in metrics
 
 
+def _check_grading(home):
+  work = home / "workdir" / "iga_grader"
+  first_loss = {}
+  for variant in ("weighted", "unweighted"):
+    with open(work / f"grading_{variant}.json") as f:
+      report = json.load(f)
+    assert sum(map(sum, report["confusion_matrix"])) == report["test_visits"] > 0
+    assert [h["epoch"] for h in report["history"]] == [1, 2] and (work / f"grader_{variant}.msgpack").exists()
+    first_loss[variant] = report["history"][0]["loss"]
+  # The same data, split and seed: only the class weights differ, so the first epochs' losses do.
+  assert first_loss["weighted"] != first_loss["unweighted"]
+  assert (work / "grading_confusion.png").exists() and (work / "split.json").exists()
+
+
 def _check_figures(home):
   assert (home / "docs" / "figures" / "detections.png").exists()
 
@@ -177,6 +199,7 @@ CHECKS = (
     ("python -m acne_jax.predict ", _check_predict),
     ("scripts/plot_analysis.py", _check_figures),
     ("python -m acne_jax.train --config=configs/mask_rcnn_sadh.py", _check_mask_run),
+    ("python -m acne_jax.grade --config=configs/iga_grader.py", _check_grading),
 )
 RUNNABLE = [c for c in COMMANDS if c not in (INSTALL, TEST_COMMAND)]
 
