@@ -256,11 +256,16 @@ def main(argv=None) -> int:
   config_flag = config_flags.DEFINE_config_file("config", None, "Grader config file (configs/iga_grader.py).",
                                                 flag_values=flag_values, lock_config=True)
   flags.DEFINE_string("workdir", None, f"Output folder (default {DEFAULT_WORKDIR}).", flag_values=flag_values)
+  argv = list(sys.argv if argv is None else argv)
+  saved_argv = sys.argv
+  sys.argv = argv  # config_flags finds `--config.*` overrides in sys.argv, whatever argv is parsed
   try:
-    flag_values(argv if argv is not None else sys.argv)
-  except (flags.Error, KeyError, AttributeError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
+    flag_values(argv)
+  except (flags.Error, KeyError, AttributeError, ValueError, TypeError) as e:
+    print(f"error: bad command line or config override: {e}", file=sys.stderr)
     return 2
+  finally:
+    sys.argv = saved_argv
   if config_flag.value is None:
     print("error: --config is required, e.g. --config=configs/iga_grader.py", file=sys.stderr)
     return 2
