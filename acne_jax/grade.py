@@ -3,7 +3,9 @@
     python -m acne_jax.grade --config=configs/iga_grader.py [--workdir=workdir/iga_grader]
 
 1. reads the graded visits (``grades.csv``: the embedded synthetic faces, written on first use,
-   or your folder; :mod:`acne_jax.data.grades_csv`), naming every row or visit left out;
+   or your folder; :mod:`acne_jax.data.grades_csv`), naming every row or visit left out; or,
+   with ``data.source="acne04"`` (``configs/acne04_grader.py``), ACNE04's photos and their four
+   Hayashi grades (:func:`load_acne04`: whole photos, the fold's test list as the test split);
 2. crops the face out of every photo (:mod:`acne_jax.grading.face_crop`; a photo without a face
    is named and its visit left out) to ``data.image_size`` px, cached beside the photos;
 3. maps IGA grades to the paper's three groups (0-1, 2, 3-4) and splits the visits 80/10/10 by
@@ -41,7 +43,8 @@ def grading_folder(data: Mapping[str, Any]) -> str:
       raise ValueError("data.source='folder' needs data.folder: the folder holding grades.csv and the photos.")
     return resolve(data["folder"])
   if data["source"] != "synthetic":
-    raise ValueError(f"data.source={data['source']!r}: use 'synthetic' (the embedded faces) or 'folder' (grades.csv).")
+    raise ValueError(f"data.source={data['source']!r}: use 'synthetic' (the embedded faces), 'folder' (grades.csv) or "
+                     "'acne04' (configs/acne04_grader.py).")
   from acne_jax import datasets
   from acne_jax.data import synthetic_faces
 
@@ -104,6 +107,38 @@ def crop_visits(table, size: int, margin: float) -> Tuple[np.ndarray, List[int],
   return out, kept, skipped
 
 
+def load_acne04(data: Mapping[str, Any]):
+  """ACNE04's photos (one view each) and Hayashi grades, from the prepared ``acne04`` TFDS data set.
+
+  Each photo is resized whole to ``data.image_size`` square (no face crop: ACNE04's photos are
+  close-ups; the LDL reference resizes them whole too). Its official fold's test list stays the
+  test split; the rest is split 90 / 10 into train / validation with the grades' proportions kept.
+
+  Returns:
+    ``(views uint8 [N, 1, S, S, 3], grades int [N] 0..3, names [N], test_rows bool [N])``.
+  """
+  import cv2
+
+  from acne_jax import datasets
+  from acne_jax.data.records import decode_record
+
+  size = int(data["image_size"])
+  spec = {"name": "acne04", "builder_config": data["builder_config"], "data_dir": data["data_dir"]}
+  views, grades, names, test = [], [], [], []
+  for split in ("train", "test"):
+    source, _ = datasets.source(spec, split, "data.builder_config")
+    for i in range(len(source)):
+      record = source[i]
+      image = decode_record(record)["image"]
+      views.append(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)[None])
+      grades.append(int(record["grade"]))
+      names.append(decode_record(record)["file_name"])
+      test.append(split == "test")
+  if not views:
+    raise ValueError(f"the acne04 data set ({data['builder_config']}) has no images.")
+  return np.stack(views).astype(np.uint8), np.asarray(grades, np.int64), names, np.asarray(test, bool)
+
+
 def _batches(rows: np.ndarray, batch_size: int, drop_last: bool):
   stop = len(rows) - len(rows) % batch_size if drop_last else len(rows)
   for start in range(0, stop, batch_size):
@@ -120,17 +155,17 @@ def predict_groups(eval_fn, variables, views: np.ndarray, batch_size: int) -> np
   return np.concatenate(out) if out else np.zeros((0,), np.int64)
 
 
-def train_variant(config, views: np.ndarray, groups: np.ndarray, split, weighted: bool, log=print):
+def train_variant(config, views: np.ndarray, groups: np.ndarray, split, weighted: bool, log=print, num_groups: int = 3):
   """Trains one grader; returns ``(best variables, best epoch, history)`` (early stopping on the
   validation split's balanced accuracy, the mean of the per-grade recalls)."""
   import jax
   import optax
 
-  from acne_jax.grading import augment, metrics, scales, train_step
+  from acne_jax.grading import augment, metrics, train_step
   from acne_jax.models import grader
   from acne_jax.ops import losses
 
-  t, num_groups = config.train, len(scales.IGA_GROUP_NAMES)
+  t = config.train
   preset = {"cpu": grader.CPU, "paper": grader.PAPER}[config.model.preset]
   model = grader.Grader(num_classes=num_groups, dropout_rate=config.model.dropout_rate, fusion=config.model.fusion, **preset)
   train_rows, val_rows = split.rows("train"), split.rows("validation")
@@ -212,29 +247,42 @@ def run(config, workdir: str, log=print) -> Dict[str, Dict[str, Any]]:
   if unknown or not config.train.variants:
     raise ValueError(f"train.variants={tuple(config.train.variants)!r}: use 'weighted' and/or 'unweighted'.")
   os.makedirs(workdir, exist_ok=True)
-  folder = grading_folder(config.data)
-  table = grades_csv.read_grades_csv(folder)
-  log(table.summary())
-  views, kept, skipped = crop_visits(table, int(config.data.image_size), float(config.data.crop_margin))
-  for message in skipped:
-    log(message)
-  visits = [table.visits[i] for i in kept]
-  groups = scales.iga_groups([v.grade for v in visits])
-  split = split_lib.split_by_patient([v.patient for v in visits], groups, num_grades=len(scales.IGA_GROUP_NAMES),
-                                     seed=int(config.train.split_seed))
-  split_table = split.table(scales.IGA_GROUP_NAMES)
+  if config.data.source == "acne04":  # one photo per "visit", Hayashi grades, the fold's test list kept
+    views, groups, names, is_test = load_acne04(config.data)
+    class_names = scales.HAYASHI_GRADE_NAMES
+    test_share = float(is_test.mean())
+    split = split_lib.split_by_patient(names, groups, num_grades=len(class_names),
+                                       fractions=(0.9 * (1 - test_share), 0.1 * (1 - test_share), test_share),
+                                       preassigned=["test" if t else None for t in is_test], row_names=names,
+                                       seed=int(config.train.split_seed))
+    patients = len(names)
+  else:
+    folder = grading_folder(config.data)
+    table = grades_csv.read_grades_csv(folder)
+    log(table.summary())
+    views, kept, skipped = crop_visits(table, int(config.data.image_size), float(config.data.crop_margin))
+    for message in skipped:
+      log(message)
+    visits = [table.visits[i] for i in kept]
+    groups = scales.iga_groups([v.grade for v in visits])
+    class_names = scales.IGA_GROUP_NAMES
+    split = split_lib.split_by_patient([v.patient for v in visits], groups, num_grades=len(class_names),
+                                       seed=int(config.train.split_seed))
+    patients = len({v.patient for v in visits})
+  split_table = split.table(class_names)
   with open(os.path.join(workdir, "split.json"), "w") as f:
     json.dump(split_table, f, indent=2)
-  log(f"{len(visits)} visits ({views.shape[1]} views of {views.shape[2]} px each) of {len({v.patient for v in visits})} "
-      f"patients; split by patient: " + ", ".join(f"{name} {len(split.rows(name))}" for name in split.names))
+  log(f"{len(views)} visits ({views.shape[1]} view{'s' if views.shape[1] > 1 else ''} of {views.shape[2]} px each) of "
+      f"{patients} patients; split by patient: " + ", ".join(f"{name} {len(split.rows(name))}" for name in split.names))
   test_rows = split.rows("test")
   reports = {}
   for variant in config.train.variants:
     log(f"training the grader with the {variant} loss ({config.train.epochs} epochs)...")
     start = time.perf_counter()
-    variables, best_epoch, history, eval_fn = train_variant(config, views, groups, split, variant == "weighted", log)
+    variables, best_epoch, history, eval_fn = train_variant(config, views, groups, split, variant == "weighted", log,
+                                                            num_groups=len(class_names))
     predicted = predict_groups(eval_fn, variables, views[test_rows], config.train.batch_size)
-    report = metrics.grading_report(groups[test_rows], predicted, scales.IGA_GROUP_NAMES)
+    report = metrics.grading_report(groups[test_rows], predicted, class_names)
     report.update(variant=variant, best_epoch=best_epoch, history=history, train_seconds=time.perf_counter() - start,
                   test_visits=len(test_rows))
     reports[variant] = report
@@ -243,7 +291,7 @@ def run(config, workdir: str, log=print) -> Dict[str, Dict[str, Any]]:
       json.dump(report, f, indent=2)
     log(metrics.format_report(report, title=f"test split, {variant} loss (epoch {best_epoch} of {config.train.epochs}, "
                                              f"{len(test_rows)} visits)"))
-  plot_confusions(reports, scales.IGA_GROUP_NAMES, os.path.join(workdir, "grading_confusion.png"))
+  plot_confusions(reports, class_names, os.path.join(workdir, "grading_confusion.png"))
   log(f"wrote {workdir}/grading_*.json, grading_confusion.png, split.json and the graders' variables")
   return reports
 
