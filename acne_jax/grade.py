@@ -129,10 +129,10 @@ def load_acne04(data: Mapping[str, Any]):
     source, _ = datasets.source(spec, split, "data.builder_config")
     for i in range(len(source)):
       record = source[i]
-      image = decode_record(record)["image"]
-      views.append(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)[None])
+      decoded = decode_record(record)
+      views.append(cv2.resize(decoded["image"], (size, size), interpolation=cv2.INTER_AREA)[None])
       grades.append(int(record["grade"]))
-      names.append(decode_record(record)["file_name"])
+      names.append(decoded["file_name"])
       test.append(split == "test")
   if not views:
     raise ValueError(f"the acne04 data set ({data['builder_config']}) has no images.")

@@ -376,18 +376,25 @@ def _slice_names(release: Release, source: Source, path: str, keys: Set[str]) ->
   return [Name(_rel(release, path), None, ("skipped", "noted")), *_dl_covers(release, keys), *spacing]
 
 
-def m_truncate_image(release, rng):
+def _image_target(release: Release, rng) -> Optional[Tuple[str, Set[str], List[Name]]]:
+  """(image file, keys affected, the names its damage must get): a photo, or a DeepLesion slice."""
   if release.format == "deep_lesion":
     target = _slice_target(release, rng)
     if target is None:
       return None
     source, path, keys = target
-    names = _slice_names(release, source, path, keys)
-  else:
-    source = _pick(rng, _image_sources(release))
-    if source is None:
-      return None
-    path, keys, names = source.files["image"], {source.key}, _image_names(release, source)
+    return path, keys, _slice_names(release, source, path, keys)
+  source = _pick(rng, _image_sources(release))
+  if source is None:
+    return None
+  return source.files["image"], {source.key}, _image_names(release, source)
+
+
+def m_truncate_image(release, rng):
+  target = _image_target(release, rng)
+  if target is None:
+    return None
+  path, keys, names = target
   data = _read(path)
   if not data or len(data) < 8:
     return None
@@ -397,17 +404,10 @@ def m_truncate_image(release, rng):
 
 
 def m_corrupt_image(release, rng):
-  if release.format == "deep_lesion":
-    target = _slice_target(release, rng)
-    if target is None:
-      return None
-    source, path, keys = target
-    names = _slice_names(release, source, path, keys)
-  else:
-    source = _pick(rng, _image_sources(release))
-    if source is None:
-      return None
-    path, keys, names = source.files["image"], {source.key}, _image_names(release, source)
+  target = _image_target(release, rng)
+  if target is None:
+    return None
+  path, keys, names = target
   data = _read(path) or b""
   how = int(rng.integers(3))
   if how == 0 and len(data) > 16:
