@@ -155,6 +155,15 @@ def predict_groups(eval_fn, variables, views: np.ndarray, batch_size: int) -> np
   return np.concatenate(out) if out else np.zeros((0,), np.int64)
 
 
+def grader_model(config, num_classes: int):
+  """The grader of ``config.model`` (preset, dropout, fusion) with ``num_classes`` outputs: the model
+  :func:`train_variant` trains and ``scripts/compare_acne04_grading.py`` restores."""
+  from acne_jax.models import grader
+
+  preset = {"cpu": grader.CPU, "paper": grader.PAPER}[config.model.preset]
+  return grader.Grader(num_classes=num_classes, dropout_rate=config.model.dropout_rate, fusion=config.model.fusion, **preset)
+
+
 def train_variant(config, views: np.ndarray, groups: np.ndarray, split, weighted: bool, log=print, num_groups: int = 3):
   """Trains one grader; returns ``(best variables, best epoch, history)`` (early stopping on the
   validation split's balanced accuracy, the mean of the per-grade recalls)."""
@@ -162,12 +171,10 @@ def train_variant(config, views: np.ndarray, groups: np.ndarray, split, weighted
   import optax
 
   from acne_jax.grading import augment, metrics, train_step
-  from acne_jax.models import grader
   from acne_jax.ops import losses
 
   t = config.train
-  preset = {"cpu": grader.CPU, "paper": grader.PAPER}[config.model.preset]
-  model = grader.Grader(num_classes=num_groups, dropout_rate=config.model.dropout_rate, fusion=config.model.fusion, **preset)
+  model = grader_model(config, num_groups)
   train_rows, val_rows = split.rows("train"), split.rows("validation")
   if len(train_rows) < t.batch_size:
     raise ValueError(f"the training split has {len(train_rows)} visits, fewer than train.batch_size={t.batch_size}.")
