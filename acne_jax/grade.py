@@ -219,8 +219,10 @@ def _save_variables(path: str, variables) -> None:
   os.replace(partial, path)
 
 
-def plot_confusions(reports: Mapping[str, Mapping[str, Any]], names: Sequence[str], path: str) -> None:
-  """Row-normalised confusion matrices of each variant side by side (the paper's Fig. 5)."""
+def plot_confusions(reports: Mapping[str, Mapping[str, Any]], names: Sequence[str], path: str,
+                    title: str = "{name} loss: accuracy {accuracy:.2f}") -> None:
+  """Row-normalised confusion matrices of each variant side by side (the paper's Fig. 5); each
+  panel titled ``title.format(name=<its key>, accuracy=<its accuracy>)``."""
   import matplotlib
 
   matplotlib.use("Agg")
@@ -239,7 +241,7 @@ def plot_confusions(reports: Mapping[str, Mapping[str, Any]], names: Sequence[st
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("predicted grade")
     ax.set_ylabel("true grade")
-    ax.set_title(f"{variant} loss: accuracy {report['accuracy']:.2f}")
+    ax.set_title(title.format(name=variant, accuracy=report["accuracy"]))
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
