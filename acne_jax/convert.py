@@ -30,6 +30,7 @@ import jax
 import ml_collections
 import optax
 
+from acne_jax import cli
 from acne_jax.interop import torch as interop
 from acne_jax.paths import resolve
 
@@ -88,14 +89,8 @@ def main(argv: Optional[list] = None) -> int:
   flags.DEFINE_enum("from", None, list(interop.LAYOUTS), "Where the checkpoint comes from.", flag_values=flag_values)
   flags.DEFINE_string("checkpoint", None, "The PyTorch checkpoint (.pth).", flag_values=flag_values)
   flags.DEFINE_string("out", None, "The workdir to write.", flag_values=flag_values)
-  saved_argv, sys.argv = sys.argv, argv  # config_flags reads the overrides from sys.argv
-  try:
-    flag_values(argv)
-  except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as e:
-    print(f"error: bad command line or config override: {e}", file=sys.stderr)
+  if cli.parse(flag_values, argv) is None:
     return 2
-  finally:
-    sys.argv = saved_argv
   if config_flag.value is None or not flag_values["from"].value or not flag_values.checkpoint or not flag_values.out:
     print("error: --from, --checkpoint, --config and --out are required, e.g. python -m acne_jax.convert --from=torchvision "
           "--checkpoint=fasterrcnn.pth --config=configs/torchvision_faster_rcnn.py:acne04 --out=workdir/torchvision", file=sys.stderr)

@@ -30,7 +30,7 @@ import jax
 import ml_collections
 import optax
 
-from acne_jax import train
+from acne_jax import cli, train
 from acne_jax import datasets
 from acne_jax.evaluation import coco_metrics
 from acne_jax.evaluation import whole_image
@@ -226,14 +226,8 @@ def main_workdir(argv) -> int:
   config_flag = config_flags.DEFINE_config_file("config", None, "The config the model was trained with.", flag_values=flag_values, lock_config=True)
   flags.DEFINE_string("workdir", None, "Workdir of the training run.", flag_values=flag_values)
   flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).", flag_values=flag_values)
-  saved_argv, sys.argv = sys.argv, argv
-  try:
-    flag_values(argv)
-  except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as e:
-    print(f"error: bad command line or config override: {train._unknown_override(argv) or e}", file=sys.stderr)
+  if cli.parse(flag_values, argv) is None:
     return 2
-  finally:
-    sys.argv = saved_argv
   if config_flag.value is None or not flag_values.workdir:
     print("error: --config and --workdir are required, e.g. --config=configs/sadh.py --workdir=workdir/sadh "
           "(or --gt GT.json --dets DETS.json to evaluate COCO files)", file=sys.stderr)

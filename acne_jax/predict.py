@@ -69,6 +69,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from acne_jax import cli
 from acne_jax.data import resize as resize_lib
 from acne_jax.evaluation import merge as merge_lib
 from acne_jax.paths import resolve
@@ -524,7 +525,7 @@ def main(argv=None) -> int:
   from absl import flags
   from ml_collections import config_flags
 
-  from acne_jax import evaluate, train
+  from acne_jax import evaluate
 
   flag_values = flags.FlagValues()
   config_flag = config_flags.DEFINE_config_file("config", None, "The config the model was trained with.", flag_values=flag_values, lock_config=True)
@@ -544,14 +545,9 @@ def main(argv=None) -> int:
   flags.DEFINE_integer("image_id", 0, "COCO image_id of the first image; the next images count up.", flag_values=flag_values)
   flags.DEFINE_integer("draw_max_side", 2048, "Longer side of the drawn PNG (larger images are downscaled).", flag_values=flag_values)
   argv = _underscore_flag_names(list(sys.argv if argv is None else argv), flag_values)
-  saved_argv, sys.argv = sys.argv, argv  # config_flags reads `--config.*` overrides from sys.argv
-  try:
-    images = flag_values(argv)[1:]
-  except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as e:
-    print(f"error: bad command line or config override: {train._unknown_override(argv) or e}", file=sys.stderr)
+  images = cli.parse(flag_values, argv)
+  if images is None:
     return 2
-  finally:
-    sys.argv = saved_argv
   if config_flag.value is None or not flag_values.workdir or not images:
     print("error: --config, --workdir and at least one image are required, e.g. python -m acne_jax.predict "
           "--config=configs/sadh.py --workdir=workdir/sadh photo.jpg", file=sys.stderr)

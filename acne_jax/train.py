@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from acne_jax import datasets
+from acne_jax import cli, datasets
 from acne_jax.data.loader import InMemoryDataset, steps_per_epoch
 from acne_jax.evaluation import coco_metrics, operating_point
 from acne_jax.evaluation import proposals as proposal_metrics
@@ -665,38 +665,6 @@ def _print(progress, text):
     print(text, flush=True)
 
 
-def _unknown_override(argv) -> str | None:
-  """For a ``--config.a.b=v`` naming no config field: which key, and the closest real ones."""
-  import difflib
-  import importlib.util
-
-  config_arg = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
-  if config_arg is None:
-    return None
-  path, _, arg = config_arg.partition(":")
-  try:
-    module_spec = importlib.util.spec_from_file_location("_acne_jax_config", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    config = module.get_config(arg) if arg else module.get_config()
-  except Exception:  # the config file itself is broken: let the original error speak
-    return None
-  for override in argv:
-    if not override.startswith("--config."):
-      continue
-    keys = override[len("--config."):].split("=", 1)[0].split(".")
-    node = config
-    for depth, key in enumerate(keys):
-      if not isinstance(node, ml_collections.ConfigDict) or key not in node:
-        siblings = list(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
-        close = difflib.get_close_matches(key, siblings, n=3)
-        prefix = ".".join(keys[:depth])
-        hint = f"; did you mean {', '.join(repr('.'.join(filter(None, [prefix, c]))) for c in close)}?" if close else ""
-        return f"unknown config key '{'.'.join(keys)}' in {override}{hint}"
-      node = node[key]
-  return None
-
-
 def main(argv=None) -> int:
   from absl import flags
   from ml_collections import config_flags
@@ -709,17 +677,8 @@ def main(argv=None) -> int:
                       flag_values=flag_values)
   flags.DEFINE_integer("num_processes", None, "Several processes: how many.", flag_values=flag_values)
   flags.DEFINE_integer("process_id", None, "Several processes: this one's index, 0 .. num_processes - 1.", flag_values=flag_values)
-  argv = list(sys.argv if argv is None else argv)
-  saved_argv = sys.argv
-  sys.argv = argv  # config_flags finds `--config.*` overrides in sys.argv, whatever argv is parsed
-  try:
-    flag_values(argv)
-  except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as e:
-    reason = _unknown_override(argv) or str(e.args[0] if e.args else e).replace("\\n", " ").replace("\n", " ").strip("'\" ")
-    print(f"error: bad command line or config override: {reason}", file=sys.stderr)
+  if cli.parse(flag_values, sys.argv if argv is None else argv) is None:
     return 2
-  finally:
-    sys.argv = saved_argv
   if config_flag.value is None:
     print("error: --config is required, e.g. --config=configs/sadh.py", file=sys.stderr)
     return 2
