@@ -1,6 +1,7 @@
 """Train and evaluate the IGA acne-severity grader (the grading paper), end to end.
 
     python -m acne_jax.grade --config=configs/iga_grader.py [--workdir=workdir/iga_grader]
+    python -m acne_jax.grade --config=configs/count_grader.py  # grades from detected lesion counts
 
 1. reads the graded visits (``grades.csv``: the embedded synthetic faces, written on first use,
    or your folder; :mod:`acne_jax.data.grades_csv`), naming every row or visit left out; or,
@@ -17,6 +18,11 @@
    F1, quadratic kappa and the confusion matrix, printed and written to the workdir
    (``grading_<variant>.json``, ``grader_<variant>.msgpack``, ``grading_confusion.png``,
    ``split.json``).
+
+``python -m acne_jax.grade --config=configs/count_grader.py`` is the other route to a grade, from
+lesion counts (:func:`run_counts`): it trains the lesion detector on the same embedded visits'
+faces, counts the inflammatory lesions of each test visit and grades them (Hayashi; IGA groups by
+count cut points), scored the same way.
 """
 
 from __future__ import annotations
@@ -32,7 +38,6 @@ import numpy as np
 
 from acne_jax.paths import resolve
 
-DEFAULT_WORKDIR = os.path.join("workdir", "iga_grader")
 VIEW_ORDER = ("frontal", "left", "right")
 
 
@@ -219,10 +224,11 @@ def _save_variables(path: str, variables) -> None:
   os.replace(partial, path)
 
 
-def plot_confusions(reports: Mapping[str, Mapping[str, Any]], names: Sequence[str], path: str,
+def plot_confusions(reports: Mapping[str, Mapping[str, Any]], names, path: str,
                     title: str = "{name} loss: accuracy {accuracy:.2f}") -> None:
   """Row-normalised confusion matrices of each variant side by side (the paper's Fig. 5); each
-  panel titled ``title.format(name=<its key>, accuracy=<its accuracy>)``."""
+  panel titled ``title.format(name=<its key>, accuracy=<its accuracy>)``. ``names``: the grade
+  names of every panel, or ``{report key: its grade names}``."""
   import matplotlib
 
   matplotlib.use("Agg")
@@ -230,6 +236,7 @@ def plot_confusions(reports: Mapping[str, Mapping[str, Any]], names: Sequence[st
 
   fig, axes = plt.subplots(1, len(reports), figsize=(4.2 * len(reports), 3.8), squeeze=False)
   for ax, (variant, report) in zip(axes[0], reports.items()):
+    labels = names[variant] if isinstance(names, Mapping) else names
     cm = np.asarray(report["confusion_matrix"], np.float64)
     share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
@@ -237,8 +244,8 @@ def plot_confusions(reports: Mapping[str, Mapping[str, Any]], names: Sequence[st
       for j in range(cm.shape[1]):
         ax.text(j, i, f"{100 * share[i, j]:.0f}%\n({int(cm[i, j])})", ha="center", va="center", fontsize=9,
                 color="white" if share[i, j] > 0.5 else "black")
-    ax.set_xticks(range(len(names)), names)
-    ax.set_yticks(range(len(names)), names)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("predicted grade")
     ax.set_ylabel("true grade")
     ax.set_title(title.format(name=variant, accuracy=report["accuracy"]))
@@ -248,7 +255,12 @@ def plot_confusions(reports: Mapping[str, Mapping[str, Any]], names: Sequence[st
 
 
 def run(config, workdir: str, log=print) -> Dict[str, Dict[str, Any]]:
-  """Steps 1-4 of the module docstring; returns ``{variant: test report}``."""
+  """Steps 1-4 of the module docstring; returns ``{variant: test report}`` (for the count-based
+  route, ``configs/count_grader.py``, :func:`run_counts`'s reports)."""
+  if config.get("route", "grader") == "counts":
+    return run_counts(config, workdir, log)
+  if config.get("route", "grader") != "grader":
+    raise ValueError(f"route={config.route!r}: use 'grader' (configs/iga_grader.py) or 'counts' (configs/count_grader.py).")
   from acne_jax.data import grades_csv
   from acne_jax.grading import metrics, scales, split as split_lib
 
@@ -305,28 +317,165 @@ def run(config, workdir: str, log=print) -> Dict[str, Dict[str, Any]]:
   return reports
 
 
+# ------------------------------------------------------------------------------------------------
+# The count-based route (configs/count_grader.py).
+
+COUNT_REPORTS = ("iga_groups", "hayashi", "iga_groups_from_true_counts")
+
+
+def _train_detector(detector_config, workdir: str, log) -> None:
+  """Trains the detector into ``workdir`` unless its final checkpoint is there (an interrupted
+  run resumes where it stopped)."""
+  from acne_jax import train
+  from acne_jax.training.checkpoint import Checkpointer
+
+  directory = os.path.join(workdir, "checkpoints")
+  latest = Checkpointer(directory).latest_step() if os.path.isdir(directory) else None
+  steps = int(detector_config.train.steps)
+  if steps and latest is not None and latest >= steps:
+    log(f"the detector is trained: step {latest} in {workdir}")
+    return
+  log(f"training the lesion detector into {workdir} ({steps or detector_config.train.epochs} "
+      f"{'steps' if steps else 'epochs'})...")
+  metrics = train.train_and_evaluate(detector_config, workdir, show_progress=False)
+  log("detector, test split: " + train.format_metrics(metrics))
+
+
+def _visit_counts(counter, source, visits, log, what: str) -> Tuple[np.ndarray, np.ndarray, List[Dict[str, Any]]]:
+  """``(counted inflammatory lesions of every visit, summed over its views; the absolute error of
+  each view's count against the lesions annotated in that view; one row per visit)``."""
+  from acne_jax.data.records import decode_record
+  from acne_jax.grading import scales
+
+  counted_mask = scales.hayashi_counted_mask(counter.class_names)
+  sums, view_errors, rows = [], [], []
+  start = time.perf_counter()
+  for visit in visits:
+    per_view = {}
+    for view, row in sorted(visit["rows"].items()):
+      record = decode_record(source[row])
+      per_view[view] = scales.inflammatory_count(counter.count(record["image"]))
+      annotated = int(np.sum(counted_mask[record["labels"]])) if len(record["labels"]) else 0
+      view_errors.append(abs(per_view[view] - annotated))
+    sums.append(sum(per_view.values()))
+    rows.append({"patient": visit["patient"], "visit": visit["visit"], "iga_grade": visit["iga_grade"],
+                 "true_inflammatory": visit["face_inflammatory"], "counted_per_view": per_view})
+  log(f"  counted the lesions of {len(visits)} {what} visits in {time.perf_counter() - start:.0f} s")
+  return np.asarray(sums, np.float64), np.asarray(view_errors, np.float64), rows
+
+
+def run_counts(config, workdir: str, log=print) -> Dict[str, Dict[str, Any]]:
+  """The count-based route on the embedded graded faces (``configs/count_grader.py``).
+
+  1. trains the lesion detector ``config.detector`` (``configs/sadh.py:synthetic_faces``) on the
+     face squares of the training visits (:mod:`acne_jax.data.synthetic_face_crops`: the same
+     visits and patient split as the grader route), into ``<workdir>/detector``;
+  2. counts its inflammatory lesions (papules, pustules, nodules) in each view of the validation
+     and test visits, at the per-class thresholds stored with its checkpoint (as ``predict``);
+  3. a visit's whole-face count is ``ratio * (sum of its views' counts)``: the three views overlap
+     (a cheek shows in the frontal and one profile), and ``ratio`` is fitted on the validation
+     visits (least squares through 0 against their true whole-face counts);
+  4. grades the test visits: Hayashi's grade of the estimated count (scored against the Hayashi
+     grade of the true count), and the IGA group by count cut points fitted on the training
+     visits' true counts and IGA grades (scored against the IGA groups, like the grader route);
+     ``iga_groups_from_true_counts``, the same cut points on the true counts, is what a perfect
+     counter would reach.
+
+  Returns ``{report name: report}`` for :data:`COUNT_REPORTS`; writes ``grading_counts.json`` and
+  ``grading_counts_confusion.png``.
+  """
+  from acne_jax import datasets
+  from acne_jax.data import synthetic_face_crops
+  from acne_jax.grading import counting, metrics, scales
+
+  detector_config = config.detector
+  if not str(detector_config.data.builder_config).startswith("faces"):
+    raise ValueError(f"the count route reads the graded faces' squares (detector.data.builder_config 'faces'); got "
+                     f"{detector_config.data.builder_config!r}: use configs/count_grader.py's detector.")
+  os.makedirs(workdir, exist_ok=True)
+  start = time.perf_counter()
+  detector_workdir = os.path.join(workdir, "detector")
+  _train_detector(detector_config, detector_workdir, log)
+  counter = counting.LesionCounter.from_workdir(detector_config, detector_workdir)
+  log(f"counting with step {counter.step} of {detector_workdir}: {counter.threshold_report}")
+  sources = {split: datasets.source(detector_config.data, split)[0] for split in synthetic_face_crops.SPLIT_NAMES}
+  tables = {split: synthetic_face_crops.visit_table([sources[split][i] for i in range(len(sources[split]))])
+            for split in synthetic_face_crops.SPLIT_NAMES}
+  log("visits by patient split: " + ", ".join(f"{split} {len(table)}" for split, table in tables.items()))
+
+  def truth(split):
+    table = tables[split]
+    return (np.asarray([v["face_inflammatory"] for v in table], np.float64),
+            scales.iga_groups([v["iga_grade"] for v in table]))
+
+  train_counts, train_groups = truth("train")
+  cuts = counting.fit_cut_points(train_counts, train_groups, len(scales.IGA_GROUP_NAMES))
+  val_true, _ = truth("validation")
+  val_sums, _, _ = _visit_counts(counter, sources["validation"], tables["validation"], log, "validation")
+  ratio = float(np.dot(val_sums, val_true) / np.dot(val_sums, val_sums)) if np.dot(val_sums, val_sums) > 0 else 1.0
+  test_true, test_groups = truth("test")
+  test_sums, view_errors, rows = _visit_counts(counter, sources["test"], tables["test"], log, "test")
+  estimated = ratio * test_sums
+  hayashi_true = scales.hayashi_grades(test_true.astype(np.int64))
+  hayashi_predicted = scales.hayashi_grades(np.round(estimated).astype(np.int64))
+  reports = {
+      "iga_groups": metrics.grading_report(test_groups, counting.grades_from_cut_points(estimated, cuts), scales.IGA_GROUP_NAMES),
+      "hayashi": metrics.grading_report(hayashi_true, hayashi_predicted, scales.HAYASHI_GRADE_NAMES),
+      "iga_groups_from_true_counts": metrics.grading_report(test_groups, counting.grades_from_cut_points(test_true, cuts),
+                                                            scales.IGA_GROUP_NAMES),
+  }
+  for row, value in zip(rows, estimated):
+    row["estimated_inflammatory"] = float(value)
+  summary = {
+      "route": "counts", "detector_workdir": detector_workdir, "detector_step": counter.step,
+      "counting_thresholds": counter.threshold_report, "view_to_face_ratio": ratio,
+      "iga_group_cut_points": cuts.tolist(), "test_visits": len(rows),
+      "view_count_mae": float(view_errors.mean()) if len(view_errors) else None,
+      "face_count_mae": float(np.abs(estimated - test_true).mean()) if len(rows) else None,
+      "seconds": time.perf_counter() - start, "reports": reports, "visits": rows,
+  }
+  with open(os.path.join(workdir, "grading_counts.json"), "w") as f:
+    json.dump(summary, f, indent=2)
+  log(f"whole-face count = {ratio:.3f} x (sum of the three views' counts), fitted on {len(val_true)} validation visits; "
+      f"IGA group cut points on the training visits' true counts: {', '.join(f'{c:g}' for c in cuts)}")
+  if rows:
+    log(f"count error on the test split: {summary['view_count_mae']:.2f} lesions per view (vs the lesions annotated in "
+        f"it), {summary['face_count_mae']:.2f} per visit (vs the whole face's)")
+  names = {"iga_groups": scales.IGA_GROUP_NAMES, "hayashi": scales.HAYASHI_GRADE_NAMES,
+           "iga_groups_from_true_counts": scales.IGA_GROUP_NAMES}
+  titles = {"iga_groups": "IGA group from the detector's counts", "hayashi": "Hayashi grade from the detector's counts",
+            "iga_groups_from_true_counts": "IGA group from the true counts (a perfect counter)"}
+  for key in COUNT_REPORTS:
+    log(metrics.format_report(reports[key], title=f"test split, {titles[key]} ({len(rows)} visits)"))
+  plot_confusions(reports, names, os.path.join(workdir, "grading_counts_confusion.png"), title="{name}\naccuracy {accuracy:.2f}")
+  log(f"wrote {workdir}/grading_counts.json and grading_counts_confusion.png ({summary['seconds']:.0f} s in all)")
+  return reports
+
+
+def default_workdir(config_argument: str) -> str:
+  """``workdir/<config file stem>``: ``configs/iga_grader.py`` -> ``workdir/iga_grader``,
+  ``configs/count_grader.py`` -> ``workdir/count_grader``."""
+  return os.path.join("workdir", os.path.splitext(os.path.basename(config_argument.partition(":")[0]))[0])
+
+
 def main(argv=None) -> int:
   from absl import flags
   from ml_collections import config_flags
 
+  from acne_jax import cli
+
   flag_values = flags.FlagValues()
-  config_flag = config_flags.DEFINE_config_file("config", None, "Grader config file (configs/iga_grader.py).",
+  config_flag = config_flags.DEFINE_config_file("config", None, "Grader config file (configs/iga_grader.py, "
+                                                "configs/count_grader.py, configs/acne04_grader.py).",
                                                 flag_values=flag_values, lock_config=True)
-  flags.DEFINE_string("workdir", None, f"Output folder (default {DEFAULT_WORKDIR}).", flag_values=flag_values)
-  argv = list(sys.argv if argv is None else argv)
-  saved_argv = sys.argv
-  sys.argv = argv  # config_flags finds `--config.*` overrides in sys.argv, whatever argv is parsed
-  try:
-    flag_values(argv)
-  except (flags.Error, KeyError, AttributeError, ValueError, TypeError) as e:
-    print(f"error: bad command line or config override: {e}", file=sys.stderr)
+  flags.DEFINE_string("workdir", None, "Output folder (default workdir/<config file stem>, e.g. workdir/iga_grader).",
+                      flag_values=flag_values)
+  if cli.parse(flag_values, sys.argv if argv is None else argv) is None:
     return 2
-  finally:
-    sys.argv = saved_argv
   if config_flag.value is None:
     print("error: --config is required, e.g. --config=configs/iga_grader.py", file=sys.stderr)
     return 2
-  workdir = resolve(flag_values.workdir or DEFAULT_WORKDIR)
+  workdir = resolve(flag_values.workdir or default_workdir(flag_values["config"].config_filename))
   try:
     run(config_flag.value, workdir)
   except (FileNotFoundError, ValueError, OSError, ImportError) as e:

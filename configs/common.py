@@ -43,8 +43,9 @@ _PIPELINE = dict(worker_count=8, cache_in_memory=False, crop_size=0, crop_min_si
 
 
 def is_synthetic(data: str) -> bool:
-  """The embedded data sets: "synthetic" (easy patches) and "synthetic_hard[_plain]" (crops of
-  whole faces at AcneSCU's statistics); they share the thin CPU-sized model."""
+  """The embedded data sets: "synthetic" (easy patches), "synthetic_hard[_plain]" (crops of
+  whole faces at AcneSCU's statistics) and "synthetic_faces" (the graded faces' face squares);
+  they share the thin CPU-sized model."""
   return data.startswith("synthetic")
 
 
@@ -64,6 +65,15 @@ def _data(name):
         _PIPELINE, name="synthetic_acne", builder_config="s256", data_dir="", train_split="train", eval_split="test",
         image_size=(256, 256), max_boxes=32, drop_labels=(), mean=SKIN_MEAN, std=SKIN_STD, worker_count=0,
         cache_in_memory=True,
+    )
+  if name in ("synthetic_faces", "synthetic_faces_tiny"):
+    # acne_jax/data/synthetic_face_crops.py: the 384 x 384 face squares of the embedded graded faces
+    # (every view of 284 visits of 80 patients, split by patient as the grader splits them), lesions
+    # 5-13 px; the count-based grading route's detector (configs/count_grader.py). _tiny: 8 patients.
+    return dict(
+        _PIPELINE, name="synthetic_acne", builder_config="faces_tiny" if name.endswith("_tiny") else "faces", data_dir="",
+        train_split="train", eval_split="test", image_size=(160, 160) if name.endswith("_tiny") else (384, 384),
+        max_boxes=128, drop_labels=(), mean=SKIN_MEAN, std=SKIN_STD, worker_count=0, cache_in_memory=True,
     )
   if name == "acne_scu":
     # Pre-cut 1024 masked crops as the reference trains on; `--config.data.builder_config=whole
@@ -91,7 +101,7 @@ def _data(name):
         class_balanced=True, vflip=False,
     )
   raise ValueError(f"unknown data set {name!r} after ':' in --config; choose 'synthetic', 'synthetic_hard', "
-                   "'synthetic_hard_plain', 'acne_scu', 'acne04' or 'deep_lesion'.")
+                   "'synthetic_hard_plain', 'synthetic_faces', 'acne_scu', 'acne04' or 'deep_lesion'.")
 
 
 def _model(data: str, rpn_head: str, roi_head: str) -> dict:
@@ -127,6 +137,9 @@ def _model(data: str, rpn_head: str, roi_head: str) -> dict:
                                     ism_fc_dim=256, rsm_num_samples=128)
     if roi_head == "cpm":
       model["roi_head"]["box"].update(max_detections=100)
+    if data.startswith("synthetic_faces"):
+      # The graded faces' lesions are 5-13 px: anchors of scale 2 (8 px on P2, 16 px on P3).
+      model["rpn"].update(anchor_scales=(2.0,))
   else:
     # The paper (section 4.2, the reference's configs): an ImageNet ResNet-50 (torchvision's
     # weights, read from the file torchvision itself caches) with deformable convolutions in
@@ -163,6 +176,10 @@ def detector_config(data: str, rpn_head: str, roi_head: str = "box") -> ml_colle
     config.optimizer = dict(lr=0.01, momentum=0.9, weight_decay=1e-4, warmup_steps=50, warmup_ratio=0.001,
                             decay_steps=(170, 215), decay_epochs=(), decay_factor=0.1, grad_clip_norm=10.0)
     config.train = dict(batch_size=2, steps=240, epochs=0, seed=0, log_every=20, checkpoint_every=100, keep_checkpoints=2)
+  elif data.startswith("synthetic_faces"):
+    config.optimizer = dict(lr=0.02, momentum=0.9, weight_decay=1e-4, warmup_steps=100, warmup_ratio=0.001,
+                            decay_steps=(350, 450), decay_epochs=(), decay_factor=0.1, grad_clip_norm=10.0)
+    config.train = dict(batch_size=4, steps=500, epochs=0, seed=0, log_every=20, checkpoint_every=100, keep_checkpoints=2)
   elif data == "synthetic":
     config.optimizer = dict(lr=0.02, momentum=0.9, weight_decay=1e-4, warmup_steps=100, warmup_ratio=0.001,
                             decay_steps=(350, 450), decay_epochs=(), decay_factor=0.1, grad_clip_norm=10.0)

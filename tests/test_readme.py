@@ -76,10 +76,18 @@ GRADE_OVERRIDES = {"data.num_patients": 12, "data.image_size": 64, "train.epochs
                    "eval.every_epochs": 1}
 
 
+# The count-based grading route: the tiny faces set (8 patients), the tiny detector, two steps.
+COUNT_GRADE_OVERRIDES = {"detector.data.builder_config": "faces_tiny", "detector.data.image_size": "(160,160)",
+                         "detector.train.steps": 2, "detector.train.batch_size": 2, "detector.train.checkpoint_every": 2,
+                         "detector.eval.batch_size": 2, **{f"detector.model.{k}": v for k, v in tiny.TINY_MODEL.items()}}
+
+
 def adapt(command: str) -> str:
   """The command as the test runs it (see the module docstring)."""
   for old, new in SUBSTITUTIONS.items():
     command = command.replace(old, new)
+  if command.startswith(GRADE_COMMAND) and "configs/count_grader.py" in command:
+    return command + "".join(f" {shlex.quote(f'--config.{k}={tiny._flag_value(v)}')}" for k, v in COUNT_GRADE_OVERRIDES.items())
   if command.startswith(GRADE_COMMAND):
     return command + "".join(f" --config.{k}={v}" for k, v in GRADE_OVERRIDES.items())
   if not command.startswith(MODEL_COMMANDS):
@@ -187,6 +195,16 @@ def _check_grading(home):
   assert (work / "grading_confusion.png").exists() and (work / "split.json").exists()
 
 
+def _check_count_grading(home):
+  work = home / "workdir" / "count_grader"
+  with open(work / "grading_counts.json") as f:
+    summary = json.load(f)
+  assert summary["detector_step"] == 2 and summary["test_visits"] == len(summary["visits"]) > 0
+  for report in summary["reports"].values():
+    assert sum(map(sum, report["confusion_matrix"])) == summary["test_visits"]
+  assert (work / "grading_counts_confusion.png").exists()
+
+
 def _check_figures(home):
   assert (home / "docs" / "figures" / "detections.png").exists()
 
@@ -200,6 +218,7 @@ CHECKS = (
     ("scripts/plot_analysis.py", _check_figures),
     ("python -m acne_jax.train --config=configs/mask_rcnn_sadh.py", _check_mask_run),
     ("python -m acne_jax.grade --config=configs/iga_grader.py", _check_grading),
+    ("python -m acne_jax.grade --config=configs/count_grader.py", _check_count_grading),
 )
 RUNNABLE = [c for c in COMMANDS if c not in (INSTALL, TEST_COMMAND)]
 

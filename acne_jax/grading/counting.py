@@ -70,3 +70,46 @@ class LesionCounter:
 
     found = self.detections(image)
     return predict.count_classes(found["classes"], found["scores"], self.class_names, self.thresholds)
+
+
+def fit_cut_points(counts, grades, num_grades: int) -> np.ndarray:
+  """Count cut points that best separate ``num_grades`` ordered grades: grade ``g`` is given to a
+  count ``c`` with ``cuts[g - 1] < c <= cuts[g]`` (``cuts`` int ``[num_grades - 1]``, increasing).
+
+  Chosen by exhaustive search over the counts seen, maximising the balanced accuracy (mean recall
+  over the grades present) of ``grades`` from ``counts``; cut points lie in the
+  middle of a gap (the candidates are midpoints between the counts seen), and between
+  equal scores to the lowest. This is how the count-based route maps a lesion count to a scale that is
+  not defined by counts (IGA), from the training visits' true counts.
+
+  Args:
+    counts: ``[N]`` non-negative lesion counts; grades: ``[N]`` ints in ``[0, num_grades)``.
+  """
+  counts = np.asarray(counts, np.float64).reshape(-1)
+  grades = np.asarray(grades, np.int64).reshape(-1)
+  if len(counts) != len(grades) or not len(counts):
+    raise ValueError(f"fit_cut_points needs as many counts as grades, at least one; got {len(counts)} and {len(grades)}.")
+  if grades.min() < 0 or grades.max() >= num_grades:
+    raise ValueError(f"grades must be in [0, {num_grades}); got {grades.min()}..{grades.max()}.")
+  values = np.unique(counts)
+  # Candidate cut c: counts <= c are below it. Midpoints between seen values (and beyond both ends).
+  candidates = np.concatenate([[values[0] - 1.0], 0.5 * (values[1:] + values[:-1]), [values[-1] + 1.0]])
+  present = np.unique(grades)
+
+  def balanced(cuts) -> float:
+    predicted = np.searchsorted(np.asarray(cuts), counts, side="left")
+    return float(np.mean([np.mean(predicted[grades == g] == g) for g in present]))
+
+  import itertools
+
+  best, best_cuts = -1.0, None
+  for cuts in itertools.combinations(candidates, num_grades - 1):
+    score = balanced(cuts)
+    if score > best + 1e-12:
+      best, best_cuts = score, cuts
+  return np.asarray(best_cuts, np.float64)
+
+
+def grades_from_cut_points(counts, cuts) -> np.ndarray:
+  """int64 ``[N]``: the grade of each count under :func:`fit_cut_points`'s ``cuts``."""
+  return np.searchsorted(np.asarray(cuts, np.float64), np.asarray(counts, np.float64), side="left").astype(np.int64)

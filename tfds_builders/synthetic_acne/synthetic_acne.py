@@ -29,6 +29,11 @@ images, for tests). Custom sizes: pass ``config=SyntheticAcneConfig(name=..., ..
 AcneSCU's class frequencies, lesion sizes and density, cut into 384 x 384 windows; its counts
 are *faces* (40 / 4 / 16) and it has a fourth split, ``train_plain``: the training faces cut
 without masking (partial lesions kept), for the masked-crop ablation.
+
+``faces`` is the count-based grading route's set (``acne_jax.data.synthetic_face_crops``): the 384 x
+384 face squares of every view of the embedded graded faces (80 patients), rendered at 640 px,
+split by patient as ``python -m acne_jax.grade`` splits them, each record with its visit, view, IGA
+grade and whole-face inflammatory count; its counts are *patients*. ``faces_tiny``: 8 patients, for tests.
 """
 
 from __future__ import annotations
@@ -59,12 +64,14 @@ class SyntheticAcneConfig(tfds.core.BuilderConfig):
   kind: str = "patches"
   face_size: Tuple[int, int] = (0, 0)  # hard: (height, width) of a face; (0, 0): synthetic_hard.FACE_HW
   density_scale: float = 1.0  # hard: multiplies the lesion count of every face (1: VISIA density)
+  num_patients: int = 0  # faces: patients of the graded set (acne_jax.data.synthetic_faces)
+  render_size: int = 0  # faces: side of the rendered photos (0: synthetic_face_crops.RENDER_SIZE)
 
 
 class SyntheticAcne(tfds.core.GeneratorBasedBuilder):
   """Synthetic facial-skin patches with polygon-annotated lesions of 10 acne categories."""
 
-  VERSION = tfds.core.Version("1.1.0")
+  VERSION = tfds.core.Version("1.1.0")  # new configurations leave the others' data unchanged: no new version
   RELEASE_NOTES = {"1.0.0": "First release.",
                    "1.1.0": "hard: six times the VISIA lesion density (the experiment set's calibration); "
                             "the other configurations' data unchanged."}
@@ -111,6 +118,23 @@ class SyntheticAcne(tfds.core.GeneratorBasedBuilder):
           face_size=(384, 256),
           density_scale=8.0,
       ),
+      SyntheticAcneConfig(
+          name="faces",
+          description="384 x 384 face squares of the 3 views of the 284 visits of 80 graded synthetic patients (rendered "
+                      "at 640 px), split by patient as acne_jax.grade splits them; visit, view, IGA grade and whole-face "
+                      "inflammatory count per record.",
+          image_size=384,
+          kind="faces",
+          num_patients=80,
+      ),
+      SyntheticAcneConfig(
+          name="faces_tiny",
+          description="The faces set in miniature (8 patients, 256 px photos, 160 px squares), for tests.",
+          image_size=160,
+          kind="faces",
+          num_patients=8,
+          render_size=256,
+      ),
   ]
   DEFAULT_CONFIG_NAME = "s256"
 
@@ -123,11 +147,14 @@ class SyntheticAcne(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     height, width = synthetic._as_hw(self.builder_config.image_size)
+    extra = {"patient_id": tfds.features.Text()}
+    if self.builder_config.kind == "faces":
+      extra.update(visit=tfds.features.Scalar(np.int32), view=tfds.features.Text(), iga_grade=tfds.features.Scalar(np.int32),
+                   face_inflammatory=tfds.features.Scalar(np.int32))
     return tfds.core.DatasetInfo(
         builder=self,
         description=__doc__.splitlines()[0],
-        features=records.tfds_features(synthetic.CLASS_NAMES, image_shape=(height, width, 3),
-                                       extra={"patient_id": tfds.features.Text()}),
+        features=records.tfds_features(synthetic.CLASS_NAMES, image_shape=(height, width, 3), extra=extra),
         # Keep generation order: record i of a split is the i-th image generate_split yields.
         disable_shuffling=True,
     )
@@ -135,6 +162,8 @@ class SyntheticAcne(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     del dl_manager  # Nothing to download.
     config = self.builder_config
+    if config.kind == "faces":
+      return {split: self._generate_faces(split) for split in ("train", "validation", "test")}
     splits = {
         "train": self._generate_examples("train", config.num_train),
         "validation": self._generate_examples("validation", config.num_validation),
@@ -143,6 +172,17 @@ class SyntheticAcne(tfds.core.GeneratorBasedBuilder):
     if config.kind == "hard":
       splits["train_plain"] = self._generate_examples("train", config.num_train, mode="plain")
     return splits
+
+  def _generate_faces(self, split: str):
+    from acne_jax.data import synthetic_face_crops
+
+    config = self.builder_config
+    for record in synthetic_face_crops.generate_split(split, num_patients=config.num_patients, seed=config.seed,
+                                                      render_size=config.render_size or synthetic_face_crops.RENDER_SIZE,
+                                                      crop_size=synthetic._as_hw(config.image_size)[0]):
+      example = records.to_tfds_example(record)
+      example.update({key: record[key] for key in synthetic_face_crops.EXTRA_FEATURES})
+      yield record["image_id"], example
 
   def _generate_examples(self, split: str, num_images: int, mode: str = "masked"):
     config = self.builder_config
@@ -156,7 +196,7 @@ class SyntheticAcne(tfds.core.GeneratorBasedBuilder):
         yield record["image_id"], records.to_tfds_example(record)
       return
     if config.kind != "patches":
-      raise ValueError(f"SyntheticAcneConfig.kind must be 'patches' or 'hard'; got {config.kind!r}.")
+      raise ValueError(f"SyntheticAcneConfig.kind must be 'patches', 'hard' or 'faces'; got {config.kind!r}.")
     for record in synthetic.generate_split(
         split,
         num_images,
