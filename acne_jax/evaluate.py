@@ -5,17 +5,21 @@ Two modes, chosen by the flags given:
 - ``python -m acne_jax.evaluate --config=configs/sadh.py --workdir=DIR`` re-evaluates a trained
   detector. Restores the newest checkpoint in ``DIR`` (or ``--step``), runs the model over the
   evaluation split, prints AP/AR at ``eval.iou`` with ``eval.max_dets`` detections (overall and
-  per size bucket) and the proposal recall AR@100/300/1000, and writes
-  ``ground_truth_<split>.json`` and ``detections_<split>.json`` (COCO instances and results)
-  and ``eval_<split>.json`` (the metrics) into ``DIR``. Config overrides work as for training, e.g. ``--config.eval.max_dets=300`` or
-  ``--config.model.rpn.test_max_proposals=1000``.
+  per size bucket), the FROC when ``eval.froc_definition`` names one (``:deep_lesion`` configs)
+  and the proposal recall AR@100/300/1000, and writes ``ground_truth_<split>.json`` and
+  ``detections_<split>.json`` (COCO instances and results) and ``eval_<split>.json`` (the
+  metrics) into ``DIR``. Config overrides work as for training, e.g.
+  ``--config.eval.max_dets=300`` or ``--config.model.rpn.test_max_proposals=1000``.
 - ``python -m acne_jax.evaluate --gt GT.json --dets DETS.json [--iou 0.5] [--max-dets 100]
   [--area box|annotation] [--out metrics.json]`` evaluates a COCO results file against a COCO
   instances file: AP/AR at ``--iou`` per size bucket, per-class AP, mAP@50/75, the 12 COCO
   statistics and FROC (``coco_metrics.full_metrics``); prints a table and writes the metrics as
-  JSON. Malformed input (bad JSON, unknown image or category ids, a bad bbox or score) is
-  reported with the file and its first bad entry, exit code 1. Whole photographs: ``--gt``
-  may be LabelMe annotations (a file or a folder) and ``--dets`` ``predict``'s output folder
+  JSON. ``--froc [--class-agnostic] [--froc-definition=coco]`` reports only the FROC
+  (``coco_metrics.froc``): sensitivity at 0.5-16 false positives per image and the means over
+  0.5-4 (MULAN's) and 0.5-8, by the DeepLesion literature's definition unless told. Malformed
+  input (bad JSON, unknown image or category ids, a bad bbox or score) is reported with the
+  file and its first bad entry, exit code 1. Whole photographs: ``--gt`` may be LabelMe
+  annotations (a file or a folder) and ``--dets`` ``predict``'s output folder
   (``acne_jax.evaluation.whole_image``), so sliced whole-image prediction has an AP too.
 """
 
@@ -111,20 +115,31 @@ def format_file_metrics(metrics, iou: float, max_dets: int) -> str:
   per_class = metrics[f"per_class_AP{tag}"]
   width = max([len(n) for n in per_class] + [5])
   lines += [f"  {name:{width}s}  {_fmt(value)}" for name, value in per_class.items()]
-  froc = metrics.get("froc")
-  if froc is None:
-    return "\n".join(lines)
-  points = [k for k in froc if k.startswith("sens@")]
-  lines += ["", f"FROC (IoU {froc['iou']:g}), sensitivity at average false positives per image:",
-            "  " + "".join(f"{k[5:-2] + ' FP':>8s}" for k in points) + f"{'mean':>8s}",
-            "  " + "".join(f"{_fmt(froc[k]):>8s}" for k in points) + f"{_fmt(froc['sens_mean']):>8s}"]
+  if metrics.get("froc") is not None:
+    lines += ["", format_froc(metrics["froc"])]
   return "\n".join(lines)
 
 
+def format_froc(froc) -> str:
+  """A plain-text table of ``coco_metrics.froc_entry``'s output: the sensitivity at each FP rate
+  and the two means (0.5-4 FP per image, MULAN's; 0.5-8, ours)."""
+  points = [k for k in froc if k.startswith("sens@")]
+  means = [k for k in froc if k.startswith("sens_mean@")]
+  kind = "class-agnostic" if froc["class_agnostic"] else "per class"
+  reading = {"deeplesion": "DeepLesion/MULAN matching, step reading", "coco": "COCO one-to-one matching, linear reading"}
+  return "\n".join([
+      f"FROC, {froc['definition']} definition ({reading[froc['definition']]}), {kind}, IoU {froc['iou']:g}; "
+      "sensitivity at average false positives per image:",
+      "  " + "".join(f"{k[5:-2] + ' FP':>8s}" for k in points) + "".join(f"{'mean ' + k[10:-2]:>12s}" for k in means),
+      "  " + "".join(f"{_fmt(froc[k]):>8s}" for k in points) + "".join(f"{_fmt(froc[k]):>12s}" for k in means)])
+
+
 def evaluate_files(gt_path: str, dets_path: str, iou: float = 0.5, max_dets: int = 100, area_source: str = "box",
-                   iou_type: str = "bbox"):
-  """``coco_metrics.full_metrics`` of detections against ground truth; ``ValueError`` naming the
-  file and its first bad entry on malformed input.
+                   iou_type: str = "bbox", froc_definition: str = "deeplesion", class_agnostic: bool = False,
+                   froc_only: bool = False):
+  """``coco_metrics.full_metrics`` of detections against ground truth (``froc_only``: only its
+  ``"froc"`` entry, ``coco_metrics.froc_entry``); ``ValueError`` naming the file and its first
+  bad entry on malformed input. ``froc_definition``, ``class_agnostic``: the FROC's.
 
   ``gt_path``: a COCO instances file, a LabelMe file or a folder of LabelMe files;
   ``dets_path``: a COCO results file, or ``predict``'s output folder (or one of its
@@ -142,8 +157,13 @@ def evaluate_files(gt_path: str, dets_path: str, iou: float = 0.5, max_dets: int
     coco_metrics.parse_results(detections, index, iou_type, sizes)
   except coco_metrics.CocoFormatError as e:
     raise ValueError(f"{dets_path}: {e}") from None
-  metrics = coco_metrics.full_metrics(ground_truth, detections, iou=iou, max_dets=max_dets, area_source=area_source,
-                                      iou_type=iou_type)
+  if froc_only:
+    metrics = {"froc": coco_metrics.froc_entry(ground_truth, detections, iou, froc_definition, class_agnostic,
+                                               area_source=area_source)}
+  else:
+    metrics = coco_metrics.full_metrics(ground_truth, detections, iou=iou, max_dets=max_dets, area_source=area_source,
+                                        iou_type=iou_type, froc_definition=froc_definition,
+                                        froc_class_agnostic=class_agnostic)
   summary = (f"{gt_path}: {len(index.image_ids)} images, {len(ground_truth['annotations'])} annotations, "
              f"{len(index.category_ids)} categories; {dets_path}: {len(detections)} detections")
   if notes:
@@ -180,22 +200,40 @@ def main_files(args) -> int:
   parser.add_argument("--area", choices=("box", "annotation"), default=None,
                       help="Ground-truth area for the size buckets: box w*h or the annotation's 'area' (default: box "
                       "for bbox, annotation for segm, as pycocotools).")
+  parser.add_argument("--froc", action="store_true",
+                      help="Report only the FROC: sensitivity at 0.5, 1, 2, 4, 8 and 16 false positives per image and "
+                      "the means over 0.5-4 (MULAN's) and 0.5-8, at --iou, with every detection (boxes only).")
+  parser.add_argument("--froc-definition", choices=coco_metrics.FROC_DEFINITIONS, default="deeplesion",
+                      help="deeplesion (default): the DeepLesion literature's (MULAN / 3DCE): a detection is a false "
+                      "positive only if it has IoU >= --iou with no lesion of its image, finds every lesion it overlaps "
+                      "so, and a second detection of a found lesion counts as neither; read as a step function. coco: "
+                      "COCO's one-to-one matching (a second detection is a false positive), read linearly.")
+  parser.add_argument("--class-agnostic", action="store_true",
+                      help="FROC over lesion vs background, ignoring the categories (as the DeepLesion literature).")
   parser.add_argument("--out", default=None, help="Write the metrics as JSON to this file.")
   try:
     parsed = parser.parse_args(args)
+    if parsed.froc and parsed.iou_type != "bbox":
+      parser.error("--froc needs boxes (--iou-type bbox)")
   except SystemExit as e:  # argparse has printed the usage error
     return int(e.code or 0)
   try:
     area = parsed.area or ("annotation" if parsed.iou_type == "segm" else "box")
-    metrics, summary = evaluate_files(parsed.gt, parsed.dets, parsed.iou, parsed.max_dets, area, parsed.iou_type)
+    metrics, summary = evaluate_files(parsed.gt, parsed.dets, parsed.iou, parsed.max_dets, area, parsed.iou_type,
+                                      parsed.froc_definition, parsed.class_agnostic, parsed.froc)
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   print(summary)
-  print(format_file_metrics(metrics, parsed.iou, parsed.max_dets))
+  print(format_froc(metrics["froc"]) if parsed.froc else format_file_metrics(metrics, parsed.iou, parsed.max_dets))
   if parsed.out:
-    settings = {"gt": parsed.gt, "dets": parsed.dets, "iou": parsed.iou, "max_dets": parsed.max_dets, "area_source": area,
-                "iou_type": parsed.iou_type}
+    if parsed.froc:
+      settings = {"gt": parsed.gt, "dets": parsed.dets, "iou": parsed.iou, "area_source": area}
+    else:
+      settings = {"gt": parsed.gt, "dets": parsed.dets, "iou": parsed.iou, "max_dets": parsed.max_dets, "area_source": area,
+                  "iou_type": parsed.iou_type}
+    if "froc" in metrics:  # boxes only
+      settings.update(froc_definition=parsed.froc_definition, class_agnostic=parsed.class_agnostic)
     try:
       with open(parsed.out, "w") as f:
         json.dump({**metrics, "settings": settings}, f, indent=2)

@@ -317,6 +317,7 @@ def coco_evaluation(outputs: ModelOutputs, dataset: InMemoryDataset, config: ml_
   results = detection_results(outputs, dataset)
   gt = ground_truth(dataset, class_names)
   metrics = coco_metrics.evaluate_detections(gt, results, iou=config.eval.iou, max_dets=config.eval.max_dets)
+  metrics.update(froc_metrics(gt, results, config))
   if outputs.masks is not None and dataset.masks is not None:
     from acne_jax.evaluation import masks as mask_eval
 
@@ -328,6 +329,27 @@ def coco_evaluation(outputs: ModelOutputs, dataset: InMemoryDataset, config: ml_
     results = mask_eval.results_with_masks(results, probabilities, sizes, config.model.roi_head.mask.threshold)
     metrics.update(mask_eval.segm_metrics(gt, results, config.eval.iou, config.eval.max_dets))
   return metrics, gt, results
+
+
+def froc_definition(config: ml_collections.ConfigDict) -> str:
+  """``eval.froc_definition`` (``""``: none), checked: a FROC definition of ``coco_metrics``."""
+  definition = getattr(config.eval, "froc_definition", "")
+  if definition and definition not in coco_metrics.FROC_DEFINITIONS:
+    raise ValueError(f"eval.froc_definition={definition!r}: choose {', '.join(map(repr, coco_metrics.FROC_DEFINITIONS))} "
+                     f"or '' (no FROC).")
+  return definition
+
+
+def froc_metrics(gt, results, config: ml_collections.ConfigDict) -> Dict[str, float]:
+  """The FROC of ``eval.froc_definition`` (``{}`` for ``""``) at ``eval.iou`` with every detection,
+  class-agnostic when ``eval.froc_class_agnostic``, as scalars: ``{"froc_sens@0.5FP", ...,
+  "froc_sens@16FP", "froc_sens_mean@0.5-4FP", "froc_sens_mean@0.5-8FP"}`` (``coco_metrics.froc``)."""
+  definition = froc_definition(config)
+  if not definition:
+    return {}
+  class_agnostic = bool(getattr(config.eval, "froc_class_agnostic", False))
+  values = coco_metrics.froc(gt, results, iou=config.eval.iou, class_agnostic=class_agnostic, definition=definition)
+  return {f"froc_{k}": v for k, v in values.items()}
 
 
 def proposal_recall(outputs: ModelOutputs, dataset: InMemoryDataset, limits=(100, 300, 1000)) -> Dict[str, float]:
@@ -372,6 +394,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
   """Trains (resuming from ``workdir`` if it holds checkpoints), evaluates, returns the metrics."""
   workdir = check_workdir(workdir)
   check_resumable(workdir, config)
+  froc_definition(config)  # a mistyped eval.froc_definition fails now, not after training
   pretrained = config.model.backbone.pretrained
   if pretrained and not os.path.isfile(resolve(pretrained)) and not os.path.isdir(resolve(pretrained)):  # before any data is read
     from acne_jax.interop import torch as interop

@@ -168,7 +168,14 @@ def detector_config(data: str, rpn_head: str, roi_head: str = "box") -> ml_colle
   # (max F1 at eval.iou, per class); "" for none (predict then counts at 0.5 unless told): ACNE04's
   # folds have no validation split, and DeepLesion's typed validation split is what we train on.
   calibration_split = "validation" if is_synthetic(data) else {"acne_scu": "validation", "acne04": "", "deep_lesion": ""}[data]
-  config.eval = dict(batch_size=8, iou=0.5, max_dets=100, every_steps=0, calibration_split=calibration_split)
+  # froc_definition: the FROC every evaluation of a checkpoint adds to its box AP/AR (at eval.iou,
+  # with every detection; acne_jax/evaluation/coco_metrics.py froc): "deeplesion" (the DeepLesion
+  # literature's, MULAN / 3DCE), "coco" (COCO's one-to-one matching) or "" for none;
+  # froc_class_agnostic: lesion vs background, the categories ignored (the literature's). DeepLesion
+  # reports it as the papers do; the other data sets report none.
+  deep_lesion = data == "deep_lesion"
+  config.eval = dict(batch_size=8, iou=0.5, max_dets=100, every_steps=0, calibration_split=calibration_split,
+                     froc_definition="deeplesion" if deep_lesion else "", froc_class_agnostic=deep_lesion)
   if data.startswith("synthetic_hard"):
     # The experiment budget of scripts/reproduce_sadh.py: 384 x 384 crops in batches of 2, 240
     # steps (the learning rate halved with the batch). The script also starts every row from the

@@ -9,8 +9,9 @@ What is computed (``evaluate`` returns the raw arrays, the helpers below read th
   uses), or the annotation's ``area`` field (the mask area; ``area_source="annotation"``, what
   pycocotools uses). A detection's area is always its box area.
 - per-class AP, the 12 standard COCO statistics (``coco_stats``), mAP@50 / mAP@75;
-- FROC: sensitivity at 0.5/1/2/4/8 false positives per image, as DeepLesion reports it
-  (``froc``).
+- FROC: sensitivity at 0.5/1/2/4/8/16 false positives per image (``froc``), by the DeepLesion
+  literature's definition (MULAN / 3DCE: ``definition="deeplesion"``) or by COCO's one-to-one
+  matching (``definition="coco"``); ``froc``'s docstring says how they differ.
 
 The definitions are pycocotools' ``COCOeval`` (bbox) ones, and the numbers equal its numbers
 (``tests/evaluation/test_coco_metrics.py`` checks the whole precision/recall arrays against it
@@ -52,7 +53,11 @@ COCO_AREA_RANGES = {"all": (0.0, 1e5 ** 2), "small": (0.0, 32.0 ** 2), "medium":
 COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
 RECALL_THRESHOLDS = np.linspace(0.0, 1.0, int(np.round((1.0 - 0.0) / 0.01)) + 1, endpoint=True)
 COCO_MAX_DETS = (1, 10, 100)
-FROC_FPS_PER_IMAGE = (0.5, 1.0, 2.0, 4.0, 8.0)
+FROC_FPS_PER_IMAGE = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # MULAN's TEST.VAL_FROC_FP
+FROC_DEFINITIONS = ("deeplesion", "coco")
+# The means ``froc`` reports beside the per-rate sensitivities: MULAN's logged one (over its first
+# four rates) and ours (0.5 to 8).
+FROC_MEANS = {"sens_mean@0.5-4FP": (0.5, 1.0, 2.0, 4.0), "sens_mean@0.5-8FP": (0.5, 1.0, 2.0, 4.0, 8.0)}
 COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
 
@@ -367,6 +372,30 @@ def _mask_pair_iou(det_masks, gt_masks, det_index: np.ndarray, gt_index: np.ndar
                      for d, g, c in zip(det_index.tolist(), gt_index.tolist(), crowd.tolist())], np.float64)
 
 
+def _ranked_detections(dt: _Boxes, num_categories: int, max_det: Optional[int]):
+  """Detections by (image, category) group, then descending score (stable), at most ``max_det``
+  per group (``None``: all): ``(order [D], group [D], rank [D])``; ``order`` indexes ``dt``,
+  ``rank`` is the place within the group."""
+  group = dt.image * num_categories + dt.category
+  order = np.lexsort((np.arange(len(group)), -dt.score, group))
+  group = group[order]
+  n = len(group)
+  starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if n else np.zeros(0, np.int64)
+  rank = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+  keep = rank < max_det if max_det is not None else np.ones(n, bool)
+  return order[keep], group[keep], rank[keep]
+
+
+def _group_pairs(gt_group: np.ndarray, dt_group: np.ndarray):
+  """Every (detection, ground truth) pair of the same group: ``(pair_det [P], pair_gt [P])``,
+  indices into ``dt_group [D]`` and ``gt_group [G]`` (which must be sorted)."""
+  gt_first = np.searchsorted(gt_group, dt_group, side="left")
+  gt_count = np.searchsorted(gt_group, dt_group, side="right") - gt_first
+  pair_det = np.repeat(np.arange(len(dt_group)), gt_count)
+  pair_offset = np.arange(len(pair_det)) - np.repeat(np.cumsum(gt_count) - gt_count, gt_count)
+  return pair_det, np.repeat(gt_first, gt_count) + pair_offset
+
+
 def _match(gt: _Boxes, dt: _Boxes, num_categories: int, thresholds: np.ndarray, area_ranges: np.ndarray,
            max_det: Optional[int]) -> _Matches:
   """COCO greedy matching of ``dt`` to ``gt`` per image and category (see the module docstring).
@@ -387,24 +416,10 @@ def _match(gt: _Boxes, dt: _Boxes, num_categories: int, thresholds: np.ndarray, 
   for a in range(A):
     num_positives[:, a] = np.bincount(gt_category[~gt_ignore[a]], minlength=K)
 
-  # Detections, by group, then descending score (stable), truncated to max_det per group.
-  dt_group = dt.image * K + dt.category
-  dt_order = np.lexsort((np.arange(len(dt_group)), -dt.score, dt_group))
-  dt_group = dt_group[dt_order]
-  n = len(dt_group)
-  starts = np.flatnonzero(np.r_[True, dt_group[1:] != dt_group[:-1]]) if n else np.zeros(0, np.int64)
-  rank = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
-  keep = rank < max_det if max_det is not None else np.ones(n, bool)
-  dt_order, dt_group, rank = dt_order[keep], dt_group[keep], rank[keep]
+  dt_order, dt_group, rank = _ranked_detections(dt, K, max_det)
   dt_box, dt_score, dt_area = dt.box[dt_order], dt.score[dt_order], dt.area[dt_order]
   D = len(dt_order)
-
-  # Every (detection, ground truth) pair of the same group.
-  gt_first = np.searchsorted(gt_group, dt_group, side="left")
-  gt_count = np.searchsorted(gt_group, dt_group, side="right") - gt_first
-  pair_det = np.repeat(np.arange(D), gt_count)
-  pair_offset = np.arange(len(pair_det)) - np.repeat(np.cumsum(gt_count) - gt_count, gt_count)
-  pair_gt = np.repeat(gt_first, gt_count) + pair_offset
+  pair_det, pair_gt = _group_pairs(gt_group, dt_group)
   if gt.masks is not None and dt.masks is not None:  # segm
     pair_iou = _mask_pair_iou(dt.masks, gt.masks, dt_order[pair_det], gt_order[pair_gt], gt_crowd[pair_gt])
   else:
@@ -634,22 +649,70 @@ def evaluate_detections(ground_truth: Mapping[str, Any], results: Sequence[Mappi
 
 
 # ---------------------------------------------------------------------------------------------
-# FROC (DeepLesion).
+# FROC (the DeepLesion literature's, and a COCO-matched one).
+
+
+def _check_froc_definition(definition: str) -> str:
+  if definition not in FROC_DEFINITIONS:
+    raise ValueError(f"the FROC definition must be one of {', '.join(map(repr, FROC_DEFINITIONS))}, not {definition!r}")
+  return definition
+
+
+def _froc_counts(gt: _Boxes, dt: _Boxes, num_categories: int, iou: float, max_det: Optional[int], definition: str):
+  """What ``froc_curve`` counts: ``(score [D], false_positive [D], hit_scores [H], num_lesions)``.
+
+  ``score``: the kept detections' scores; ``false_positive``: which of them are false
+  positives; ``hit_scores``: per found lesion, the score from which on it counts as found (one
+  entry per lesion found at any threshold); ``num_lesions``: the non-crowd ground truth.
+  """
+  if definition == "coco":
+    m = _match(gt, dt, num_categories, np.array([iou]), np.array([[-np.inf, np.inf]]), max_det)
+    return m.score, m.fp[0, 0], m.score[m.tp[0, 0]], int(m.num_positives.sum())
+  gt_group = gt.image * num_categories + gt.category
+  gt_order = np.argsort(gt_group, kind="stable")
+  dt_order, dt_group, _ = _ranked_detections(dt, num_categories, max_det)
+  pair_det, pair_gt = _group_pairs(gt_group[gt_order], dt_group)
+  crowd = gt.crowd[gt_order][pair_gt]
+  close = _bbox_iou(dt.box[dt_order][pair_det], gt.box[gt_order][pair_gt], crowd) >= iou  # [P]
+  score = dt.score[dt_order]
+  covered = np.zeros(len(dt_order), bool)
+  covered[pair_det[close]] = True  # near a lesion (or inside a crowd region): never a false positive
+  hit = close & ~crowd
+  best = np.full(len(gt_order), -np.inf)  # a lesion is found from its best-scoring close detection on
+  np.maximum.at(best, pair_gt[hit], score[pair_det[hit]])
+  return score, ~covered, best[np.isfinite(best)], int(np.sum(~gt.crowd))
 
 
 def froc_curve(ground_truth: Mapping[str, Any], results: Sequence[Mapping[str, Any]], iou: float = 0.5,
-               class_agnostic: bool = False, max_dets: Optional[int] = None, area_source: str = "box"):
+               class_agnostic: bool = False, max_dets: Optional[int] = None, area_source: str = "box",
+               definition: str = "deeplesion"):
   """FROC operating points ``(fps_per_image [P], sensitivity [P], score_thresholds [P])``.
 
-  A detection is a true positive when the greedy COCO matching (descending score, per image,
-  and per category unless ``class_agnostic``) gives it an unmatched ground truth with IoU >=
-  ``iou``; a false positive when it gets none; a detection matched to crowd ground truth counts
-  as neither, and crowd ground truth is not counted in the sensitivity's denominator. One
-  operating point per distinct score (ties enter together), from the strictest threshold
-  (``+inf``: no detections, point ``(0, 0)``) down; FP per image divides by the number of
-  images in the ground truth. ``max_dets`` caps detections per image and category (``None``:
-  all). Sensitivity is -1 everywhere when there is no (non-crowd) ground truth.
+  One operating point per distinct detection score, from the strictest threshold (``+inf``: no
+  detections, point ``(0, 0)``) down; tied detections enter together. At a threshold, the false
+  positives are counted among the detections scoring at least that much and divided by the
+  number of images in the ground truth (images without lesions or without detections count);
+  the sensitivity is the fraction of the (non-crowd) ground truth those detections find, -1
+  everywhere when there is none. Detections meet the ground truth of their own image, and of
+  their own category unless ``class_agnostic``; ``max_dets`` keeps that many per image and
+  category, by descending score (``None``: all, as the reference). IoU is box IoU on COCO
+  ``[x, y, w, h]`` boxes (pycocotools', no "+1 pixel"); a crowd region's is intersection over
+  the detection's area.
+
+  ``definition``:
+
+  - ``"deeplesion"``, the DeepLesion literature's (``FROC`` in MULAN's ``detection_eval.py``
+    and 3DCE's ``evaluation.py``): a lesion is found once any detection has IoU >= ``iou`` with
+    it, and a detection is a false positive only if no lesion of its image has IoU >= ``iou``
+    with it. A second detection of a found lesion is neither a hit nor a false positive, and one
+    detection can find several lesions. A detection with crowd IoU >= ``iou`` with a crowd
+    region is no false positive either (the reference has no crowd regions).
+  - ``"coco"``: pycocotools' greedy one-to-one matching (descending score; each detection takes
+    the unmatched ground truth of highest IoU >= ``iou``): a detection finds at most one lesion,
+    and a second detection of a lesion is a false positive; a detection matched to a crowd
+    region counts as neither.
   """
+  _check_froc_definition(definition)
   index, gt = parse_ground_truth(ground_truth, area_source)
   dt = parse_results(results, index)
   K = len(index.category_ids)
@@ -657,48 +720,64 @@ def froc_curve(ground_truth: Mapping[str, Any], results: Sequence[Mapping[str, A
     gt = dataclasses.replace(gt, category=np.zeros_like(gt.category))
     dt = dataclasses.replace(dt, category=np.zeros_like(dt.category))
     K = 1
-  m = _match(gt, dt, K, np.array([iou]), np.array([[-np.inf, np.inf]]), max_dets)
-  num_gt = int(m.num_positives.sum())
-  order = np.argsort(-m.score, kind="stable")
-  score = m.score[order]
-  tps = np.cumsum(m.tp[0, 0, order], dtype=np.float64)
-  fps = np.cumsum(m.fp[0, 0, order], dtype=np.float64)
-  last = np.r_[score[1:] != score[:-1], True] if len(score) else np.zeros(0, bool)
+  score, false_positive, hit_scores, num_gt = _froc_counts(gt, dt, K, iou, max_dets, definition)
+  thresholds = np.unique(score)[::-1]
+  fp_scores, hit_scores = np.sort(score[false_positive]), np.sort(hit_scores)
+  fps = len(fp_scores) - np.searchsorted(fp_scores, thresholds, side="left")  # [P - 1] scoring >= each threshold
+  tps = len(hit_scores) - np.searchsorted(hit_scores, thresholds, side="left")
   num_images = max(len(index.image_ids), 1)
-  fps_per_image = np.r_[0.0, fps[last] / num_images]
-  sensitivity = np.r_[0.0, tps[last] / num_gt] if num_gt else -np.ones(1 + int(last.sum()))
-  return fps_per_image, sensitivity, np.r_[np.inf, score[last]]
+  fps_per_image = np.r_[0.0, fps / num_images]
+  sensitivity = np.r_[0.0, tps / num_gt] if num_gt else -np.ones(1 + len(thresholds))
+  return fps_per_image, sensitivity, np.r_[np.inf, thresholds]
 
 
 def froc(ground_truth: Mapping[str, Any], results: Sequence[Mapping[str, Any]],
          fps_per_image: Sequence[float] = FROC_FPS_PER_IMAGE, iou: float = 0.5, class_agnostic: bool = False,
-         interpolation: str = "linear", max_dets: Optional[int] = None, area_source: str = "box") -> Dict[str, float]:
-  """Sensitivity at the given average numbers of false positives per image (DeepLesion's FROC).
+         interpolation: Optional[str] = None, max_dets: Optional[int] = None, area_source: str = "box",
+         definition: str = "deeplesion") -> Dict[str, float]:
+  """Sensitivity at given average numbers of false positives per image, read off ``froc_curve``
+  (``definition``, ``iou``, ``class_agnostic``, ``max_dets``: as there).
 
-  From ``froc_curve``'s operating points, each FP rate keeps its highest sensitivity (the
-  loosest score threshold still at that rate). ``interpolation="linear"`` (default, as the
-  DeepLesion / MULAN evaluation): linear in the FP rate between consecutive reached rates, and
-  the final sensitivity beyond the largest rate reached; ``"step"``: the sensitivity at the
-  largest reached rate <= the requested one (a threshold one can actually pick).
+  ``interpolation`` (default ``"step"`` for ``definition="deeplesion"``, ``"linear"`` for
+  ``"coco"``):
+
+  - ``"step"``: the highest sensitivity among the operating points at or below the requested
+    rate (the loosest threshold with at most that many false positives per image), and the
+    final sensitivity beyond the curve's last point. The reference's reading: MULAN's
+    ``sens_at_FP`` interpolates its per-detection curve linearly, but each false positive
+    starts the next FP count at the sensitivity already reached, so between counts the curve is
+    flat, and a rate met exactly is read after the detections that follow that false positive
+    (with SciPy's stable sort, SciPy >= 1.6). 3DCE's older ``sens_at_FP`` (SciPy's
+    extrapolating branch) reads a rate met exactly one false positive earlier.
+  - ``"linear"``: linear in the FP rate between the best sensitivities of consecutive reached
+    rates, the final sensitivity beyond the last (our earlier reading; the reference's is flat
+    between FP counts).
 
   Returns:
-    ``{"sens@0.5FP": ..., "sens@1FP": ..., ..., "sens_mean": mean of those}`` (-1 without
-    ground truth).
+    ``{"sens@0.5FP": ..., ..., "sens@16FP": ...}`` at ``fps_per_image``, and
+    ``"sens_mean@0.5-4FP"`` (the mean at 0.5, 1, 2 and 4: the one MULAN logs) and
+    ``"sens_mean@0.5-8FP"`` (at 0.5, 1, 2, 4 and 8), whatever ``fps_per_image``; -1 everywhere
+    without ground truth.
   """
+  if interpolation is None:
+    interpolation = "step" if _check_froc_definition(definition) == "deeplesion" else "linear"
   if interpolation not in ("linear", "step"):
     raise ValueError(f"interpolation must be 'linear' or 'step', not {interpolation!r}")
-  fpi, sens, _ = froc_curve(ground_truth, results, iou, class_agnostic, max_dets, area_source)
+  fpi, sens, _ = froc_curve(ground_truth, results, iou, class_agnostic, max_dets, area_source, definition)
   keep = np.r_[fpi[1:] != fpi[:-1], True]
   fpi, sens = fpi[keep], sens[keep]
-  targets = np.asarray(fps_per_image, np.float64)
+  targets = np.asarray(fps_per_image, np.float64).reshape(-1)
+  rates = np.unique(np.concatenate([targets] + [np.asarray(r, np.float64) for r in FROC_MEANS.values()]))
   if sens[-1] < 0:
-    values = -np.ones(len(targets))
+    values = -np.ones(len(rates))
   elif interpolation == "linear":
-    values = np.interp(targets, fpi, sens)
+    values = np.interp(rates, fpi, sens)
   else:
-    values = sens[np.maximum(np.searchsorted(fpi, targets, side="right") - 1, 0)]
-  out = {f"sens@{f:g}FP": float(v) for f, v in zip(targets, values)}
-  out["sens_mean"] = float(np.mean(values)) if len(values) and values[0] >= 0 else -1.0
+    values = sens[np.maximum(np.searchsorted(fpi, rates, side="right") - 1, 0)]
+  at = dict(zip(rates.tolist(), values.tolist()))
+  out = {f"sens@{f:g}FP": at[f] for f in targets.tolist()}
+  for name, mean_rates in FROC_MEANS.items():
+    out[name] = float(np.mean([at[r] for r in mean_rates])) if sens[-1] >= 0 else -1.0
   return out
 
 
@@ -706,17 +785,28 @@ def froc(ground_truth: Mapping[str, Any], results: Sequence[Mapping[str, Any]],
 # Everything at once (the command line's report).
 
 
+def froc_entry(ground_truth: Mapping[str, Any], results: Sequence[Mapping[str, Any]], iou: float = 0.5,
+               definition: str = "deeplesion", class_agnostic: bool = False,
+               fps_per_image: Sequence[float] = FROC_FPS_PER_IMAGE, area_source: str = "box") -> Dict[str, Any]:
+  """``froc`` with every detection and its default reading, with its settings: ``{"iou",
+  "definition", "class_agnostic", "sens@0.5FP", ...}`` (the command line's FROC table)."""
+  values = froc(ground_truth, results, fps_per_image, iou, class_agnostic, area_source=area_source, definition=definition)
+  return {"iou": iou, "definition": definition, "class_agnostic": bool(class_agnostic), **values}
+
+
 def full_metrics(ground_truth: Mapping[str, Any], results: Sequence[Mapping[str, Any]], iou: float = 0.5,
                  max_dets: int = 100, area_source: str = "box", fps_per_image: Sequence[float] = FROC_FPS_PER_IMAGE,
-                 froc_iou: Optional[float] = None, iou_type: str = "bbox") -> Dict[str, Any]:
+                 froc_iou: Optional[float] = None, iou_type: str = "bbox", froc_definition: str = "deeplesion",
+                 froc_class_agnostic: bool = False) -> Dict[str, Any]:
   """Every metric of this module, as a JSON-able dictionary.
 
   Keys: ``evaluate_detections``' keys at (``iou``, ``max_dets``); ``"per_class_AP@<iou>"``
   ``{name: AP}``; ``"mAP@50"``, ``"mAP@75"`` (class-mean AP at IoU 0.5 / 0.75 with
   ``max_dets``); ``"coco"`` (``coco_stats`` with caps 1, 10, ``max_dets``); ``"froc"``
-  (``froc`` at ``froc_iou``, default ``iou``, with every detection; boxes only: not for
-  ``iou_type="segm"``).
+  (``froc_entry`` at ``froc_iou``, default ``iou``, by ``froc_definition``, with every
+  detection; boxes only: not for ``iou_type="segm"``).
   """
+  _check_froc_definition(froc_definition)
   caps = sorted({1, 10, int(max_dets)})
   coco = evaluate(ground_truth, results, COCO_IOU_THRESHOLDS, caps, area_source=area_source, iou_type=iou_type)
   if np.any(np.isclose(COCO_IOU_THRESHOLDS, iou, rtol=0, atol=1e-12)):
@@ -730,5 +820,6 @@ def full_metrics(ground_truth: Mapping[str, Any], results: Sequence[Mapping[str,
   metrics["coco"] = coco_stats(coco, max_dets)
   if iou_type == "bbox":
     froc_iou = iou if froc_iou is None else froc_iou
-    metrics["froc"] = {"iou": froc_iou, **froc(ground_truth, results, fps_per_image, froc_iou, area_source=area_source)}
+    metrics["froc"] = froc_entry(ground_truth, results, froc_iou, froc_definition, froc_class_agnostic, fps_per_image,
+                                 area_source)
   return metrics

@@ -1,4 +1,4 @@
-"""Our COCO engine against pycocotools (the oracle) on random sets, and FROC by hand."""
+"""Our COCO engine against pycocotools (the oracle) on random sets (FROC: test_froc.py)."""
 
 from __future__ import annotations
 
@@ -255,72 +255,6 @@ def test_crowd_and_tie_rules_by_hand():
   assert coco_metrics.evaluate(gt, dets, iou_thresholds=[0.8], max_dets=[100]).average_recall(0.8) == 1.0
 
 
-def froc_case(score_5=0.5):
-  """Images 1 (gt A, B), 2 (gt C), 3 (none); 7 detections (see the test)."""
-  gt = {"images": [{"id": 1}, {"id": 2}, {"id": 3}], "categories": [{"id": 1, "name": "lesion"}], "annotations": [
-      {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]},
-      {"id": 2, "image_id": 1, "category_id": 1, "bbox": [20, 20, 10, 10]},
-      {"id": 3, "image_id": 2, "category_id": 1, "bbox": [0, 0, 10, 10]},
-  ]}
-  det = lambda image, bbox, score: {"image_id": image, "category_id": 1, "bbox": bbox, "score": score}
-  dets = [
-      det(1, [0, 0, 10, 10], 0.9),  # TP (A)
-      det(3, [0, 0, 5, 5], 0.8),  # FP 1
-      det(1, [0, 0, 10, 10], 0.7),  # FP 2: A is taken
-      det(2, [0, 0, 10, 9], 0.6),  # TP (C), IoU 0.9
-      det(2, [50, 50, 5, 5], score_5),  # FP 3
-      det(1, [20, 20, 10, 10], 0.4),  # TP (B)
-      det(3, [30, 30, 5, 5], 0.3),  # FP 4
-  ]
-  return gt, dets
-
-
-def test_froc_by_hand():
-  gt, dets = froc_case()
-  fpi, sens, scores = coco_metrics.froc_curve(gt, dets)
-  # Operating points (FP per image over 3 images, sensitivity over 3 lesions), one per score.
-  np.testing.assert_allclose(fpi, [0, 0, 1 / 3, 2 / 3, 2 / 3, 1, 1, 4 / 3])
-  np.testing.assert_allclose(sens, [0, 1 / 3, 1 / 3, 1 / 3, 2 / 3, 2 / 3, 1, 1])
-  np.testing.assert_allclose(scores, [np.inf, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3])
-  # Per FP rate the best sensitivity: 0 -> 1/3, 1/3 -> 1/3, 2/3 -> 2/3, 1 -> 1, 4/3 -> 1.
-  linear = coco_metrics.froc(gt, dets)
-  assert linear["sens@0.5FP"] == pytest.approx(0.5)  # halfway between (1/3, 1/3) and (2/3, 2/3)
-  assert linear["sens@1FP"] == pytest.approx(1.0)
-  assert linear["sens@2FP"] == linear["sens@4FP"] == linear["sens@8FP"] == pytest.approx(1.0)  # beyond 4/3: the last
-  assert linear["sens_mean"] == pytest.approx((0.5 + 4) / 5)
-  step = coco_metrics.froc(gt, dets, interpolation="step")
-  assert step["sens@0.5FP"] == pytest.approx(1 / 3)  # the largest reached rate <= 0.5 is 1/3
-  assert step["sens@1FP"] == pytest.approx(1.0)
-  # A stricter IoU: the TP at IoU 0.9 still counts at 0.85, none of them at 0.95 (A and B are exact).
-  assert coco_metrics.froc(gt, dets, iou=0.95)["sens@8FP"] == pytest.approx(2 / 3)
-
-
-def test_froc_ties_enter_together_and_crowds_are_ignored():
-  gt, dets = froc_case(score_5=0.6)  # the FP on image 2 ties with the TP on image 2
-  fpi, sens, _ = coco_metrics.froc_curve(gt, dets)
-  np.testing.assert_allclose(fpi, [0, 0, 1 / 3, 2 / 3, 1, 1, 4 / 3])
-  np.testing.assert_allclose(sens, [0, 1 / 3, 1 / 3, 1 / 3, 2 / 3, 1, 1])
-  assert coco_metrics.froc(gt, dets)["sens@0.5FP"] == pytest.approx(1 / 3)  # no (2/3, 2/3) point any more
-  gt["annotations"].append({"id": 4, "image_id": 3, "category_id": 1, "bbox": [0, 0, 40, 40], "iscrowd": 1})
-  fpi, sens, _ = coco_metrics.froc_curve(gt, dets)
-  # Both image-3 detections (scores 0.8, 0.3) lie inside the crowd region: neither FP nor TP
-  # (their operating points repeat the previous one); still 3 lesions.
-  np.testing.assert_allclose(fpi, [0, 0, 0, 1 / 3, 2 / 3, 2 / 3, 2 / 3])
-  np.testing.assert_allclose(sens, [0, 1 / 3, 1 / 3, 1 / 3, 2 / 3, 1, 1])
-  assert coco_metrics.froc(gt, dets)["sens@0.5FP"] == pytest.approx(2 / 3)  # between (1/3, 1/3) and (2/3, 1)
-  assert coco_metrics.froc({"images": [{"id": 1}], "annotations": [], "categories": [{"id": 1}]}, [])["sens@1FP"] == -1.0
-
-
-def test_froc_class_agnostic():
-  gt, dets = froc_case()
-  gt["categories"].append({"id": 2, "name": "other"})
-  for d in dets[:3]:
-    d["category_id"] = 2  # the first TP now has the wrong class
-  aware = coco_metrics.froc_curve(gt, dets)
-  agnostic = coco_metrics.froc_curve(gt, dets, class_agnostic=True)
-  assert aware[1][-1] == pytest.approx(2 / 3) and agnostic[1][-1] == pytest.approx(1.0)
-
-
 def test_full_metrics_agrees_with_its_parts():
   ground_truth, results = random_set(np.random.default_rng(11), crowded=True)
   metrics = coco_metrics.full_metrics(ground_truth, results, iou=0.5, max_dets=300)
@@ -331,7 +265,10 @@ def test_full_metrics_agrees_with_its_parts():
   assert metrics["mAP@50"] == pytest.approx(oracle_mean(oracle.eval["precision"][0, :, :, 0, 2]), abs=1e-6)
   assert metrics["mAP@75"] == pytest.approx(oracle_mean(oracle.eval["precision"][5, :, :, 0, 2]), abs=1e-6)
   assert list(metrics["coco"]) == ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR300", "ARs", "ARm", "ARl"]
-  assert set(metrics["froc"]) == {"iou", "sens@0.5FP", "sens@1FP", "sens@2FP", "sens@4FP", "sens@8FP", "sens_mean"}
+  assert set(metrics["froc"]) == {"iou", "definition", "class_agnostic", "sens@0.5FP", "sens@1FP", "sens@2FP", "sens@4FP",
+                                  "sens@8FP", "sens@16FP", "sens_mean@0.5-4FP", "sens_mean@0.5-8FP"}
+  assert metrics["froc"] == {"iou": 0.5, "definition": "deeplesion", "class_agnostic": False,
+                             **coco_metrics.froc(ground_truth, results, iou=0.5)}
 
 
 @pytest.mark.parametrize("bad, reason", [

@@ -62,10 +62,12 @@ def test_files_mode_prints_a_table_and_writes_json(files, tmp_path, capsys, iou,
     assert written[key] == pytest.approx(value, abs=1e-12), key
     assert f"{key.split('_')[0].split('@')[0]}@{iou:g}" in printed
   assert written["settings"] == {"gt": gt_path, "dets": dets_path, "iou": iou, "max_dets": max_dets, "area_source": "box",
-                                 "iou_type": "bbox"}
+                                 "iou_type": "bbox", "froc_definition": "deeplesion", "class_agnostic": False}
+  assert written["froc"] == coco_metrics.froc_entry(gt, dets, iou)
   assert set(written[f"per_class_AP@{iou:g}"]) == {"papule", "pustule"}
   assert written["coco"]["AP50"] == pytest.approx(written["mAP@50"])
-  for text in ("3 images, 6 annotations, 2 categories", "10 detections", "papule", "pustule", "mAP@50", "AP75", "FROC", "8 FP"):
+  for text in ("3 images, 6 annotations, 2 categories", "10 detections", "papule", "pustule", "mAP@50", "AP75",
+               "FROC, deeplesion definition", "per class", "8 FP", "16 FP", "mean 0.5-4", "mean 0.5-8"):
     assert text in printed
   print_ap = f"{expected[f'AP@{iou:g}']:.4f}" if expected[f"AP@{iou:g}"] >= 0 else "-"
   assert print_ap in printed
@@ -82,6 +84,70 @@ def test_module_runs_as_a_program(files, tmp_path):
                        cwd=REPO, capture_output=True, text=True, timeout=300)
   assert run.returncode == 1 and "Traceback" not in run.stderr
   assert run.stderr.startswith(f"error: {gt_path}: detections are not a JSON list")
+
+
+def issue_files(tmp_path):
+  """Issue 16's case: one image, lesions A [0, 0, 10, 10] and B [20, 20, 10, 10], detections A
+  0.9, A again 0.8, B 0.7 (class 2 for the repeat, so per class it is a false positive)."""
+  gt = {"images": [{"id": 1, "height": 64, "width": 64}], "categories": [{"id": 1, "name": "lesion"}, {"id": 2, "name": "other"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0},
+                        {"id": 2, "image_id": 1, "category_id": 1, "bbox": [20, 20, 10, 10], "area": 100, "iscrowd": 0}]}
+  dets = [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9},
+          {"image_id": 1, "category_id": 2, "bbox": [0, 0, 10, 10], "score": 0.8},
+          {"image_id": 1, "category_id": 1, "bbox": [20, 20, 10, 10], "score": 0.7}]
+  paths = str(tmp_path / "issue_gt.json"), str(tmp_path / "issue_dets.json")
+  for path, content in zip(paths, (gt, dets)):
+    with open(path, "w") as f:
+      json.dump(content, f)
+  return gt, dets, paths
+
+
+@pytest.mark.parametrize("flags, definition, class_agnostic, sens_05", [
+    ([], "deeplesion", False, 0.5),  # per class the repeat (class 2) finds nothing: a false positive, read as a step
+    (["--class-agnostic"], "deeplesion", True, 1.0),  # the reference: the repeat is neither hit nor false positive
+    (["--class-agnostic", "--froc-definition=coco"], "coco", True, 0.75),  # COCO matching, read linearly
+    (["--froc-definition", "coco"], "coco", False, 0.75),
+])
+def test_froc_mode_prints_and_writes_the_froc_table(tmp_path, capsys, flags, definition, class_agnostic, sens_05):
+  gt, dets, (gt_path, dets_path) = issue_files(tmp_path)
+  out = str(tmp_path / "froc.json")
+  code = evaluate.main(["evaluate", "--gt", gt_path, "--dets", dets_path, "--froc", *flags, "--out", out])
+  printed = capsys.readouterr().out
+  assert code == 0
+  with open(out) as f:
+    written = json.load(f)
+  assert set(written) == {"froc", "settings"}
+  assert written["settings"] == {"gt": gt_path, "dets": dets_path, "iou": 0.5, "area_source": "box",
+                                 "froc_definition": definition, "class_agnostic": class_agnostic}
+  assert written["froc"] == coco_metrics.froc_entry(gt, dets, 0.5, definition, class_agnostic)
+  assert written["froc"]["sens@0.5FP"] == pytest.approx(sens_05)
+  assert all(written["froc"][f"sens@{r}FP"] == 1.0 for r in (1, 2, 4, 8, 16))
+  assert written["froc"]["sens_mean@0.5-4FP"] == pytest.approx((sens_05 + 3) / 4)
+  assert written["froc"]["sens_mean@0.5-8FP"] == pytest.approx((sens_05 + 4) / 5)
+  header, columns, values = printed.splitlines()[1:4]
+  assert header.startswith(f"FROC, {definition} definition") and ("class-agnostic" if class_agnostic else "per class") in header
+  assert columns.split() == ["0.5", "FP", "1", "FP", "2", "FP", "4", "FP", "8", "FP", "16", "FP", "mean", "0.5-4", "mean", "0.5-8"]
+  assert values.split() == [f"{v:.4f}" for v in [sens_05] + [1.0] * 5 + [(sens_05 + 3) / 4, (sens_05 + 4) / 5]]
+  assert "AP@0.5" not in printed and f"wrote {out}" in printed
+
+
+def test_froc_mode_usage_errors(tmp_path, capsys):
+  _, _, (gt_path, dets_path) = issue_files(tmp_path)
+  assert evaluate.main(["evaluate", "--gt", gt_path, "--dets", dets_path, "--froc", "--froc-definition=mulan"]) == 2
+  assert "invalid choice: 'mulan'" in capsys.readouterr().err
+  assert evaluate.main(["evaluate", "--gt", gt_path, "--dets", dets_path, "--froc", "--iou-type", "segm"]) == 2
+  assert "--froc needs boxes" in capsys.readouterr().err
+
+
+def test_froc_mode_runs_as_a_program(tmp_path):
+  _, _, (gt_path, dets_path) = issue_files(tmp_path)
+  out = tmp_path / "froc.json"
+  run = subprocess.run([sys.executable, "-m", "acne_jax.evaluate", "--gt", gt_path, "--dets", dets_path, "--froc",
+                        "--class-agnostic", "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr
+  assert "FROC, deeplesion definition" in run.stdout and "1.0000" in run.stdout
+  written = json.loads(out.read_text())
+  assert written["froc"]["sens@0.5FP"] == 1.0 and written["froc"]["sens_mean@0.5-4FP"] == 1.0
 
 
 def write(path, text):
