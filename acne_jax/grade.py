@@ -112,6 +112,14 @@ def crop_visits(table, size: int, margin: float) -> Tuple[np.ndarray, List[int],
   return out, kept, skipped
 
 
+def acne04_view(image: np.ndarray, size: int) -> np.ndarray:
+  """``uint8 [1, size, size, 3]``: one ACNE04 photo as the grader reads it, the whole photo resized
+  to a square with area interpolation."""
+  import cv2
+
+  return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)[None]
+
+
 def load_acne04(data: Mapping[str, Any]):
   """ACNE04's photos (one view each) and Hayashi grades, from the prepared ``acne04`` TFDS data set.
 
@@ -122,8 +130,6 @@ def load_acne04(data: Mapping[str, Any]):
   Returns:
     ``(views uint8 [N, 1, S, S, 3], grades int [N] 0..3, names [N], test_rows bool [N])``.
   """
-  import cv2
-
   from acne_jax import datasets
   from acne_jax.data.records import decode_record
 
@@ -135,7 +141,7 @@ def load_acne04(data: Mapping[str, Any]):
     for i in range(len(source)):
       record = source[i]
       decoded = decode_record(record)
-      views.append(cv2.resize(decoded["image"], (size, size), interpolation=cv2.INTER_AREA)[None])
+      views.append(acne04_view(decoded["image"], size))
       grades.append(int(record["grade"]))
       names.append(decoded["file_name"])
       test.append(split == "test")

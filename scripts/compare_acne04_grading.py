@@ -71,11 +71,10 @@ def method_title(method: str) -> str:
 
 
 def grader_view(image: np.ndarray, size: int) -> np.ndarray:
-  """``[1, size, size, 3]`` uint8: one photo as the grader saw it in training (the whole photo
-  resized to a square with area interpolation, exactly as :func:`acne_jax.grade.load_acne04`)."""
-  import cv2
+  """One photo as the grader saw it in training (:func:`acne_jax.grade.acne04_view`)."""
+  from acne_jax import grade
 
-  return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)[None]
+  return grade.acne04_view(image, size)
 
 
 def data_spec(detector_config, grader_config) -> Dict[str, str]:
@@ -320,16 +319,11 @@ def write_outputs(result: Dict[str, Any], out: str) -> List[str]:
 CONFIG_FLAGS = ("detector_config", "grader_config")
 
 
-def default_grader_workdir(config_argument: str) -> str:
-  """``workdir/<grader config file stem>`` (``configs/acne04_grader.py`` -> ``workdir/acne04_grader``)."""
-  return os.path.join("workdir", os.path.splitext(os.path.basename(config_argument.partition(":")[0]))[0])
-
-
 def main(argv=None) -> int:
   from absl import flags
   from ml_collections import config_flags
 
-  from acne_jax import cli, train
+  from acne_jax import cli, grade, train
   from acne_jax.training.checkpoint import CheckpointError
 
   flag_values = flags.FlagValues()
@@ -358,7 +352,7 @@ def main(argv=None) -> int:
     return 2
   detector_workdir = resolve(flag_values.detector_workdir
                              or train.default_workdir(flag_values["detector_config"].config_filename))
-  grader_workdir = resolve(flag_values.grader_workdir or default_grader_workdir(flag_values["grader_config"].config_filename))
+  grader_workdir = resolve(flag_values.grader_workdir or grade.default_workdir(flag_values["grader_config"].config_filename))
   out = resolve(flag_values.out or os.path.join(grader_workdir, "acne04_grading_comparison.json"))
   try:
     result = compare(detector_flag.value, detector_workdir, grader_flag.value, grader_workdir, flag_values.variant,
