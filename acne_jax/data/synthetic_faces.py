@@ -864,6 +864,9 @@ def generate_visits(num_patients: int, seed: int = 0, image_size: int = IMAGE_SI
     yield from generate_patient(seed, index, image_size, grades[index])
 
 
+GENERATOR_VERSION = 2
+"""Bumped whenever the same parameters would render other visits (2: grades cut at the set's own
+quantiles); a folder written by another version is not reused (:func:`ensure_grading_folder`)."""
 DEFAULT_NUM_PATIENTS = 80
 """The embedded set: 80 patients, ~280 visits, ~830 photos (the paper: 391 patients, 1,347 visits)."""
 MANIFEST = "synthetic_faces.json"
@@ -941,7 +944,8 @@ def write_grading_folder(folder: str, num_patients: int = DEFAULT_NUM_PATIENTS, 
     writer.writerow(["patient", "visit", "grade", *CLASS_NAMES, "inflammatory", "healed_marks"])
     for v in visits:
       writer.writerow([v["patient"], v["visit"], v["grade"], *(v["counts"][n] for n in CLASS_NAMES), v["inflammatory"], v["healed_marks"]])
-  manifest = {"generator": "acne_jax.data.synthetic_faces", "num_patients": int(num_patients), "seed": int(seed),
+  manifest = {"generator": "acne_jax.data.synthetic_faces", "generator_version": GENERATOR_VERSION,
+              "num_patients": int(num_patients), "seed": int(seed),
               "image_size": int(image_size), "image_format": image_format, "class_names": list(CLASS_NAMES),
               "inflammatory_classes": list(INFLAMMATORY_CLASSES), "views": list(VIEWS), "visits": visits}
   with open(os.path.join(partial, MANIFEST), "w", encoding="utf-8") as f:
@@ -992,11 +996,13 @@ def ensure_grading_folder(folder: str, num_patients: int = DEFAULT_NUM_PATIENTS,
                           image_size: int = IMAGE_SIZE, image_format: str = "jpg", workers: int = 0) -> str:
   """``folder`` when it holds this very set (same parameters), else writes it there first.
 
-  Raises ``ValueError`` when ``folder`` exists with something else in it (another set, or no
-  manifest), naming the difference, rather than writing over it.
+  Raises ``ValueError`` when ``folder`` exists with something else in it (another set, one
+  written by another :data:`GENERATOR_VERSION`, or no manifest), naming the difference, rather
+  than writing over it.
   """
   folder = os.path.abspath(folder)
-  wanted = {"num_patients": int(num_patients), "seed": int(seed), "image_size": int(image_size), "image_format": image_format}
+  wanted = {"generator_version": GENERATOR_VERSION, "num_patients": int(num_patients), "seed": int(seed),
+            "image_size": int(image_size), "image_format": image_format}
   if os.path.exists(folder):
     path = os.path.join(folder, MANIFEST)
     try:

@@ -2,6 +2,7 @@
 
 import collections
 import csv
+import json
 import os
 
 import numpy as np
@@ -140,6 +141,15 @@ def test_written_folder_reads_back(tmp_path):
   assert sf.ensure_grading_folder(folder, num_patients=3, seed=0) == folder
   with pytest.raises(ValueError, match="num_patients 3 != 4"):
     sf.ensure_grading_folder(folder, num_patients=4, seed=0)
+  # A folder an older generator wrote (no version, or another) is refused, not silently reused.
+  manifest_path = os.path.join(folder, sf.MANIFEST)
+  with open(manifest_path) as f:
+    manifest = json.load(f)
+  del manifest["generator_version"]
+  with open(manifest_path, "w") as f:
+    json.dump(manifest, f)
+  with pytest.raises(ValueError, match=f"generator_version None != {sf.GENERATOR_VERSION}.*remove it"):
+    sf.ensure_grading_folder(folder, num_patients=3, seed=0)
 
 
 def test_workers_write_the_same_files(tmp_path):
