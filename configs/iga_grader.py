@@ -12,7 +12,7 @@ Data (``data.source``):
 - ``"folder"``: your photos, ``data.folder`` holding ``grades.csv`` (:mod:`acne_jax.data.grades_csv`).
 
 The default is CPU-sized: ``model.preset="cpu"`` (ResNet-20, 8 channels, a 4x pooled stem), 112 px
-crops and 100 epochs, about 5.5 minutes per variant on 2 cores (BENCHMARKS.md); the paper's setting is
+crops and 100 epochs, about 6 minutes per variant on 2 cores (BENCHMARKS.md); the paper's setting is
 ``--config.model.preset=paper --config.data.image_size=224 --config.train.epochs=1000`` (ResNet-110;
 a GPU's work: a 224 px step of the CPU preset alone takes 0.76 s here).
 """
