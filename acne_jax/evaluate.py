@@ -136,10 +136,12 @@ def format_froc(froc) -> str:
 
 def evaluate_files(gt_path: str, dets_path: str, iou: float = 0.5, max_dets: int = 100, area_source: str = "box",
                    iou_type: str = "bbox", froc_definition: str = "deeplesion", class_agnostic: bool = False,
-                   froc_only: bool = False):
+                   froc_only: bool = False, threshold_map: bool = False):
   """``coco_metrics.full_metrics`` of detections against ground truth (``froc_only``: only its
   ``"froc"`` entry, ``coco_metrics.froc_entry``); ``ValueError`` naming the file and its first
-  bad entry on malformed input. ``froc_definition``, ``class_agnostic``: the FROC's.
+  bad entry on malformed input. ``froc_definition``, ``class_agnostic``: the FROC's (and the
+  ``threshold_map``'s). ``threshold_map``: also the DeepLesion benchmark's 11-threshold mAP and
+  mean matched IoU at ``iou`` (:mod:`acne_jax.evaluation.threshold_map`), as ``"threshold_map"``.
 
   ``gt_path``: a COCO instances file, a LabelMe file or a folder of LabelMe files;
   ``dets_path``: a COCO results file, or ``predict``'s output folder (or one of its
@@ -164,6 +166,10 @@ def evaluate_files(gt_path: str, dets_path: str, iou: float = 0.5, max_dets: int
     metrics = coco_metrics.full_metrics(ground_truth, detections, iou=iou, max_dets=max_dets, area_source=area_source,
                                         iou_type=iou_type, froc_definition=froc_definition,
                                         froc_class_agnostic=class_agnostic)
+  if threshold_map:
+    from acne_jax.evaluation import threshold_map as threshold_map_lib
+
+    metrics["threshold_map"] = threshold_map_lib.evaluate(ground_truth, detections, iou, class_agnostic=class_agnostic)
   summary = (f"{gt_path}: {len(index.image_ids)} images, {len(ground_truth['annotations'])} annotations, "
              f"{len(index.category_ids)} categories; {dets_path}: {len(detections)} detections")
   if notes:
@@ -210,22 +216,32 @@ def main_files(args) -> int:
                       "COCO's one-to-one matching (a second detection is a false positive), read linearly.")
   parser.add_argument("--class-agnostic", action="store_true",
                       help="FROC over lesion vs background, ignoring the categories (as the DeepLesion literature).")
+  parser.add_argument("--threshold-map", action="store_true",
+                      help="Also the DeepLesion benchmark paper's metrics at --iou (it uses 0.21): mAP over 11 "
+                      "confidence thresholds and the mean IoU of true positives scoring >= 0.25 (boxes only; "
+                      "--class-agnostic pools the categories).")
   parser.add_argument("--out", default=None, help="Write the metrics as JSON to this file.")
   try:
     parsed = parser.parse_args(args)
     if parsed.froc and parsed.iou_type != "bbox":
       parser.error("--froc needs boxes (--iou-type bbox)")
+    if parsed.threshold_map and parsed.iou_type != "bbox":
+      parser.error("--threshold-map needs boxes (--iou-type bbox)")
   except SystemExit as e:  # argparse has printed the usage error
     return int(e.code or 0)
   try:
     area = parsed.area or ("annotation" if parsed.iou_type == "segm" else "box")
     metrics, summary = evaluate_files(parsed.gt, parsed.dets, parsed.iou, parsed.max_dets, area, parsed.iou_type,
-                                      parsed.froc_definition, parsed.class_agnostic, parsed.froc)
+                                      parsed.froc_definition, parsed.class_agnostic, parsed.froc, parsed.threshold_map)
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   print(summary)
   print(format_froc(metrics["froc"]) if parsed.froc else format_file_metrics(metrics, parsed.iou, parsed.max_dets))
+  if "threshold_map" in metrics:
+    from acne_jax.evaluation import threshold_map as threshold_map_lib
+
+    print(threshold_map_lib.format_table(metrics["threshold_map"]))
   if parsed.out:
     if parsed.froc:
       settings = {"gt": parsed.gt, "dets": parsed.dets, "iou": parsed.iou, "area_source": area}

@@ -361,6 +361,7 @@ class _Matches:
   tp: np.ndarray  # [A, T, D] bool: matched to regular ground truth
   fp: np.ndarray  # [A, T, D] bool: unmatched and inside the area range
   num_positives: np.ndarray  # [K, A] non-ignored ground truth per category and area range
+  iou: np.ndarray  # [A, T, D] float64: IoU with the ground truth it matched (0 where unmatched)
 
 
 def _mask_pair_iou(det_masks, gt_masks, det_index: np.ndarray, gt_index: np.ndarray, crowd: np.ndarray) -> np.ndarray:
@@ -441,6 +442,7 @@ def _match(gt: _Boxes, dt: _Boxes, num_categories: int, thresholds: np.ndarray, 
   matched_gt = np.zeros((A, T, len(gt_group)), bool)
   tp = np.zeros((A, T, D), bool)
   matched = np.zeros((A, T, D), bool)
+  matched_iou = np.zeros((A, T, D), np.float64)
   rank_bounds = np.searchsorted(seg_rank, np.arange(int(seg_rank.max()) + 2 if len(seg_rank) else 1))
   for r in range(len(rank_bounds) - 1):
     s0, s1 = rank_bounds[r], rank_bounds[r + 1]
@@ -461,10 +463,11 @@ def _match(gt: _Boxes, dt: _Boxes, num_categories: int, thresholds: np.ndarray, 
     matched_gt[ai, ti, gi] = True
     det = seg_det[s0:s1][si]
     matched[ai, ti, det] = True
+    matched_iou[ai, ti, det] = cand_iou[c0:c1][pos[ai, ti, si]]
     tp[ai, ti, det] = ~gt_ignore[ai, gi]
   dt_outside = (dt_area[None, :] < lo) | (dt_area[None, :] > hi)  # [A, D]
   fp = ~matched & ~dt_outside[:, None, :]
-  return _Matches(dt.category[dt_order], dt.image[dt_order], dt_score, rank, tp, fp, num_positives)
+  return _Matches(dt.category[dt_order], dt.image[dt_order], dt_score, rank, tp, fp, num_positives, matched_iou)
 
 
 def _accumulate(m: _Matches, num_categories: int, max_dets: Sequence[int], recall_thresholds: np.ndarray):

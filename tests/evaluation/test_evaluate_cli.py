@@ -207,3 +207,20 @@ def test_workdir_mode_is_still_dispatched(tmp_path, capsys):
   assert "--config and --workdir are required" in capsys.readouterr().err
   assert evaluate.main(["evaluate", f"--config={REPO}/configs/sadh.py", f"--workdir={tmp_path}"]) == 1
   assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_threshold_map_flag_prints_and_writes_the_benchmark_papers_metrics(files, tmp_path, capsys):
+  from acne_jax.evaluation import threshold_map
+
+  gt_path, dets_path = files
+  out = str(tmp_path / "metrics.json")
+  assert evaluate.main(["evaluate", "--gt", gt_path, "--dets", dets_path, "--iou", "0.21", "--threshold-map", "--out", out]) == 0
+  printed = capsys.readouterr().out
+  gt, dets = small_set()
+  expected = threshold_map.evaluate(gt, dets, 0.21)
+  with open(out) as f:
+    written = json.load(f)
+  assert written["threshold_map"] == json.loads(json.dumps(expected))
+  assert "11-threshold mAP at IoU 0.21" in printed and f"{expected['mAP']:.3f}" in printed
+  assert evaluate.main(["evaluate", "--gt", gt_path, "--dets", dets_path, "--threshold-map", "--iou-type", "segm"]) == 2
+  assert "--threshold-map needs boxes" in capsys.readouterr().err
