@@ -53,6 +53,14 @@ NUM_COLUMNS = 18
 IMAGES_DIR = "Images_png"
 CSV_NAME = "DL_info.csv"
 
+# The release's column names, in order (the parser reads the columns by position).
+CSV_HEADER: Tuple[str, ...] = (
+    "File_name", "Patient_index", "Study_index", "Series_ID", "Key_slice_index", "Measurement_coordinates",
+    "Bounding_boxes", "Lesion_diameters_Pixel_", "Normalized_lesion_location", "Coarse_lesion_type",
+    "Possibly_noisy", "Slice_range", "Spacing_mm_px_", "Image_size", "DICOM_windows", "Patient_gender",
+    "Patient_age", "Train_Val_Test",
+)
+
 # Coarse_lesion_type 1..8 -> label 0..7 (-1, "unknown", stays -1).
 LESION_TYPES: Tuple[str, ...] = records.DEEP_LESION_CLASS_NAMES
 SPLIT_CODES: Dict[int, str] = {1: "train", 2: "validation", 3: "test"}
@@ -428,3 +436,37 @@ def image_id(patient_index: int, study_index: int, series_id: int, slice_index: 
   which holds for DeepLesion).
   """
   return ((int(patient_index) * 100 + int(study_index)) * 100 + int(series_id)) * 1000 + int(slice_index)
+
+
+# --------------------------------------------------------------------------------------------
+# Writing files in the release's format (test fixtures, the fuzzer, the synthetic CT set).
+
+
+def encode_uint16_png(values: np.ndarray, compression: Optional[int] = None) -> bytes:
+  """PNG bytes of a uint16 ``[H, W]`` slice as the release stores it (``HU + 32768``, see
+  :func:`hu_to_uint16`); ``compression``: OpenCV's PNG level 0-9 (None: OpenCV's default)."""
+  values = np.asarray(values)
+  if values.dtype != np.uint16 or values.ndim != 2:
+    raise ValueError(f"encode_uint16_png: expected a uint16 [H, W] array, got {values.dtype} {values.shape}")
+  params = [] if compression is None else [cv2.IMWRITE_PNG_COMPRESSION, int(compression)]
+  ok, buffer = cv2.imencode(".png", values, params)
+  if not ok:
+    raise RuntimeError("encode_uint16_png: cv2.imencode failed")
+  return buffer.tobytes()
+
+
+def format_cell(values: Sequence[float]) -> str:
+  """A multi-value cell as the release writes it: ``"a, b, c"`` (``repr``-exact floats, integers
+  without a decimal point)."""
+  return ", ".join(str(int(v)) if float(v).is_integer() else repr(float(v)) for v in values)
+
+
+def write_dl_info(path: os.PathLike, rows: Sequence[Sequence[object]], header: bool = True) -> None:
+  """Writes ``DL_info.csv``: the header (unless ``header`` is False), then one line per row, as
+  the ``csv`` module writes them (multi-value cells quoted), UTF-8, ``\\r\\n`` line ends."""
+  os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
+  with open(path, "w", newline="", encoding="utf-8") as f:
+    writer = csv.writer(f)
+    if header:
+      writer.writerow(CSV_HEADER)
+    writer.writerows(rows)

@@ -14,7 +14,6 @@ easily as good ones. Nothing here imports the builders.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import os
@@ -23,6 +22,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from acne_jax.data import deep_lesion
 from acne_jax.data.masked_crop import circle_to_polygon
 from acne_jax.data.records import ACNE_SCU_CLASS_NAMES
 
@@ -214,12 +214,7 @@ def write_acne04_release(root: PathLike, images: Mapping[str, Acne04Image],
 # --------------------------------------------------------------------------------------------
 # DeepLesion.
 
-DL_HEADER: Tuple[str, ...] = (
-    "File_name", "Patient_index", "Study_index", "Series_ID", "Key_slice_index", "Measurement_coordinates",
-    "Bounding_boxes", "Lesion_diameters_Pixel_", "Normalized_lesion_location", "Coarse_lesion_type",
-    "Possibly_noisy", "Slice_range", "Spacing_mm_px_", "Image_size", "DICOM_windows", "Patient_gender",
-    "Patient_age", "Train_Val_Test",
-)
+DL_HEADER: Tuple[str, ...] = deep_lesion.CSV_HEADER
 
 
 def dl_row(name: str, patient: int, study: int, series: int, key: int, box: str, type_: int, noisy: int, slice_range: str,
@@ -238,21 +233,13 @@ def slice_hu(base: float, s: int, size: int = 16) -> np.ndarray:
 
 
 def encode_slice(hu: np.ndarray) -> bytes:
-  """A DeepLesion slice file's bytes: uint16 PNG of ``HU + 32768``."""
-  ok, buffer = cv2.imencode(".png", (np.asarray(hu) + 32768).astype(np.uint16))
-  if not ok:
-    raise RuntimeError("encode_slice: cv2.imencode failed")
-  return buffer.tobytes()
+  """A DeepLesion slice file's bytes: uint16 PNG of ``HU + 32768`` (no rounding: integer HU)."""
+  return deep_lesion.encode_uint16_png((np.asarray(hu) + 32768).astype(np.uint16))
 
 
 def write_dl_info(path: PathLike, rows: Iterable[Sequence[Any]], header: bool = True) -> None:
   """``DL_info.csv`` as the release writes it (the ``csv`` module quotes the multi-value cells)."""
-  os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
-  with open(path, "w", newline="", encoding="utf-8") as f:
-    writer = csv.writer(f)
-    if header:
-      writer.writerow(DL_HEADER)
-    writer.writerows(rows)
+  deep_lesion.write_dl_info(path, list(rows), header=header)
 
 
 def write_deep_lesion_release(root: PathLike, rows: Iterable[Sequence[Any]],
