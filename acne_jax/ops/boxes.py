@@ -1,4 +1,4 @@
-"""Box geometry: areas, overlaps (IoU, GIoU, DIoU), NWD, format conversion and the delta coder.
+"""Box geometry: areas, overlaps (IoU, GIoU, DIoU, CIoU), NWD, format conversion and the delta coder.
 
 Convention everywhere in acne_jax: a box is ``x1, y1, x2, y2`` in pixels with no ``+1``
 (width = ``x2 - x1``), as in torchvision and MMDetection 2+. A box with ``x2 < x1`` or
@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from typing import Optional, Sequence, Tuple
 
+import jax
 import jax.numpy as jnp
 
 from acne_jax.ops.shapes import check_shape
@@ -145,6 +146,65 @@ def distance_box_iou(boxes1: jnp.ndarray, boxes2: jnp.ndarray) -> jnp.ndarray:
                     + (boxes1[:, None, 2:] - boxes2[None, :, 2:])) * 0.5
   center_distance_sq = jnp.sum(center_offsets ** 2, axis=-1)
   return iou - _safe_divide(center_distance_sq, diagonal_sq)
+
+
+def _aspect_angle(widths: jnp.ndarray, heights: jnp.ndarray) -> jnp.ndarray:
+  """``atan(w / h)`` for ``w, h >= 0`` as ``atan2(w, h)``: exact, ``pi / 2`` for a zero-height box
+  (where ``w / h`` is infinite) and defined as 0, with gradient 0, for an empty box (``w = h = 0``,
+  where ``atan2``'s gradient is ``0 / 0``)."""
+  nonempty = (widths > 0) | (heights > 0)
+  angle = jnp.arctan2(jnp.where(nonempty, widths, 1.0), jnp.where(nonempty, heights, 1.0))
+  return jnp.where(nonempty, angle, 0.0)
+
+
+def ciou(boxes1: jnp.ndarray, boxes2: jnp.ndarray) -> jnp.ndarray:
+  """Elementwise complete IoU (Zheng et al., "Distance-IoU loss", AAAI 2020, eq. 9-11).
+
+  ``CIoU = IoU - rho^2 / c^2 - alpha v`` with
+
+  - ``rho`` the distance between the box centres and ``c`` the diagonal of the smallest enclosing
+    box (the DIoU penalty, as :func:`distance_box_iou`, centre offset from corner offsets);
+  - ``v = 4 / pi^2 (atan(w2 / h2) - atan(w1 / h1))^2`` the aspect-ratio consistency, in [0, 1);
+  - ``alpha = v / ((1 - IoU) + v)`` its trade-off weight, **without gradient**: the paper treats
+    ``alpha`` as a constant in back-propagation, and so do darknet's ``dx_box_iou`` and
+    ultralytics' ``bbox_iou`` (``with torch.no_grad()``).
+
+  ``v``'s own gradient is the exact derivative (ultralytics). The paper, and darknet after it,
+  also drop the factor ``1 / (w^2 + h^2)`` of ``dv/dw`` and ``dv/dh``, which is harmless in
+  darknet's coordinates (fractions of the image, ``w^2 + h^2 <= 2``) but would multiply the
+  gradient by the squared box size in our pixel coordinates; we keep the exact derivative
+  (``docs/decisions.md``).
+
+  Every term is symmetric in the two boxes. No epsilon: ``atan(w / h)`` is computed as
+  ``atan2(w, h)`` (``pi / 2`` for a zero-height box, 0 for an empty one), and the divisions that
+  can be ``0 / 0`` are defined as 0 (IoU of an empty union, the distance penalty of an empty
+  enclosing box, ``alpha`` of identical boxes where ``IoU = 1`` and ``v = 0``), with finite
+  gradients everywhere.
+
+  Args:
+    boxes1: ``[..., 4]`` float x1y1x2y2 (e.g. decoded predictions).
+    boxes2: ``[..., 4]`` float x1y1x2y2 (e.g. their targets), broadcastable against ``boxes1``.
+
+  Returns:
+    ``[...]`` CIoU in (-1.5, 1]; 1 for identical non-empty boxes.
+  """
+  check_shape("ciou", "boxes1", boxes1, "[..., 4]")
+  check_shape("ciou", "boxes2", boxes2, "[..., 4]")
+  boxes1, boxes2 = jnp.broadcast_arrays(boxes1, boxes2)
+  wh1 = jnp.maximum(boxes1[..., 2:] - boxes1[..., :2], 0.0)
+  wh2 = jnp.maximum(boxes2[..., 2:] - boxes2[..., :2], 0.0)
+  overlap = jnp.maximum(jnp.minimum(boxes1[..., 2:], boxes2[..., 2:]) - jnp.maximum(boxes1[..., :2], boxes2[..., :2]), 0.0)
+  intersection = overlap[..., 0] * overlap[..., 1]
+  union = wh1[..., 0] * wh1[..., 1] + wh2[..., 0] * wh2[..., 1] - intersection
+  iou = _safe_divide(intersection, union)
+  enclosing = jnp.maximum(boxes1[..., 2:], boxes2[..., 2:]) - jnp.minimum(boxes1[..., :2], boxes2[..., :2])
+  diagonal_sq = jnp.sum(enclosing**2, axis=-1)
+  center_offsets = ((boxes1[..., :2] - boxes2[..., :2]) + (boxes1[..., 2:] - boxes2[..., 2:])) * 0.5
+  center_distance_sq = jnp.sum(center_offsets**2, axis=-1)
+  angle_gap = _aspect_angle(wh2[..., 0], wh2[..., 1]) - _aspect_angle(wh1[..., 0], wh1[..., 1])
+  v = (4.0 / math.pi**2) * angle_gap**2
+  alpha = jax.lax.stop_gradient(_safe_divide(v, (1.0 - iou) + v))
+  return iou - _safe_divide(center_distance_sq, diagonal_sq) - alpha * v
 
 
 def _norm_with_zero_subgradient(x: jnp.ndarray) -> jnp.ndarray:

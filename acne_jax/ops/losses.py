@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from acne_jax.ops import boxes as box_ops
 from acne_jax.ops.shapes import check_shape
 
 _REDUCTIONS = ("none", "sum", "mean")
@@ -260,6 +261,25 @@ def soft_binary_cross_entropy_with_logits(
   below = log_gap_plus_sigmoid(targets, -logits)
   loss = -jnp.where(targets >= jax.nn.sigmoid(logits), above, below)
   return reduce_loss(loss, weights, reduction, avg_factor)
+
+
+def ciou_loss(
+    boxes: jnp.ndarray,
+    targets: jnp.ndarray,
+    weights: Optional[jnp.ndarray] = None,
+    reduction: str = "mean",
+    avg_factor=None,
+) -> jnp.ndarray:
+  """CIoU loss ``1 - CIoU(box, target)`` (:func:`acne_jax.ops.boxes.ciou`, Zheng et al. 2020 eq. 10),
+  in [0, 2.5); its ``alpha`` carries no gradient.
+
+  Args:
+    boxes: ``[..., 4]`` float x1y1x2y2 predicted (decoded) boxes.
+    targets: ``[..., 4]`` float x1y1x2y2 target boxes, same shape.
+    weights, reduction, avg_factor: see the module docstring; ``weights`` is ``[...]``.
+  """
+  _check_same("ciou_loss", boxes, targets)
+  return reduce_loss(1.0 - box_ops.ciou(boxes, targets), weights, reduction, avg_factor)
 
 
 def _check_same(fn: str, predictions, targets) -> None:
