@@ -112,7 +112,8 @@ def total_steps(config: ml_collections.ConfigDict, num_train_images: int) -> Tup
 def optimizer_config(config: ml_collections.ConfigDict, per_epoch: int) -> Dict[str, Any]:
   o = config.optimizer
   decay_steps = list(o.decay_steps) or [int(e * per_epoch) for e in o.decay_epochs]
-  return dict(lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, warmup_steps=o.warmup_steps,
+  return dict(name=o.get("name", "sgd"), lr=o.lr, momentum=o.momentum, betas=tuple(o.get("betas", optim.ADAM_BETAS)),
+              eps=o.get("eps", optim.ADAM_EPS), weight_decay=o.weight_decay, warmup_steps=o.warmup_steps,
               warmup_ratio=o.warmup_ratio, decay_steps=decay_steps, decay_factor=o.decay_factor, grad_clip_norm=o.grad_clip_norm)
 
 
@@ -175,7 +176,8 @@ def make_streaming_loader(config: ml_collections.ConfigDict, source, per_process
       image_size=tuple(d.image_size), max_boxes=d.max_boxes, drop_labels=tuple(d.drop_labels), crop_size=d.crop_size,
       crop_min_size=d.crop_min_size, mask_size=datasets.mask_size(d),
       resize_min_size=d.resize_min_size, resize_max_size=d.resize_max_size, resize_style=datasets.configured_style(d),
-      augmentation=pipeline.Augmentation(hflip=d.hflip, vflip=d.vflip, rotate90=d.rotate90, brightness=d.brightness))
+      augmentation=pipeline.Augmentation(hflip=d.hflip, vflip=d.vflip, rotate90=d.rotate90, brightness=d.brightness,
+                                         rotate_degrees=float(d.get("rotate_degrees", 0.0)), zoom_crop=int(d.get("zoom_crop", 0))))
   if d.cache_in_memory:
     source = pipeline.DecodedCache(source)
   balanced = None
@@ -401,9 +403,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
 
     raise FileNotFoundError(interop.pretrained_missing_message(resolve(pretrained), config.model.backbone.depth))
   for key, value in (("model.neck.pretrained", config.model.neck.pretrained),
-                     ("model.roi_head.box.pretrained", config.model.roi_head.box.pretrained)):
+                     ("model.roi_head.box.pretrained", config.model.roi_head.box.pretrained),
+                     ("train.init_from", config.train.get("init_from", ""))):
     if value and not os.path.isdir(resolve(value)):
-      raise FileNotFoundError(f"{key}: {resolve(value)} is not a directory; give an acne_jax run's workdir, or '' to "
+      hint = (" (a torchvision detector .pth becomes one with python -m acne_jax.convert --from=torchvision)"
+              if key == "train.init_from" else "")
+      raise FileNotFoundError(f"{key}: {resolve(value)} is not a directory; give an acne_jax run's workdir{hint}, or '' to "
                               f"train that part from scratch.")
   primary = distributed.is_primary()  # with several processes, the first writes the files
   if primary:
@@ -444,6 +449,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
     state, meta, start_step = checkpointer.restore(state)
     print(f"resumed from step {start_step} in {workdir}", flush=True)
   else:
+    init_from = config.train.get("init_from", "")
+    if init_from:  # every layer but the class-specific predictors; the parts named below override it
+      state = load_pretrained_part(state, init_from, INIT_FROM_PARTS, replicated, config_key="train.init_from")
+      print(f"backbone, neck, RPN and box head's shared layers initialised from {resolve(init_from)}", flush=True)
     # Parts taken from acne_jax runs: one checkpoint read per run named.
     from_runs: Dict[str, list] = {}
     if pretrained and os.path.isdir(resolve(pretrained)):
@@ -595,12 +604,16 @@ def load_pretrained_backbone(state, path: str, sharding):
 BOX_HEAD_SHARED_LAYERS = ("roi_head/box_head/fc1", "roi_head/box_head/fc2")
 _PRETRAINED_KEYS = {"backbone": "model.backbone.pretrained", "neck": "model.neck.pretrained",
                     "roi_head": "model.roi_head.box.pretrained"}
+# ``train.init_from``: a whole detector's class-independent layers (e.g. torchvision's COCO Faster
+# R-CNN converted by ``python -m acne_jax.convert``), for fine-tuning on other classes.
+INIT_FROM_PARTS = ("backbone", "neck", "rpn") + BOX_HEAD_SHARED_LAYERS
 
 
-def load_pretrained_part(state, workdir: str, parts, sharding):
+def load_pretrained_part(state, workdir: str, parts, sharding, config_key=None):
   """``state`` with the ``parts`` (one or a tuple of ``"backbone"``, ``"neck"``, or paths such as
-  ``"roi_head/box_head/fc1"``) of an acne_jax run's newest checkpoint."""
-  variables = part_from_run({"params": state["params"], "batch_stats": state["batch_stats"]}, workdir, parts)
+  ``"roi_head/box_head/fc1"``) of an acne_jax run's newest checkpoint (``config_key``: the setting
+  errors name, default the part's own ``*.pretrained``)."""
+  variables = part_from_run({"params": state["params"], "batch_stats": state["batch_stats"]}, workdir, parts, config_key)
   return _put_variables(state, variables, sharding)
 
 
@@ -609,16 +622,18 @@ def _put_variables(state, variables, sharding):
   return {**state, "params": put(variables["params"]), "batch_stats": put(variables["batch_stats"])}
 
 
-def part_from_run(variables, workdir: str, parts="backbone"):
+def part_from_run(variables, workdir: str, parts="backbone", config_key=None):
   """``variables`` (``{"params", "batch_stats"}``) with the ``parts`` subtrees (one or a tuple of
-  ``"backbone"``, ``"neck"``, or ``/`` paths into the parameters such as ``"roi_head/box_head/fc1"``)
-  replaced by those of the newest checkpoint in ``workdir`` (an acne_jax training run), read once."""
+  ``"backbone"``, ``"neck"``, ``"rpn"``, or ``/`` paths into the parameters such as
+  ``"roi_head/box_head/fc1"``) replaced by those of the newest checkpoint in ``workdir`` (an acne_jax
+  training run), read once. Errors name ``config_key`` (default: the part's ``*.pretrained``)."""
   parts = (parts,) if isinstance(parts, str) else tuple(parts)
+  key_of = lambda part: config_key or _PRETRAINED_KEYS[part.split("/")[0]]  # noqa: E731
   for part in parts:
     if not any(_subtree(variables[c], part) for c in ("params", "batch_stats")):
-      raise ValueError(f"{_PRETRAINED_KEYS[part.split('/')[0]]}: this model has no {part} to load "
+      raise ValueError(f"{key_of(part)}: this model has no {part} to load "
                        f"(model.roi_head.type decides the heads).")
-  key = _PRETRAINED_KEYS[parts[0].split("/")[0]]
+  key = key_of(parts[0])
   directory = resolve(workdir)
   if os.path.isdir(os.path.join(directory, "checkpoints")):
     directory = os.path.join(directory, "checkpoints")
@@ -633,7 +648,7 @@ def part_from_run(variables, workdir: str, parts="backbone"):
     checkpointer.close()
   out = {"params": variables["params"], "batch_stats": variables["batch_stats"]}
   for part in parts:
-    key = _PRETRAINED_KEYS[part.split("/")[0]]
+    key = key_of(part)
     for collection in ("params", "batch_stats"):
       ours = _subtree(out[collection], part)
       theirs = _subtree(saved.get(collection, {}), part)
@@ -646,7 +661,7 @@ def part_from_run(variables, workdir: str, parts="backbone"):
           found = "missing" if name not in theirs_flat else f"shape {tuple(theirs_flat[name].shape)}"
           raise ValueError(f"{key}: the {part} of {resolve(workdir)} (step {step}) is not this config's {part}: "
                            f"{collection}/{part}/{name} is {found}, this model needs {tuple(value.shape)}. "
-                           f"Pretrain with the same {key.rsplit('.', 1)[0]} settings.")
+                           f"Pretrain with the same {key.rsplit('.', 1)[0] if config_key is None else 'model'} settings.")
       whole = flax.traverse_util.flatten_dict(out[collection], keep_empty_nodes=True, sep="/")
       whole.update({f"{part}/{name}": np.asarray(theirs_flat[name], dtype=value.dtype) for name, value in ours_flat.items()})
       out[collection] = flax.traverse_util.unflatten_dict(whole, sep="/")

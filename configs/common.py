@@ -11,6 +11,7 @@ or ``optimizer.decay_epochs`` (converted with the same steps per epoch).
 import ml_collections
 
 from acne_jax.models import specs
+from acne_jax.training import optim
 
 # AcneSCU normalisation of the reference (skin_config.py), RGB.
 SKIN_MEAN = (144.578, 107.304, 90.519)
@@ -26,7 +27,9 @@ PRETRAINED_RESNET50 = "~/.cache/torch/hub/checkpoints/resnet50-0676ba61.pth"
 # worker_count processes (0: in the training process). cache_in_memory keeps the decoded records
 # in RAM inside that pipeline (the embedded data sets; needs worker_count=0). crop_size /
 # crop_min_size cut random masked crops; hflip, vflip, rotate90 (multiples of 90 degrees) and
-# brightness (factor in [1 - b, 1 + b]) augment; class_balanced gives each class an equal share of
+# brightness (factor in [1 - b, 1 + b]) augment; rotate_degrees (a random angle in [-d, d], reflected
+# border, boxes enclosing the turned boxes) and zoom_crop (cut up to c px from every side, resize
+# back) are the DeepLesion benchmark's augmentation; class_balanced gives each class an equal share of
 # every batch. Settings the pipeline cannot carry out are refused (pipeline.check_options).
 # with_masks: the batches carry each lesion's mask (from its polygon) as a mask_size x mask_size
 # bitmap over its own box (acne_jax/ops/mask_targets.py); set by the mask configs.
@@ -38,7 +41,7 @@ PRETRAINED_RESNET50 = "~/.cache/torch/hub/checkpoints/resnet50-0676ba61.pth"
 # and polygons scaled with it; evaluation maps detections back to the original pixels. 0, 0: no
 # resize. data.image_size must hold the resized images.
 _PIPELINE = dict(worker_count=8, cache_in_memory=False, crop_size=0, crop_min_size=10.0, hflip=True, vflip=False,
-                 rotate90=False, brightness=0.0, class_balanced=False, with_masks=False, mask_size=56,
+                 rotate90=False, brightness=0.0, rotate_degrees=0.0, zoom_crop=0, class_balanced=False, with_masks=False, mask_size=56,
                  resize_min_size=0, resize_max_size=0, resize_style="torchvision")
 
 
@@ -198,6 +201,12 @@ def detector_config(data: str, rpn_head: str, roi_head: str = "box") -> ml_colle
     config.optimizer = dict(lr=0.002, momentum=0.9, weight_decay=1e-4, warmup_steps=50, warmup_ratio=0.001,
                             decay_steps=(), decay_epochs=(8, 11), decay_factor=0.1, grad_clip_norm=0.0)
     config.train = dict(batch_size=2, steps=0, epochs=15, seed=0, log_every=50, checkpoint_every=2000, keep_checkpoints=3)
+  # optimizer.name: "sgd" (PyTorch's SGD: momentum, coupled weight decay) or "adam" (torch.optim.Adam:
+  # betas, eps, the same coupled weight decay); acne_jax/training/optim.py.
+  config.optimizer.update(name="sgd", betas=optim.ADAM_BETAS, eps=optim.ADAM_EPS)
+  # train.init_from: an acne_jax workdir whose backbone, neck, RPN and box-head shared layers start
+  # the run (e.g. torchvision's COCO detector after python -m acne_jax.convert); "" for none.
+  config.train.update(init_from="")
   config.lock()
   return config
 

@@ -4,6 +4,7 @@ Compiling a train step dominates these tests, so they share one tiny model and t
 persistent compilation cache (conftest.py).
 """
 
+import functools
 import json
 import math
 import os
@@ -286,7 +287,34 @@ def test_backbone_and_neck_pretrained_from_an_acne_jax_run(tmp_path):
     train.part_from_run(heads, str(tmp_path / "detector"), train.BOX_HEAD_SHARED_LAYERS)
 
 
-@pytest.mark.parametrize("key", ["model.neck.pretrained", "model.roi_head.box.pretrained"])
+def test_init_from_loads_every_class_independent_layer_of_a_detector(tmp_path):
+  """``train.init_from``: backbone, neck, RPN and the box head's shared layers of another run (a
+  COCO detector with 90 classes), the class-specific predictor of this model untouched."""
+  from acne_jax.training.checkpoint import Checkpointer
+
+  rng = np.random.default_rng(1)
+  draw = lambda *shape: rng.normal(size=shape).astype(np.float32)  # noqa: E731
+  coco = {"backbone": {"stem": {"kernel": draw(3, 3, 3, 4)}}, "neck": {"lateral": {"kernel": draw(1, 1, 4, 4)}},
+          "rpn": {"rpn_conv": {"kernel": draw(3, 3, 4, 4)}},
+          "roi_head": {"box_head": {"fc1": {"kernel": draw(8, 4)}, "fc2": {"kernel": draw(4, 4)}, "cls": {"kernel": draw(4, 91)}}}}
+  checkpointer = Checkpointer(str(tmp_path / "coco" / "checkpoints"))
+  checkpointer.save(1, {"params": coco, "batch_stats": {}, "step": np.int32(1)}, {})
+  checkpointer.close()
+  ours = jax.tree_util.tree_map(np.zeros_like, coco)
+  ours["roi_head"]["box_head"]["cls"]["kernel"] = np.zeros((4, 9), np.float32)  # 8 lesion types + background
+  loaded = train.part_from_run({"params": ours, "batch_stats": {}}, str(tmp_path / "coco"), train.INIT_FROM_PARTS,
+                               "train.init_from")["params"]
+  for path in ("backbone/stem/kernel", "neck/lateral/kernel", "rpn/rpn_conv/kernel", "roi_head/box_head/fc1/kernel",
+               "roi_head/box_head/fc2/kernel"):
+    keys = path.split("/")
+    np.testing.assert_array_equal(functools.reduce(dict.__getitem__, keys, loaded), functools.reduce(dict.__getitem__, keys, coco))
+  np.testing.assert_array_equal(loaded["roi_head"]["box_head"]["cls"]["kernel"], np.zeros((4, 9)))
+  del ours["rpn"]
+  with pytest.raises(ValueError, match="train.init_from: this model has no rpn"):
+    train.part_from_run({"params": ours, "batch_stats": {}}, str(tmp_path / "coco"), train.INIT_FROM_PARTS, "train.init_from")
+
+
+@pytest.mark.parametrize("key", ["model.neck.pretrained", "model.roi_head.box.pretrained", "train.init_from"])
 def test_a_missing_pretrained_workdir_is_named_before_any_data_is_read(tmp_path, key):
   config = tiny_config(str(tmp_path / "never_built"))
   tiny.override(config, {key: str(tmp_path / "no_such_run")})

@@ -14,7 +14,10 @@ Per record, in grain worker processes (or in the training process with ``worker_
    3.1.2: lesions cut by the window are blacked out and dropped), so whole images can be
    streamed without storing pre-cut copies;
 4. augment: horizontal flip (p = 0.5), optional vertical flip, optional rotation by a multiple of
-   90 degrees (exact for boxes, unlike arbitrary angles), optional brightness scaling;
+   90 degrees (exact for boxes, unlike arbitrary angles), optional brightness scaling; the
+   DeepLesion benchmark's pipeline as two options: a rotation by a random angle within
+   ``rotate_degrees`` (reflected border, boxes enclosing the turned boxes) and a random centred
+   crop of up to ``zoom_crop`` px per side resized back to the image's size;
 5. pad the image to ``image_size`` (bottom/right) and the ground truth to ``max_boxes`` rows
    with a validity mask.
 
@@ -60,6 +63,53 @@ class Augmentation:
   vflip: bool = False
   rotate90: bool = False
   brightness: float = 0.0  # scale factor drawn from [1 - b, 1 + b]
+  rotate_degrees: float = 0.0  # > 0: a random angle in [-d, d] about the centre (reflected border)
+  zoom_crop: int = 0  # > 0: cut c in [0, zoom_crop] px from every side, resize back (a zoom in)
+
+
+def _rotate_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+  """``points [N, 2]`` (x, y) through OpenCV's affine ``matrix [2, 3]``."""
+  return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def _rotate(image: np.ndarray, boxes: np.ndarray, shapes, degrees: float):
+  """``image`` turned by ``degrees`` (counter-clockwise) about its centre, the border reflected;
+  each box becomes the box enclosing its four turned corners, clipped to the image (a box is
+  all the annotation DeepLesion has; polygons turn exactly). Boxes left with no area are kept
+  as degenerate boxes for the caller to drop."""
+  import cv2
+
+  height, width = image.shape[:2]
+  # Continuous coordinates: pixel (i, j) covers [j, j + 1); OpenCV rotates pixel centres.
+  matrix = cv2.getRotationMatrix2D(((width - 1) / 2.0, (height - 1) / 2.0), float(degrees), 1.0)
+  turned = cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+  shift = matrix.copy()
+  shift[:, 2] += 0.5 - matrix[:, :2].sum(axis=1) * 0.5  # the same map on continuous coordinates (p - 0.5 -> q - 0.5)
+  if len(boxes):
+    corners = np.stack([boxes[:, [0, 1]], boxes[:, [2, 1]], boxes[:, [2, 3]], boxes[:, [0, 3]]], axis=1)  # [K, 4, 2]
+    moved = _rotate_points(corners.reshape(-1, 2).astype(np.float64), shift).reshape(-1, 4, 2)
+    boxes = np.concatenate([moved.min(axis=1), moved.max(axis=1)], axis=1)
+    boxes = np.clip(boxes, 0.0, [width, height, width, height]).astype(np.float32)
+  if shapes is not None:
+    shapes = [np.clip(_rotate_points(p.astype(np.float64), shift), 0.0, [width, height]).astype(np.float32) for p in shapes]
+  return turned, boxes, shapes
+
+
+def _zoom_crop(image: np.ndarray, boxes: np.ndarray, shapes, cut: int):
+  """The centred window ``cut`` px inside every side, resized back to the image's size."""
+  import cv2
+
+  height, width = image.shape[:2]
+  if cut <= 0 or 2 * cut >= min(height, width):
+    return image, boxes, shapes
+  window = image[cut:height - cut, cut:width - cut]
+  zoomed = cv2.resize(window, (width, height), interpolation=cv2.INTER_LINEAR)
+  sx, sy = width / (width - 2.0 * cut), height / (height - 2.0 * cut)
+  scale = np.array([sx, sy, sx, sy], np.float32)
+  boxes = np.clip((boxes - cut) * scale, 0.0, [width, height, width, height]).astype(np.float32)
+  if shapes is not None:
+    shapes = [np.clip((p - cut) * scale[:2], 0.0, [width, height]).astype(np.float32) for p in shapes]
+  return zoomed, boxes, shapes
 
 
 def _flip_boxes_x(boxes: np.ndarray, width: int) -> np.ndarray:
@@ -105,6 +155,10 @@ def augment(image: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, sett
       boxes = _rotate90_boxes(boxes, width)
       shapes = move(lambda p: np.stack([p[:, 1], width - p[:, 0]], axis=1))
       image = np.rot90(image)
+  if settings.rotate_degrees > 0:
+    image, boxes, shapes = _rotate(image, boxes, shapes, rng.uniform(-settings.rotate_degrees, settings.rotate_degrees))
+  if settings.zoom_crop > 0:
+    image, boxes, shapes = _zoom_crop(image, boxes, shapes, int(rng.integers(0, settings.zoom_crop + 1)))
   if settings.brightness > 0:
     factor = rng.uniform(1.0 - settings.brightness, 1.0 + settings.brightness)
     image = np.clip(image.astype(np.float32) * factor, 0, 255).astype(np.uint8)
@@ -219,11 +273,24 @@ class ExampleTransform:
       image, boxes, labels, polygons = crop.image, crop.boxes, crop.labels, crop.polygons
     if not self.mask_size:
       image, boxes = augment(image, boxes, rng, self.augmentation)
+      boxes, labels, _ = self._drop_vanished(boxes, labels, None)
       return pad_example(image, boxes, labels, example["image_id"], self.image_size, self.max_boxes, example["file_name"])
     image, boxes, polygons = augment(image, boxes, rng, self.augmentation, polygons)
+    boxes, labels, polygons = self._drop_vanished(boxes, labels, polygons)
     masks, frames = lesion_masks(polygons, boxes, self.mask_size, example["file_name"] or str(example["image_id"]))
     return pad_example(image, boxes, labels, example["image_id"], self.image_size, self.max_boxes, example["file_name"],
                        masks, frames)
+
+
+  def _drop_vanished(self, boxes, labels, polygons):
+    """Lesions a rotation or zoom pushed out of the image (less than 1 px wide or high left) are
+    dropped with their labels and polygons; without those options nothing is."""
+    if not (self.augmentation.rotate_degrees > 0 or self.augmentation.zoom_crop > 0) or not len(boxes):
+      return boxes, labels, polygons
+    keep = (boxes[:, 2] - boxes[:, 0] >= 1.0) & (boxes[:, 3] - boxes[:, 1] >= 1.0)
+    if polygons is not None and len(polygons) == len(keep):
+      polygons = [p for p, k in zip(polygons, keep) if k]
+    return boxes[keep], labels[keep], polygons
 
 
 def _is_decoded(record: Any) -> bool:
@@ -419,6 +486,12 @@ def check_options(data) -> None:
   if data.get("rotate90") and not crop and height != width:
     problems.append(f"data.rotate90=True with data.image_size {height}x{width}: an image turned by 90 degrees would not "
                     "fit; use a square data.image_size or a data.crop_size")
+  if not 0.0 <= float(data.get("rotate_degrees", 0.0)) <= 180.0:
+    problems.append(f"data.rotate_degrees={data['rotate_degrees']}: the angle is drawn from [-d, d]; use 0 <= d <= 180 (0: off)")
+  zoom = int(data.get("zoom_crop", 0))
+  if zoom < 0 or 2 * zoom >= min(height, width):
+    problems.append(f"data.zoom_crop={zoom}: at most that many px are cut from every side; use 0 <= c < {min(height, width) // 2}"
+                    " (0: off)")
   brightness = float(data.get("brightness", 0.0))
   if not 0.0 <= brightness < 1.0:
     problems.append(f"data.brightness={brightness}: the factor is drawn from [1 - b, 1 + b]; use 0 <= b < 1 (0: off)")

@@ -82,6 +82,43 @@ def test_augmentations_move_boxes_with_pixels():
   assert 50 <= bright[0, 0, 0] <= 150
 
 
+def test_rotation_turns_a_square_lesion_and_its_box_encloses_it():
+  image = np.zeros((101, 101, 3), np.uint8)
+  image[40:61, 40:61] = 255  # a 21 px square about the centre pixel (50, 50)
+  boxes = np.array([[40, 40, 61, 61]], np.float32)
+  for degrees in (30.0, -30.0, 45.0):
+    turned, moved, shapes = pipeline._rotate(image, boxes, [np.array([[40, 40], [61, 40], [61, 61], [40, 61]], np.float32)], degrees)
+    ys, xs = np.nonzero(turned[..., 0] > 127)
+    # The turned square's pixels lie inside the box of its turned corners, which is tight to a pixel.
+    x1, y1, x2, y2 = moved[0]
+    assert x1 <= xs.min() and y1 <= ys.min() and xs.max() + 1 <= x2 and ys.max() + 1 <= y2
+    assert max(xs.min() - x1, ys.min() - y1, x2 - xs.max() - 1, y2 - ys.max() - 1) <= 1.5
+    side = 21 * (abs(np.cos(np.radians(degrees))) + abs(np.sin(np.radians(degrees))))
+    np.testing.assert_allclose([x2 - x1, y2 - y1], [side, side], atol=1e-3)
+    np.testing.assert_allclose(shapes[0].mean(axis=0), [50.5, 50.5], atol=1e-4)  # turned about the image centre
+
+
+def test_zoom_crop_scales_boxes_with_the_pixels_and_drops_lesions_pushed_out():
+  image = np.zeros((100, 100, 3), np.uint8)
+  image[40:60, 30:50] = 255
+  boxes = np.array([[30, 40, 50, 60], [0, 0, 5, 5]], np.float32)  # the second lies in the cut border
+  zoomed, moved, _ = pipeline._zoom_crop(image, boxes, None, 10)
+  np.testing.assert_allclose(moved[0], [(30 - 10) * 1.25, (40 - 10) * 1.25, (50 - 10) * 1.25, (60 - 10) * 1.25])
+  ys, xs = np.nonzero(zoomed[..., 0] > 127)
+  assert abs(xs.min() - moved[0, 0]) <= 1 and abs(xs.max() + 1 - moved[0, 2]) <= 1
+  assert moved[1, 2] - moved[1, 0] == 0  # clipped to nothing
+  transform = pipeline.ExampleTransform(image_size=(100, 100), max_boxes=4,
+                                        augmentation=pipeline.Augmentation(hflip=False, zoom_crop=10))
+  record = {"image": image, "boxes": boxes, "labels": np.array([3, 5], np.int32), "areas": np.zeros(2, np.float32),
+            "polygons": [], "image_id": 1, "file_name": "x", "patient_id": "", "crop_origin": np.zeros(2, np.int32)}
+  seen = set()
+  for seed in range(12):
+    out = transform(record, np.random.default_rng(seed))
+    seen.add(int(out["valid"].sum()))
+    assert out["labels"][0] == 3 and (out["valid"].sum() == 1 or out["labels"][1] == 5)
+  assert seen == {1, 2}  # a cut of 5 px or more removes the corner lesion, a smaller one keeps it
+
+
 def test_class_balanced_sampler_gives_each_class_an_equal_share():
   record_classes = [[0]] * 50 + [[1]] * 5 + [[2, 0]] * 2 + [[]] * 3
   sampler = pipeline.ClassBalancedSampler(record_classes, num_classes=3, seed=0)
@@ -195,7 +232,7 @@ def test_the_embedded_default_trains_through_the_pipeline_real_data_sets_use(tin
 
 @pytest.mark.parametrize("option, value", [("hflip", False), ("vflip", True), ("rotate90", True), ("brightness", 0.3),
                                            ("crop_size", 48), ("class_balanced", True), ("drop_labels", (0, 2)),
-                                           ("resize_min_size", 64)])
+                                           ("resize_min_size", 64), ("rotate_degrees", 30.0), ("zoom_crop", 16)])
 def test_each_augmentation_and_sampling_option_changes_the_batches(tiny_source, tiny_dir, option, value):
   """Through the config, as a run sets it: every option acts on what the model sees."""
   data = {option: value}
