@@ -4,7 +4,9 @@ This is the one module of ``acne_jax`` that imports the TFDS builders (``tfds_bu
 open a prepared data set or build the embedded one; the builders import ``acne_jax.data``
 (formats, the record schema of :mod:`acne_jax.data.records`), which never imports them.
 
-The embedded synthetic data set builds itself on first use. The real ones (``acne_scu``,
+The embedded synthetic data sets build themselves on first use: ``synthetic_acne`` through its
+TFDS builder, ``synthetic_ct`` by writing a DeepLesion-format release and building it with the
+real ``deep_lesion`` builder (:mod:`tfds_builders.synthetic_ct`). The real ones (``acne_scu``,
 ``acne04``, ``deep_lesion``) must first be built from their manual downloads with
 ``python -m tfds_builders.build``; when they are missing the error says where the data must be
 and how to build it.
@@ -72,6 +74,14 @@ DOWNLOAD_PAGES = {
 }
 
 
+def synthetic_ct_builder(data: Mapping[str, Any]):
+  """The ``deep_lesion`` builder of the embedded synthetic CT set ``data.ct_set`` under
+  ``<data.data_dir>/synthetic_ct/<ct_set>``, the release written and built on first use."""
+  from tfds_builders.synthetic_ct import ensure_built  # imports tensorflow_datasets
+
+  return ensure_built(resolve(data["data_dir"] or default_data_dir()), data["ct_set"], data["builder_config"])
+
+
 class DatasetNotFoundError(FileNotFoundError):
   """A data set that must be prepared from a manual download is not there."""
 
@@ -102,13 +112,13 @@ def source(data: Mapping[str, Any], split: str, config_key: str = "data.train_sp
   if name == "synthetic_acne":
     data_dir = resolve(data["data_dir"] or default_data_dir())
     return load_synthetic_source(split, data_dir, data["builder_config"]), records.CLASS_NAMES["synthetic_acne"]
-  if name in REAL_DATASETS:
-    builder = _prepared_builder(data)
+  if name in REAL_DATASETS or name == "synthetic_ct":
+    builder = synthetic_ct_builder(data) if name == "synthetic_ct" else _prepared_builder(data)
     if split not in builder.info.splits:
       raise ValueError(f"the {name} data set ({data['builder_config']}) has no {split!r} split (it has "
                        f"{', '.join(sorted(builder.info.splits))}); set {config_key} to one of them.")
     return builder.as_data_source(split=split), tuple(builder.info.features["objects"]["label"].names)
-  raise ValueError(f"unknown data.name {name!r}; known: 'synthetic_acne', {', '.join(map(repr, REAL_DATASETS))}.")
+  raise ValueError(f"unknown data.name {name!r}; known: 'synthetic_acne', 'synthetic_ct', {', '.join(map(repr, REAL_DATASETS))}.")
 
 
 def load_sources(data: Mapping[str, Any]):

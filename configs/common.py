@@ -47,8 +47,8 @@ _PIPELINE = dict(worker_count=8, cache_in_memory=False, crop_size=0, crop_min_si
 
 def is_synthetic(data: str) -> bool:
   """The embedded data sets: "synthetic" (easy patches), "synthetic_hard[_plain]" (crops of
-  whole faces at AcneSCU's statistics) and "synthetic_faces" (the graded faces' face squares);
-  they share the thin CPU-sized model."""
+  whole faces at AcneSCU's statistics), "synthetic_faces" (the graded faces' face squares) and
+  "synthetic_ct" (CT phantoms in DeepLesion's format); they share the thin CPU-sized model."""
   return data.startswith("synthetic")
 
 
@@ -103,8 +103,16 @@ def _data(name):
         image_size=(512, 512), max_boxes=16, drop_labels=(-1,), mean=(50.0, 50.0, 50.0), std=(50.0, 50.0, 50.0),
         class_balanced=True, vflip=False,
     )
+  if name == "synthetic_ct":
+    # acne_jax/data/synthetic_ct.py: CT phantoms with DeepLesion's 8 lesion types, written as a
+    # DeepLesion release and built by the deep_lesion builder (so the input is :deep_lesion's),
+    # generated on first use into <data_dir>/synthetic_ct/<ct_set> (ct_set "default": 120
+    # patients, ~330 key slices; "tiny": 6 patients, for tests). Every split is typed, so it trains
+    # on train; records kept in memory as the other embedded sets.
+    return dict(_data("deep_lesion"), name="synthetic_ct", ct_set="default", train_split="train", worker_count=0,
+                cache_in_memory=True)
   raise ValueError(f"unknown data set {name!r} after ':' in --config; choose 'synthetic', 'synthetic_hard', "
-                   "'synthetic_hard_plain', 'synthetic_faces', 'acne_scu', 'acne04' or 'deep_lesion'.")
+                   "'synthetic_hard_plain', 'synthetic_faces', 'synthetic_ct', 'acne_scu', 'acne04' or 'deep_lesion'.")
 
 
 def _model(data: str, rpn_head: str, roi_head: str) -> dict:
@@ -113,7 +121,8 @@ def _model(data: str, rpn_head: str, roi_head: str) -> dict:
   defaults first, then this data set's and heads' values."""
   model = specs.default_model_config()
   model["rpn"].update(head=rpn_head, with_nwd=rpn_head == "sadh")
-  model["roi_head"].update(type=roi_head, num_classes=10 if is_synthetic(data) else {"acne_scu": 10, "acne04": 1, "deep_lesion": 8}[data])
+  num_classes = 8 if data == "synthetic_ct" else 10 if is_synthetic(data) else {"acne_scu": 10, "acne04": 1, "deep_lesion": 8}[data]
+  model["roi_head"].update(type=roi_head, num_classes=num_classes)
   if roi_head == "cpm":
     # CPM R-CNN's inference: score > 0.03 and per-class NMS 0.3 on the unrefined boxes, before the grid stages.
     model["roi_head"]["box"].update(score_threshold=0.03, nms_iou=0.3)
@@ -176,7 +185,7 @@ def detector_config(data: str, rpn_head: str, roi_head: str = "box") -> ml_colle
   # literature's, MULAN / 3DCE), "coco" (COCO's one-to-one matching) or "" for none;
   # froc_class_agnostic: lesion vs background, the categories ignored (the literature's). DeepLesion
   # reports it as the papers do; the other data sets report none.
-  deep_lesion = data == "deep_lesion"
+  deep_lesion = data in ("deep_lesion", "synthetic_ct")
   config.eval = dict(batch_size=8, iou=0.5, max_dets=100, every_steps=0, calibration_split=calibration_split,
                      froc_definition="deeplesion" if deep_lesion else "", froc_class_agnostic=deep_lesion)
   if data.startswith("synthetic_hard"):
@@ -190,6 +199,13 @@ def detector_config(data: str, rpn_head: str, roi_head: str = "box") -> ml_colle
     config.optimizer = dict(lr=0.02, momentum=0.9, weight_decay=1e-4, warmup_steps=100, warmup_ratio=0.001,
                             decay_steps=(350, 450), decay_epochs=(), decay_factor=0.1, grad_clip_norm=10.0)
     config.train = dict(batch_size=4, steps=500, epochs=0, seed=0, log_every=20, checkpoint_every=100, keep_checkpoints=2)
+  elif data == "synthetic_ct":
+    # CPU-sized like the other embedded sets: 512 x 512 slices in batches of 2 (0.5-0.9 s a step
+    # for the thin model on 2 cores), 600 steps (5-9 minutes, ~5 epochs of the default set's 251
+    # training key slices), the learning rate halved with the batch.
+    config.optimizer = dict(lr=0.01, momentum=0.9, weight_decay=1e-4, warmup_steps=50, warmup_ratio=0.001,
+                            decay_steps=(420, 540), decay_epochs=(), decay_factor=0.1, grad_clip_norm=10.0)
+    config.train = dict(batch_size=2, steps=600, epochs=0, seed=0, log_every=20, checkpoint_every=200, keep_checkpoints=2)
   elif data == "synthetic":
     config.optimizer = dict(lr=0.02, momentum=0.9, weight_decay=1e-4, warmup_steps=100, warmup_ratio=0.001,
                             decay_steps=(350, 450), decay_epochs=(), decay_factor=0.1, grad_clip_norm=10.0)

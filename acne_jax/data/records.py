@@ -61,6 +61,7 @@ CLASS_NAMES: Dict[str, Tuple[str, ...]] = {
     "acne_scu": ACNE_SCU_CLASS_NAMES,
     "acne04": ACNE04_CLASS_NAMES,
     "deep_lesion": DEEP_LESION_CLASS_NAMES,
+    "synthetic_ct": DEEP_LESION_CLASS_NAMES,
 }
 
 

@@ -1,9 +1,10 @@
 """Synthetic CT (acne_jax/data/synthetic_ct.py, tfds_builders/synthetic_ct): tissue densities in the
 written PNGs, 3-D consistency between slices, lesion placement by type, RECIST annotations, the real
-deep_lesion builder on the release, and the :deep_lesion configs reading it.
+deep_lesion builder on the release, and two training steps of configs/faster_rcnn.py:synthetic_ct.
 
 One tiny release (6 patients, 12 key slices, every lesion type) is written and built once, by the
-command line, into ``<tmp>/synthetic_ct/tiny`` (the embedded set's place under a data dir).
+command line, into ``<tmp>/synthetic_ct/tiny`` (the embedded set's place under a data dir), so the
+training test finds it built.
 """
 
 from __future__ import annotations
@@ -309,3 +310,27 @@ def test_deep_lesion_configs_read_it_with_data_dir(folder):
   train_source, eval_source, names = datasets.load_sources(config.data)
   assert len(train_source) >= 1 and len(eval_source) >= 1 and names == dl.LESION_TYPES
 
+
+def test_two_training_steps_on_the_embedded_tiny_set(data_root, tmp_path):
+  import json
+
+  from acne_jax import train
+  from acne_jax.testing import tiny
+  from configs import faster_rcnn
+
+  config = faster_rcnn.get_config("synthetic_ct")
+  assert config.data.name == "synthetic_ct" and config.model.roi_head.num_classes == 8
+  with config.unlocked():
+    config.data.update(ct_set="tiny", data_dir=data_root)
+    config.model.roi_head.box.max_detections = 50
+  tiny.apply(config)
+  with config.unlocked():
+    config.train.update(batch_size=2, steps=2, log_every=1, checkpoint_every=2, keep_checkpoints=1)
+    config.optimizer.update(warmup_steps=0, decay_steps=())
+    config.eval.update(batch_size=2, calibration_split="")
+  workdir = str(tmp_path / "run")
+  metrics = train.train_and_evaluate(config, workdir, show_progress=False)
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    losses = [json.loads(line)["loss"] for line in f if '"loss"' in line]
+  assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+  assert "AP@0.5" in metrics and "froc_sens@4FP" in metrics
