@@ -202,7 +202,7 @@ class SyntheticCTConfig:
 
 
 SETS: Dict[str, SyntheticCTConfig] = {
-    # 120 patients (84 / 18 / 18), ~250 key slices, ~1,000 slice files.
+    # 120 patients (84 / 18 / 18): 332 key slices (251 / 42 / 39), 351 lesions, 1,325 slice files, ~270 MB.
     "default": SyntheticCTConfig(),
     # 6 patients (4 / 1 / 1), one study each, 2 key slices per series, every type present.
     "tiny": SyntheticCTConfig(num_patients=6, study_probs=(1.0,), key_slice_probs=(0.0, 1.0), second_lesion_prob=0.0, type_mix="cycle",
