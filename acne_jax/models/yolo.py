@@ -363,8 +363,9 @@ class YOLOv4(nn.Module):
     if images.ndim != 4 or images.shape[-1] != 3:
       raise ValueError(f"YOLOv4: argument 'images' must have shape [B, H, W, 3]; got {list(images.shape)}.")
     if images.shape[1] % 32 or images.shape[2] % 32:
-      raise ValueError(f"YOLOv4: the input height and width must be multiples of 32 (the coarsest stride, as darknet "
-                       f"asks); got {images.shape[1]}x{images.shape[2]}.")
+      raise ValueError(f"YOLOv4: the input height and width must be multiples of 32, the coarsest stride (darknet warns "
+                       f"otherwise; here the upsampled PANet maps must match the backbone's); got "
+                       f"{images.shape[1]}x{images.shape[2]}.")
 
   def raw_outputs(self, images: jnp.ndarray) -> List[jnp.ndarray]:
     """Per level (finest first), ``[B, H / stride, W / stride, A, 5 + K]`` float32 raw outputs."""
