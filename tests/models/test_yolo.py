@@ -78,7 +78,7 @@ def test_forward_shapes_per_level(strides, anchors):
 
 
 def test_full_size_yolov4_layout():
-  """The default spec is yolov4.cfg: 64-channel stage 1 to 1024-channel C5, 512/256/128 PANet."""
+  """The default spec is yolov4.cfg: 64-channel stage 1 to 1024-channel C5, 128/256/512 PANet."""
   spec = yolo.YoloSpec()
   assert spec.level_channels == (128, 256, 512)
   assert spec.level_scale_x_y == (1.2, 1.1, 1.05)
@@ -91,7 +91,13 @@ def test_full_size_yolov4_layout():
   assert {k: v.shape for k, v in out.items()} == {"C2": (1, 104, 104, 128), "C3": (1, 52, 52, 256), "C4": (1, 26, 26, 512),
                                                    "C5": (1, 13, 13, 1024)}
   count = sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(variables["params"]))
-  assert 26e6 < count < 27.5e6  # CSPDarknet53 has about 26.6 M parameters (convolutions and BN scales/biases)
+  assert count == 26_617_184  # CSPDarknet53's convolutions and batch-norm scales and biases
+  # The whole 80-class YOLOv4 has darknet's / the PyTorch ports' 64,363,101 trainable parameters
+  # and 66,304 batch-norm statistics (their published model summaries): the layout is yolov4.cfg's.
+  model = yolo.YOLOv4(spec)
+  variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, method="raw_outputs"), x)
+  assert sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(variables["params"])) == 64_363_101
+  assert sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(variables["batch_stats"])) == 66_304
   assert yolo.YoloSpec(head_strides=(4, 8, 16, 32), anchors=ANCHORS_12).level_scale_x_y == (1.2, 1.2, 1.1, 1.05)
 
 
