@@ -42,6 +42,12 @@ def images(batch=2, seed=0):
   return jnp.asarray(np.random.default_rng(seed).normal(size=(batch, IMAGE, IMAGE, 3)), jnp.float32)
 
 
+def run_unoptimised(fn, *args):
+  """``jax.jit(fn)(*args)`` compiled at XLA backend optimisation level 0: one call of a tiny model,
+  where the optimisation passes would take most of the test's time."""
+  return jax.jit(fn).lower(*args).compile(compiler_options={"xla_backend_optimization_level": 0})(*args)
+
+
 def drawn_variables(model, x, gt, seed=0, spread=0.1):
   """Parameters drawn with NumPy by shape (no initialiser compile; stable across JAX versions)."""
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x, *gt))
@@ -128,12 +134,14 @@ def test_model_loss_is_the_reference_loss_of_its_raw_outputs_and_pinned():
   model = yolo.YOLOv4(spec, train=False)
   x, gt = images(), ground_truth()
   variables = drawn_variables(model, x, gt)
-  (total, metrics), outputs = jax.jit(lambda v: (model.apply(v, x, *gt), model.apply(v, x, method="raw_outputs")))(variables)
+  key = jax.random.key(0)
+  (total, metrics), outputs, losses = run_unoptimised(
+      lambda v: (model.apply(v, x, *gt), model.apply(v, x, method="raw_outputs"), model.apply(v, x, *gt, key, method="losses")),
+      variables)
   box, obj, cls, positives = reference_from_raw(spec, [np.asarray(o) for o in outputs], gt)
   np.testing.assert_allclose([metrics["yolo_box"], metrics["yolo_obj"], metrics["yolo_cls"]], [box, obj, cls], rtol=1e-5)
   assert float(metrics["num_positives"]) == positives
   assert float(total) == pytest.approx(box + obj + cls, rel=1e-5)
-  losses = jax.jit(lambda v: model.apply(v, x, *gt, jax.random.key(0), method="losses"))(variables)
   assert sorted(losses) == ["yolo_box", "yolo_cls", "yolo_obj"]
   for name, value in PINNED.items():
     assert float(losses[name]) == pytest.approx(value, rel=1e-5), name
@@ -144,8 +152,8 @@ def test_predict_returns_the_two_stage_prediction_structure():
   model = yolo.YOLOv4(spec, train=False)
   x, gt = images(), ground_truth()
   variables = drawn_variables(model, x, gt)
-  prediction, outputs = jax.jit(lambda v: (model.apply(v, x, method="predict"), model.apply(v, x, method="raw_outputs")))(
-      variables)
+  prediction, outputs = run_unoptimised(lambda v: (model.apply(v, x, method="predict"), model.apply(v, x, method="raw_outputs")),
+                                        variables)
   assert isinstance(prediction, Prediction) and prediction.masks is None
   d, p = prediction.detections, prediction.proposals
   assert isinstance(d, Detections) and isinstance(p, Proposals)
