@@ -38,7 +38,7 @@ from acne_jax import cli, train
 from acne_jax import datasets
 from acne_jax.evaluation import coco_metrics
 from acne_jax.evaluation import whole_image
-from acne_jax.models.detector import TwoStageDetector, spec_from_config
+from acne_jax.models import factory
 from acne_jax.paths import resolve
 from acne_jax.training.checkpoint import Checkpointer
 
@@ -59,7 +59,7 @@ def restore(config: ml_collections.ConfigDict, workdir: str, step=None):
   if checkpointer.latest_step() is None:
     checkpointer.close()
     raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints; train first with python -m acne_jax.train --workdir={workdir}.")
-  model = TwoStageDetector(spec_from_config(config.model), train=True)
+  model = factory.build(config.model, train=True)
   abstract = jax.eval_shape(lambda k: train.create_state(model, optax.identity(), k, config.data.image_size, config.data.max_boxes, 1), jax.random.key(0))
   template = {"params": abstract["params"], "batch_stats": abstract["batch_stats"]}
   try:
@@ -80,8 +80,7 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, step=None,
   workdir = resolve(workdir)
   variables, step = restore_variables(config, workdir, step)
   eval_data, class_names = datasets.load_eval_split(config.data)  # the training split is not opened
-  spec = spec_from_config(config.model)
-  predict = jax.jit(train.make_predict(TwoStageDetector(spec, train=False), config.data.mean, config.data.std))
+  predict = jax.jit(train.make_predict(factory.build(config.model, train=False), config.data.mean, config.data.std))
   outputs = train.run_model(predict, variables, eval_data, config.eval.batch_size)
   metrics, gt, results = train.coco_evaluation(outputs, eval_data, config, class_names)
   metrics.update(train.proposal_recall(outputs, eval_data, proposal_limits))

@@ -293,7 +293,9 @@ def _masks_of_merged(raw: Mapping[str, np.ndarray], merged: Mapping[str, np.ndar
 
 def class_names_for(config) -> Tuple[str, ...]:
   """Class names of the config's data set, without loading the data set."""
-  num_classes = int(config.model.roi_head.num_classes)
+  from acne_jax.models import factory
+
+  num_classes = factory.num_classes(config.model)
   name = config.data.name
   from acne_jax.data.records import CLASS_NAMES
 
@@ -457,10 +459,9 @@ def make_predict_fn(config):
   import jax
 
   from acne_jax import train
-  from acne_jax.models.detector import TwoStageDetector, spec_from_config
+  from acne_jax.models import factory
 
-  model = TwoStageDetector(spec_from_config(config.model), train=False)
-  return jax.jit(train.make_predict(model, config.data.mean, config.data.std))
+  return jax.jit(train.make_predict(factory.build(config.model, train=False), config.data.mean, config.data.std))
 
 
 FALLBACK_SCORE_THRESHOLD = 0.5
@@ -526,6 +527,7 @@ def main(argv=None) -> int:
   from ml_collections import config_flags
 
   from acne_jax import evaluate
+  from acne_jax.models import factory
 
   flag_values = flags.FlagValues()
   config_flag = config_flags.DEFINE_config_file("config", None, "The config the model was trained with.", flag_values=flag_values, lock_config=True)
@@ -576,7 +578,7 @@ def main(argv=None) -> int:
                                  *resize_lib.configured_sizes(config.data), resize_lib.configured_style(config.data))
       stem = os.path.splitext(os.path.basename(path))[0]
       paths = write_outputs(out_dir, stem, image, detections, flag_values.image_id + offset, names, thresholds,
-                            flag_values.draw_max_side, float(config.model.roi_head.mask.threshold))
+                            flag_values.draw_max_side, factory.mask_threshold(config.model))
       counts = count_classes(detections["classes"], detections["scores"], names, thresholds)
       listed = ", ".join(f"{name} {n}" for name, n in counts.items() if n) or "none"
       print(f"{path} ({image.shape[1]}x{image.shape[0]}): {sum(counts.values())} lesions counted ({rule}; "

@@ -34,7 +34,8 @@ from acne_jax.data.loader import InMemoryDataset, steps_per_epoch
 from acne_jax.evaluation import coco_metrics, operating_point
 from acne_jax.evaluation import proposals as proposal_metrics
 from acne_jax.paths import resolve
-from acne_jax.models.detector import TwoStageDetector, spec_from_config
+from acne_jax.models import factory
+from acne_jax.models.detector import TwoStageDetector
 from acne_jax.training import distributed, optim, parallel, preemption
 from acne_jax.training.checkpoint import CheckpointError, Checkpointer
 from acne_jax.training.writers import MetricWriter
@@ -137,7 +138,7 @@ def create_state(model: TwoStageDetector, tx, key, image_size, max_boxes: int, b
   labels = jnp.zeros((batch_size, max_boxes), jnp.int32)
   valid = jnp.zeros((batch_size, max_boxes), bool)
   masks = {}
-  if model.spec.roi_head.type == "mask":  # no parameter depends on the bitmap size: 8 x 8 will do
+  if factory.has_mask_head(model):  # no parameter depends on the bitmap size: 8 x 8 will do
     masks = {"gt_masks": jnp.zeros((batch_size, max_boxes, 8, 8), jnp.uint8),
              "gt_mask_frames": jnp.tile(jnp.asarray([0.0, 0.0, 1.0]), (batch_size, max_boxes, 1))}
   variables = model.init(key, images, boxes, labels, valid, key, method="losses", **masks)
@@ -182,7 +183,7 @@ def make_streaming_loader(config: ml_collections.ConfigDict, source, per_process
     source = pipeline.DecodedCache(source)
   balanced = None
   if d.class_balanced:
-    balanced = (pipeline.record_classes(source, tuple(d.drop_labels)), config.model.roi_head.num_classes)
+    balanced = (pipeline.record_classes(source, tuple(d.drop_labels)), factory.num_classes(config.model))
   return pipeline.StreamingLoader(source, per_process_batch, transform, seed=config.train.seed, worker_count=d.worker_count,
                                   class_balanced=balanced)
 
@@ -328,7 +329,7 @@ def coco_evaluation(outputs: ModelOutputs, dataset: InMemoryDataset, config: ml_
     gt = mask_eval.ground_truth_with_masks(gt, gt_masks, gt_frames, dataset.valid, gt_sizes)
     probabilities = [mask.astype(np.float32) for image_masks, valid in zip(outputs.masks, d.valid) for mask in image_masks[valid]]
     sizes = {int(i): s for i, s in zip(dataset.image_ids, gt_sizes)}
-    results = mask_eval.results_with_masks(results, probabilities, sizes, config.model.roi_head.mask.threshold)
+    results = mask_eval.results_with_masks(results, probabilities, sizes, factory.mask_threshold(config.model))
     metrics.update(mask_eval.segm_metrics(gt, results, config.eval.iou, config.eval.max_dets))
   return metrics, gt, results
 
@@ -397,13 +398,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
   workdir = check_workdir(workdir)
   check_resumable(workdir, config)
   froc_definition(config)  # a mistyped eval.froc_definition fails now, not after training
-  pretrained = config.model.backbone.pretrained
+  pretrained_parts = _pretrained_parts(config)
+  pretrained = pretrained_parts["backbone"]
   if pretrained and not os.path.isfile(resolve(pretrained)) and not os.path.isdir(resolve(pretrained)):  # before any data is read
     from acne_jax.interop import torch as interop
 
     raise FileNotFoundError(interop.pretrained_missing_message(resolve(pretrained), config.model.backbone.depth))
-  for key, value in (("model.neck.pretrained", config.model.neck.pretrained),
-                     ("model.roi_head.box.pretrained", config.model.roi_head.box.pretrained),
+  for key, value in (("model.neck.pretrained", pretrained_parts["neck"]),
+                     ("model.roi_head.box.pretrained", pretrained_parts["box"]),
                      ("train.init_from", config.train.get("init_from", ""))):
     if value and not os.path.isdir(resolve(value)):
       hint = (" (a torchvision detector .pth becomes one with python -m acne_jax.convert --from=torchvision)"
@@ -429,17 +431,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
   eval_data, _ = datasets.load_eval_split(config.data)
   steps, per_epoch = total_steps(config, len(train_source))
 
-  spec = spec_from_config(config.model)
-  model = TwoStageDetector(spec, train=True)
-  eval_model = TwoStageDetector(spec, train=False)
+  model = factory.build(config.model, train=True)
+  eval_model = factory.build(config.model, train=False)
   key = jax.random.key(config.train.seed)
   init_key, train_key = jax.random.split(key)
 
   # The optimiser mask needs the parameter tree; eval_shape gives it without computing anything.
   abstract_params = jax.eval_shape(
       lambda k: create_state(model, optax.identity(), k, config.data.image_size, config.data.max_boxes, num_devices), init_key)["params"]
-  frozen = optim.frozen_backbone_predicate(spec.backbone.frozen_stages) if spec.backbone.frozen_stages >= 0 else None
-  tx, schedule = optim.make_optimizer(optimizer_config(config, per_epoch), abstract_params, frozen)
+  tx, schedule = optim.make_optimizer(optimizer_config(config, per_epoch), abstract_params, factory.frozen_predicate(model))
   state = initial_state(model, tx, init_key, config.data.image_size, config.data.max_boxes, num_devices, replicated)
 
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.train.keep_checkpoints)
@@ -459,20 +459,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
       from_runs.setdefault(pretrained, []).append("backbone")
     elif pretrained:
       state = load_pretrained_backbone(state, pretrained, replicated)
-    if config.model.neck.pretrained:
-      from_runs.setdefault(config.model.neck.pretrained, []).append("neck")
-    if config.model.roi_head.box.pretrained:
-      from_runs.setdefault(config.model.roi_head.box.pretrained, []).extend(BOX_HEAD_SHARED_LAYERS)
+    if pretrained_parts["neck"]:
+      from_runs.setdefault(pretrained_parts["neck"], []).append("neck")
+    if pretrained_parts["box"]:
+      from_runs.setdefault(pretrained_parts["box"], []).extend(BOX_HEAD_SHARED_LAYERS)
     for run_dir, parts in from_runs.items():
       state = load_pretrained_part(state, run_dir, tuple(parts), replicated)
-    for name, path in (("backbone", pretrained), ("neck", config.model.neck.pretrained),
-                       ("box head's shared layers", config.model.roi_head.box.pretrained)):
+    for name, path in (("backbone", pretrained), ("neck", pretrained_parts["neck"]),
+                       ("box head's shared layers", pretrained_parts["box"])):
       if path:
         print(f"{name} initialised from {resolve(path)}", flush=True)
 
   # The input state is donated: a state due for a checkpoint is copied first (see the loop).
   train_step = jax.jit(
-      make_train_step(model, tx, schedule, config.data.mean, config.data.std, spec.backbone.norm == "bn", mesh),
+      make_train_step(model, tx, schedule, config.data.mean, config.data.std, factory.updates_batch_stats(model), mesh),
       in_shardings=(replicated, batch_sharding, replicated), out_shardings=(replicated, replicated), donate_argnums=0)
   predict = jax.jit(make_predict(eval_model, config.data.mean, config.data.std, mesh))
 
@@ -570,6 +570,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
     print(f"evaluation on {config.data.name}/{split} ({len(eval_data)} images) after {steps} steps:", flush=True)
     print(format_metrics(final_metrics), flush=True)
   return final_metrics
+
+
+def _pretrained_parts(config) -> Dict[str, str]:
+  """``{"backbone", "neck", "box"}``: the ``*.pretrained`` settings of the two-stage model ("" each
+  for a model without them)."""
+  if factory.model_type(config.model) != "two_stage":
+    return {"backbone": "", "neck": "", "box": ""}
+  return {"backbone": config.model.backbone.pretrained, "neck": config.model.neck.pretrained,
+          "box": config.model.roi_head.box.pretrained}
 
 
 def _stop_on_signal(stop, checkpointer, writer, progress):

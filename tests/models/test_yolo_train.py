@@ -1,41 +1,56 @@
-"""YOLOv4 trains: a few Adam steps on one tiny batch lower its loss (batch norm in training mode)."""
+"""YOLOv4 through the same training command as the two-stage detectors: ``configs/yolov4.py`` on the
+tiny synthetic CT set, three steps, then the checkpoint evaluated and used by ``predict`` as any other."""
 
+import json
+import math
 import os
-import sys
 
-import jax
 import numpy as np
-import optax
+import pytest
 
-from acne_jax.models import yolo
+from acne_jax import evaluate, predict, train
+from acne_jax.models import factory, yolo
+from configs import yolov4
+from tfds_builders.synthetic_ct import __main__ as ct_cli
+from tfds_builders.synthetic_ct import dataset_folder
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_yolo import drawn_variables, ground_truth, images, tiny_spec  # noqa: E402
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+  root = tmp_path_factory.mktemp("tfds")
+  assert ct_cli.main(["--out", dataset_folder(str(root), "tiny"), "--set", "tiny"]) == 0
+  return str(root)
 
 
-def test_a_few_adam_steps_lower_the_loss():
-  model = yolo.YOLOv4(tiny_spec(), train=True)
-  x, gt = images(), ground_truth()
-  variables = drawn_variables(model, x, gt)
-  tx = optax.adam(3e-3)
+def _tiny(data_root, variant="416"):
+  config = yolov4.get_config(variant)
+  with config.unlocked():
+    config.data.update(ct_set="tiny", data_dir=data_root, image_size=(128, 128), resize_min_size=128, resize_max_size=128)
+    config.model.update(width=2, max_detections=20, pre_nms_top_k=200, max_proposals=50)
+    config.train.update(batch_size=2, steps=3, log_every=1, checkpoint_every=3, keep_checkpoints=1)
+    config.optimizer.update(warmup_steps=0, decay_steps=())
+    config.eval.update(batch_size=2, calibration_split="")
+  return config
 
-  @jax.jit
-  def step(params, batch_stats, opt_state):
-    def loss_fn(p):
-      (total, metrics), updates = model.apply({"params": p, "batch_stats": batch_stats}, x, *gt, mutable=["batch_stats"])
-      return total, (metrics, updates["batch_stats"])
 
-    (loss, (metrics, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), new_stats, opt_state, loss, metrics
-
-  params, batch_stats = variables["params"], variables["batch_stats"]
-  opt_state = tx.init(params)
-  history = []
-  for _ in range(8):
-    params, batch_stats, opt_state, loss, metrics = step(params, batch_stats, opt_state)
-    history.append(float(loss))
-  assert np.isfinite(history).all()
-  assert history[-1] < 0.85 * history[0], history
-  assert sum(b < a for a, b in zip(history, history[1:])) >= 6, history
-  assert float(metrics["num_positives"]) > 0
+@pytest.mark.parametrize("variant", ["416"])  # stride4's layout: tests/models/test_yolo.py
+def test_three_steps_evaluate_and_predict(data_root, tmp_path, variant):
+  config = _tiny(data_root, variant)
+  assert factory.model_type(config.model) == "yolov4"
+  assert isinstance(factory.build(config.model, train=True), yolo.YOLOv4)
+  workdir = str(tmp_path / "run")
+  metrics = train.train_and_evaluate(config, workdir, show_progress=False)
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    logged = [json.loads(line) for line in f if '"loss"' in line]
+  assert [m["step"] for m in logged] == [1, 2, 3]
+  for m in logged:
+    assert math.isfinite(m["loss"]) and m["loss"] == pytest.approx(m["yolo_box"] + m["yolo_obj"] + m["yolo_cls"], rel=1e-5)
+  assert "AP@0.5" in metrics and "froc_sens@4FP" in metrics
+  # The checkpoint reads back for evaluation and for predict's counting, as a two-stage model's.
+  again = evaluate.evaluate_workdir(config, workdir)
+  assert again["AP@0.5"] == pytest.approx(metrics["AP@0.5"], abs=1e-6)
+  variables, step, _ = evaluate.restore(config, workdir)
+  assert step == 3
+  found = predict.predict_image(predict.make_predict_fn(config), variables, np.zeros((200, 150, 3), np.uint8), 128)
+  assert set(found) >= {"boxes", "scores", "classes"} and found["boxes"].shape[1:] == (4,)
+  assert predict.class_names_for(config)[3] == "liver"  # DeepLesion type 4, label 3
