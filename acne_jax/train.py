@@ -724,7 +724,8 @@ def main(argv=None) -> int:
                       flag_values=flag_values)
   flags.DEFINE_integer("num_processes", None, "Several processes: how many.", flag_values=flag_values)
   flags.DEFINE_integer("process_id", None, "Several processes: this one's index, 0 .. num_processes - 1.", flag_values=flag_values)
-  if cli.parse(flag_values, sys.argv if argv is None else argv) is None:
+  argv = list(sys.argv if argv is None else argv)  # resume_command repeats them
+  if cli.parse(flag_values, argv) is None:
     return 2
   if config_flag.value is None:
     print("error: --config is required, e.g. --config=configs/sadh.py", file=sys.stderr)
