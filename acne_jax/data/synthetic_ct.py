@@ -1043,17 +1043,9 @@ def ensure_release(folder: str, config: SyntheticCTConfig = SETS["default"], wor
   """
   folder = os.path.abspath(folder)
   wanted = {"generator_version": GENERATOR_VERSION, "config": json.loads(json.dumps(config.to_dict()))}
-  if os.path.exists(folder):
-    path = os.path.join(folder, MANIFEST)
-    try:
-      with open(path, encoding="utf-8") as f:
-        found = json.load(f)
-    except (OSError, ValueError) as error:
-      raise ValueError(f"{folder} exists but is no synthetic CT release ({path}: {error}); remove it or pick another folder.") from None
-    differ = [k for k, v in wanted.items() if found.get(k) != v]
-    if differ:
-      raise ValueError(f"{folder} holds another synthetic CT release ({', '.join(f'{k} {found.get(k)} != {wanted[k]}' for k in differ)}); "
-                       "remove it or pick another folder.")
+  from acne_jax.data import generated
+
+  if generated.holds(folder, MANIFEST, wanted, "synthetic CT release"):
     return folder
   partial = folder + ".partial"
   shutil.rmtree(partial, ignore_errors=True)

@@ -1003,17 +1003,9 @@ def ensure_grading_folder(folder: str, num_patients: int = DEFAULT_NUM_PATIENTS,
   folder = os.path.abspath(folder)
   wanted = {"generator_version": GENERATOR_VERSION, "num_patients": int(num_patients), "seed": int(seed),
             "image_size": int(image_size), "image_format": image_format}
-  if os.path.exists(folder):
-    path = os.path.join(folder, MANIFEST)
-    try:
-      with open(path, encoding="utf-8") as f:
-        found = json.load(f)
-    except (OSError, ValueError) as error:
-      raise ValueError(f"{folder} exists but is no synthetic grading set ({path}: {error}); remove it or pick another folder.") from None
-    differ = {k: (found.get(k), v) for k, v in wanted.items() if found.get(k) != v}
-    if differ:
-      raise ValueError(f"{folder} holds another synthetic grading set ({', '.join(f'{k} {a} != {b}' for k, (a, b) in differ.items())}); "
-                       "remove it or pick another folder.")
+  from acne_jax.data import generated
+
+  if generated.holds(folder, MANIFEST, wanted, "synthetic grading set"):
     return folder
   return write_grading_folder(folder, num_patients, seed, image_size, image_format, workers)
 
