@@ -109,8 +109,12 @@ def _data(name):
     # generated on first use into <data_dir>/synthetic_ct/<ct_set> (ct_set "default": 120
     # patients, ~330 key slices; "tiny": 6 patients, for tests). Every split is typed, so it trains
     # on train; records kept in memory as the other embedded sets.
-    return dict(_data("deep_lesion"), name="synthetic_ct", ct_set="default", train_split="train", worker_count=0,
-                cache_in_memory=True)
+    # Built with each slice's DICOM window (builder config "dicom_window"), not the 3DCE / MULAN
+    # [-1024, 3071] window: stored as uint8, that window leaves 16 HU per grey level and most
+    # lesions one or two levels from their organ (AP@0.5 0.007 against 0.094 after 600 steps,
+    # BENCHMARKS.md; docs/decisions.md).
+    return dict(_data("deep_lesion"), name="synthetic_ct", builder_config="dicom_window", ct_set="default",
+                train_split="train", worker_count=0, cache_in_memory=True)
   raise ValueError(f"unknown data set {name!r} after ':' in --config; choose 'synthetic', 'synthetic_hard', "
                    "'synthetic_hard_plain', 'synthetic_faces', 'synthetic_ct', 'acne_scu', 'acne04' or 'deep_lesion'.")
 
