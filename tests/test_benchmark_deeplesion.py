@@ -1,0 +1,47 @@
+"""scripts/benchmark_deeplesion.py --quick: the COCO stand-in, one Faster R-CNN row of Table 2
+(COCO-initialised, Adam, balanced, augmented) on the tiny synthetic CT set, its scores recomputed
+from the run's detections, the table, and the resume."""
+
+import importlib
+import json
+import os
+import pathlib
+import sys
+
+import pytest
+
+from acne_jax.evaluation import coco_metrics, threshold_map
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+  if str(ROOT / "scripts") not in sys.path:
+    sys.path.insert(0, str(ROOT / "scripts"))
+  return importlib.import_module("benchmark_deeplesion")
+
+
+def test_quick_row_scores_and_resumes(bench, tmp_path, capsys):
+  out, root = str(tmp_path / "bench"), str(tmp_path / "tfds")
+  argv = ["--quick", "--out", out, "--rows", "frcnn_6", "--data_root", root, "--markdown", str(tmp_path / "table.md")]
+  assert bench.main(argv) == 0
+  workdir = os.path.join(out, "frcnn_6")
+  with open(os.path.join(workdir, "config.json")) as f:
+    config = json.load(f)
+  assert config["train"]["init_from"] == os.path.join(out, bench.STAND_IN) and config["optimizer"]["name"] == "adam"
+  assert config["data"]["rotate_degrees"] == 30.0 and config["data"]["class_balanced"] and config["data"]["ct_set"] == "tiny"
+  with open(os.path.join(workdir, "result.json")) as f:
+    result = json.load(f)
+  with open(os.path.join(workdir, "ground_truth_test.json")) as f:
+    gt = json.load(f)
+  with open(os.path.join(workdir, "detections_test.json")) as f:
+    dets = json.load(f)
+  assert result["mAP@0.21"] == threshold_map.evaluate(gt, dets, 0.21)["mAP"]
+  assert result["FROC@4FP"] == coco_metrics.froc(gt, dets, class_agnostic=True)["sens@4FP"]
+  table = (tmp_path / "table.md").read_text()
+  assert "Faster R-CNN #6: COCO, adam, balanced, augmented" in table and "2 steps of batch 2" in table
+  capsys.readouterr()
+  assert bench.main(argv) == 0  # resumes: nothing trains again
+  printed = capsys.readouterr().out
+  assert "done before" in printed and "$ " not in printed
