@@ -173,14 +173,15 @@ def make_streaming_loader(config: ml_collections.ConfigDict, source, per_process
   from acne_jax.data import pipeline
 
   d = config.data
+  if d.cache_in_memory:
+    source = pipeline.DecodedCache(source)
   transform = pipeline.ExampleTransform(
       image_size=tuple(d.image_size), max_boxes=d.max_boxes, drop_labels=tuple(d.drop_labels), crop_size=d.crop_size,
       crop_min_size=d.crop_min_size, mask_size=datasets.mask_size(d),
       resize_min_size=d.resize_min_size, resize_max_size=d.resize_max_size, resize_style=datasets.configured_style(d),
       augmentation=pipeline.Augmentation(hflip=d.hflip, vflip=d.vflip, rotate90=d.rotate90, brightness=d.brightness,
-                                         rotate_degrees=float(d.get("rotate_degrees", 0.0)), zoom_crop=int(d.get("zoom_crop", 0))))
-  if d.cache_in_memory:
-    source = pipeline.DecodedCache(source)
+                                         rotate_degrees=float(d.get("rotate_degrees", 0.0)), zoom_crop=int(d.get("zoom_crop", 0))),
+      mosaic=float(d.get("mosaic", 0.0)), mosaic_source=source if d.get("mosaic", 0.0) else None)
   balanced = None
   if d.class_balanced:
     balanced = (pipeline.record_classes(source, tuple(d.drop_labels)), factory.num_classes(config.model))

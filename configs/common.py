@@ -29,7 +29,8 @@ PRETRAINED_RESNET50 = "~/.cache/torch/hub/checkpoints/resnet50-0676ba61.pth"
 # crop_min_size cut random masked crops; hflip, vflip, rotate90 (multiples of 90 degrees) and
 # brightness (factor in [1 - b, 1 + b]) augment; rotate_degrees (a random angle in [-d, d], reflected
 # border, boxes enclosing the turned boxes) and zoom_crop (cut up to c px from every side, resize
-# back) are the DeepLesion benchmark's augmentation; class_balanced gives each class an equal share of
+# back) are the DeepLesion benchmark's augmentation; mosaic (a probability) is YOLOv4's 2 x 2 mosaic of
+# four training records on the image_size canvas; class_balanced gives each class an equal share of
 # every batch. Settings the pipeline cannot carry out are refused (pipeline.check_options).
 # with_masks: the batches carry each lesion's mask (from its polygon) as a mask_size x mask_size
 # bitmap over its own box (acne_jax/ops/mask_targets.py); set by the mask configs.
@@ -41,7 +42,7 @@ PRETRAINED_RESNET50 = "~/.cache/torch/hub/checkpoints/resnet50-0676ba61.pth"
 # and polygons scaled with it; evaluation maps detections back to the original pixels. 0, 0: no
 # resize. data.image_size must hold the resized images.
 _PIPELINE = dict(worker_count=8, cache_in_memory=False, crop_size=0, crop_min_size=10.0, hflip=True, vflip=False,
-                 rotate90=False, brightness=0.0, rotate_degrees=0.0, zoom_crop=0, class_balanced=False, with_masks=False, mask_size=56,
+                 rotate90=False, brightness=0.0, rotate_degrees=0.0, zoom_crop=0, mosaic=0.0, class_balanced=False, with_masks=False, mask_size=56,
                  resize_min_size=0, resize_max_size=0, resize_style="torchvision")
 
 

@@ -15,7 +15,9 @@ is the real release):
   864 (darknet needs multiples of 32; 869 is not one) for both; on the synthetic CT set the slices'
   own 512 px (a CPU's budget).
 
-Balanced batches as the paper's YOLO runs, no flips (the paper disables them), SGD with darknet's
+YOLOv4's mosaic (darknet's ``mosaic=1``) is an option, off by default so that the numbers in
+BENCHMARKS.md hold: ``--config.data.mosaic=1.0`` (or a probability). Balanced batches as the paper's
+YOLO runs, no flips (the paper disables them), SGD with darknet's
 momentum 0.949 and decay 5e-4, a burn-in (warm-up) and steps at 80 % and 90 %. On ``deep_lesion``
 the full CSPDarknet53 (width 32, blocks 1, 2, 8, 8, 4) trains 16,000 steps of 64 images as the
 paper (a GPU's work); on the synthetic CT set a thin CPU version (width 8, one block per stage)

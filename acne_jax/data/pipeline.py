@@ -17,7 +17,8 @@ Per record, in grain worker processes (or in the training process with ``worker_
    90 degrees (exact for boxes, unlike arbitrary angles), optional brightness scaling; the
    DeepLesion benchmark's pipeline as two options: a rotation by a random angle within
    ``rotate_degrees`` (reflected border, boxes enclosing the turned boxes) and a random centred
-   crop of up to ``zoom_crop`` px per side resized back to the image's size;
+   crop of up to ``zoom_crop`` px per side resized back to the image's size; YOLOv4's mosaic of
+   four records (``mosaic``: its probability), before the masked crop and the augmentations;
 5. pad the image to ``image_size`` (bottom/right) and the ground truth to ``max_boxes`` rows
    with a validity mask.
 
@@ -52,6 +53,8 @@ from acne_jax.data import resize
 from acne_jax.data.records import decode_record
 
 BATCH_KEYS = ("image", "boxes", "labels", "valid", "image_id")
+MOSAIC_MIN_VISIBLE = 0.25
+"""A lesion cut by its mosaic quadrant is kept when at least this share of its box is inside."""
 MASK_KEYS = ("masks", "mask_frames")
 
 
@@ -235,6 +238,10 @@ class ExampleTransform:
   resize_min_size: int = 0
   resize_max_size: int = 0
   resize_style: str = "torchvision"  # or "mmdetection": Resize(keep_ratio=True) (acne_jax.data.resize)
+  # YOLOv4's mosaic: with this probability a record is the 2 x 2 mosaic of itself and three records
+  # drawn from ``mosaic_source`` (the training source), on an ``image_size`` canvas (:meth:`mosaic_of`).
+  mosaic: float = 0.0
+  mosaic_source: Any = None
 
   def prepare(self, record: Any) -> Dict[str, Any]:
     """Steps 1-2 (decode, drop classes, resize), the deterministic part that training and
@@ -260,8 +267,48 @@ class ExampleTransform:
     return {**example, "image": image, "boxes": boxes, "labels": labels, "polygons": polygons,
             "scale": np.asarray(scale, np.float32), "original": original}
 
+  def mosaic_of(self, examples: Sequence[Dict[str, Any]], rng: np.random.Generator) -> Dict[str, Any]:
+    """YOLOv4's mosaic of four prepared examples on an ``image_size`` canvas: a centre point drawn
+    in the middle half of the canvas, and example ``k`` in quadrant ``k`` (top-left, top-right,
+    bottom-left, bottom-right) with its corner at the centre (the top-left example's bottom-right
+    corner, and so on), cut by its quadrant. A lesion keeps its label and the part of its box
+    inside the quadrant when at least :data:`MOSAIC_MIN_VISIBLE` of its area is there; when more
+    than ``max_boxes`` remain, the largest are kept (the others stay unlabelled in the image, not
+    an error mid-run); polygons are not carried (``check_options`` refuses a mosaic with masks).
+    The first example's ids are kept."""
+    height, width = self.image_size
+    cx, cy = int(rng.integers(width // 4, 3 * width // 4 + 1)), int(rng.integers(height // 4, 3 * height // 4 + 1))
+    canvas = np.zeros((height, width, 3), np.uint8)
+    quadrants = ((0, 0, cx, cy), (cx, 0, width, cy), (0, cy, cx, height), (cx, cy, width, height))
+    all_boxes, all_labels = [], []
+    for k, (example, (x0, y0, x1, y1)) in enumerate(zip(examples, quadrants)):
+      image = example["image"]
+      h, w = image.shape[:2]
+      ox = cx - w if k in (0, 2) else cx  # where the image's left edge lands
+      oy = cy - h if k in (0, 1) else cy
+      px0, py0, px1, py1 = max(x0, ox), max(y0, oy), min(x1, ox + w), min(y1, oy + h)
+      if px1 > px0 and py1 > py0:
+        canvas[py0:py1, px0:px1] = image[py0 - oy:py1 - oy, px0 - ox:px1 - ox]
+      boxes = np.asarray(example["boxes"], np.float32).reshape(-1, 4) + np.array([ox, oy, ox, oy], np.float32)
+      clipped = np.clip(boxes, [x0, y0, x0, y0], [x1, y1, x1, y1]).astype(np.float32)
+      area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+      visible = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
+      keep = ((visible >= MOSAIC_MIN_VISIBLE * np.maximum(area, 1e-6)) & (clipped[:, 2] - clipped[:, 0] >= 1)
+              & (clipped[:, 3] - clipped[:, 1] >= 1))
+      all_boxes.append(clipped[keep])
+      all_labels.append(np.asarray(example["labels"], np.int32).reshape(-1)[keep])
+    boxes, labels = np.concatenate(all_boxes), np.concatenate(all_labels)
+    if len(boxes) > self.max_boxes:  # four records' lesions may not fit: the largest are kept
+      area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+      keep = np.sort(np.argsort(-area, kind="stable")[:self.max_boxes])
+      boxes, labels = boxes[keep], labels[keep]
+    return {**examples[0], "image": canvas, "boxes": boxes, "labels": labels, "polygons": []}
+
   def __call__(self, record: Any, rng: np.random.Generator) -> Dict[str, np.ndarray]:
     example = self.prepare(record)
+    if self.mosaic > 0 and self.mosaic_source is not None and rng.uniform() < self.mosaic:
+      partners = rng.integers(0, len(self.mosaic_source), 3)
+      example = self.mosaic_of([example] + [self.prepare(self.mosaic_source[int(j)]) for j in partners], rng)
     image, boxes, labels, polygons = example["image"], example["boxes"], example["labels"], example["polygons"]
     if self.crop_size:
       from acne_jax.data import masked_crop
@@ -492,6 +539,12 @@ def check_options(data) -> None:
   if zoom < 0 or 2 * zoom >= min(height, width):
     problems.append(f"data.zoom_crop={zoom}: at most that many px are cut from every side; use 0 <= c < {min(height, width) // 2}"
                     " (0: off)")
+  mosaic = float(data.get("mosaic", 0.0))
+  if not 0.0 <= mosaic <= 1.0:
+    problems.append(f"data.mosaic={mosaic}: it is the probability of a mosaic; use 0 <= p <= 1 (0: off)")
+  elif mosaic and data.get("with_masks"):
+    problems.append("data.mosaic with lesion masks (data.with_masks): the mosaic does not carry polygons; use a box "
+                    "config or data.mosaic=0")
   brightness = float(data.get("brightness", 0.0))
   if not 0.0 <= brightness < 1.0:
     problems.append(f"data.brightness={brightness}: the factor is drawn from [1 - b, 1 + b]; use 0 <= b < 1 (0: off)")

@@ -119,6 +119,47 @@ def test_zoom_crop_scales_boxes_with_the_pixels_and_drops_lesions_pushed_out():
   assert seen == {1, 2}  # a cut of 5 px or more removes the corner lesion, a smaller one keeps it
 
 
+def _square_record(image_id, size, box, label):
+  image = np.zeros((size, size, 3), np.uint8)
+  x1, y1, x2, y2 = box
+  image[y1:y2, x1:x2] = 60 * (label + 1)  # each record's lesion in its own grey
+  return {"image": image, "boxes": np.array([box], np.float32), "labels": np.array([label], np.int32),
+          "areas": np.zeros(1, np.float32), "polygons": [], "image_id": image_id, "file_name": str(image_id),
+          "patient_id": "", "crop_origin": np.zeros(2, np.int32)}
+
+
+def test_mosaic_places_four_records_and_their_boxes_on_the_pixels():
+  records = [_square_record(i, 64, (20 + 4 * i, 24, 40 + 4 * i, 44), i) for i in range(4)]
+  transform = pipeline.ExampleTransform(image_size=(96, 96), max_boxes=8, augmentation=pipeline.Augmentation(hflip=False),
+                                        mosaic=1.0, mosaic_source=records)
+  kept_counts = set()
+  for seed in range(20):
+    rng = np.random.default_rng(seed)
+    examples = [transform.prepare(records[0])] + [transform.prepare(records[j]) for j in (1, 2, 3)]
+    out = transform.mosaic_of(examples, rng)
+    assert out["image"].shape == (96, 96, 3) and out["image_id"] == 0
+    for box, label in zip(out["boxes"], out["labels"]):
+      x1, y1, x2, y2 = np.round(box).astype(int)
+      inside = out["image"][y1:y2, x1:x2, 0]
+      assert inside.size and np.all(inside == 60 * (label + 1)), (seed, box, label)  # the box covers its lesion's pixels
+      visible = np.sum(out["image"][..., 0] == 60 * (label + 1))
+      assert visible == (x2 - x1) * (y2 - y1)  # and all of them that the mosaic shows
+    for label in range(4):  # a lesion shown over at least a quarter of its area is kept, a smaller part dropped
+      visible = np.sum(out["image"][..., 0] == 60 * (label + 1))
+      assert (label in out["labels"]) == (visible >= 0.25 * 400), (seed, label, visible)
+    kept_counts.add(len(out["labels"]))
+  assert len(kept_counts) > 1  # centres differ between draws
+  batch = transform(records[0], np.random.default_rng(0))  # through __call__: partners drawn from the source
+  assert batch["image"].shape == (96, 96, 3) and batch["valid"].sum() >= 1
+
+
+def test_mosaic_with_masks_is_refused():
+  with pytest.raises(ValueError, match="data.mosaic with lesion masks"):
+    pipeline.check_options({"image_size": (64, 64), "mosaic": 1.0, "with_masks": True})
+  with pytest.raises(ValueError, match="data.mosaic=1.5"):
+    pipeline.check_options({"image_size": (64, 64), "mosaic": 1.5})
+
+
 def test_class_balanced_sampler_gives_each_class_an_equal_share():
   record_classes = [[0]] * 50 + [[1]] * 5 + [[2, 0]] * 2 + [[]] * 3
   sampler = pipeline.ClassBalancedSampler(record_classes, num_classes=3, seed=0)
@@ -232,7 +273,8 @@ def test_the_embedded_default_trains_through_the_pipeline_real_data_sets_use(tin
 
 @pytest.mark.parametrize("option, value", [("hflip", False), ("vflip", True), ("rotate90", True), ("brightness", 0.3),
                                            ("crop_size", 48), ("class_balanced", True), ("drop_labels", (0, 2)),
-                                           ("resize_min_size", 64), ("rotate_degrees", 30.0), ("zoom_crop", 16)])
+                                           ("resize_min_size", 64), ("rotate_degrees", 30.0), ("zoom_crop", 16),
+                                           ("mosaic", 1.0)])
 def test_each_augmentation_and_sampling_option_changes_the_batches(tiny_source, tiny_dir, option, value):
   """Through the config, as a run sets it: every option acts on what the model sees."""
   data = {option: value}

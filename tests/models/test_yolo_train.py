@@ -25,7 +25,8 @@ def data_root(tmp_path_factory):
 def _tiny(data_root, variant="416"):
   config = yolov4.get_config(variant)
   with config.unlocked():
-    config.data.update(ct_set="tiny", data_dir=data_root, image_size=(128, 128), resize_min_size=128, resize_max_size=128)
+    config.data.update(ct_set="tiny", data_dir=data_root, image_size=(128, 128), resize_min_size=128, resize_max_size=128,
+                       mosaic=1.0)  # every training image a mosaic of four slices
     config.model.update(width=2, max_detections=20, pre_nms_top_k=200, max_proposals=50)
     config.train.update(batch_size=2, steps=3, log_every=1, checkpoint_every=3, keep_checkpoints=1)
     config.optimizer.update(warmup_steps=0, decay_steps=())
