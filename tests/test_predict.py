@@ -324,33 +324,14 @@ def _tiny_overrides():
 
 
 def _save_initial_checkpoint(workdir):
-  import jax
-  import optax
-
-  from acne_jax import train
-  from acne_jax.models.detector import TwoStageDetector, spec_from_config
-  from acne_jax.training import optim
   from acne_jax.testing import tiny
-  from acne_jax.training.checkpoint import Checkpointer
   from configs import sadh
 
   config = tiny.apply(sadh.get_config())
   with config.unlocked():
     config.data.image_size = (96, 96)
     config.data.max_boxes = 8
-  model = TwoStageDetector(spec_from_config(config.model), train=True)
-  # The state's structure from create_state (as evaluate.restore_variables builds its template);
-  # its values drawn here like a fan-in initialiser, because running the model's initialisation
-  # eagerly (or compiling it) would cost most of this test's time budget.
-  abstract = jax.eval_shape(lambda k: train.create_state(model, optax.identity(), k, (96, 96), 8, 1), jax.random.key(0))
-  rng = np.random.default_rng(0)
-  params = tiny.draw_parameters(abstract["params"], rng)
-  tx, _ = optim.make_optimizer(train.optimizer_config(config, per_epoch=1), abstract["params"], None)
-  batch_stats = tiny.draw_parameters(abstract["batch_stats"], rng)
-  state = {"step": np.zeros((), np.int32), "params": params, "batch_stats": batch_stats, "opt_state": tx.init(params)}
-  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
-  checkpointer.save(0, state, {"step": 0})
-  checkpointer.close()
+  tiny.save_drawn_checkpoint(config, workdir)
 
 
 def test_command_line_writes_detections_figure_and_counts(tmp_path, capsys, monkeypatch):

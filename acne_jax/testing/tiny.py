@@ -74,3 +74,33 @@ def draw_parameters(tree, rng, spread: float = 0.0):
     return jnp.asarray(base + noise, leaf.dtype) * jnp.ones(leaf.shape, leaf.dtype)
 
   return jax.tree_util.tree_map_with_path(draw, tree)
+
+
+def save_drawn_checkpoint(config: ml_collections.ConfigDict, workdir: str, seed: int = 0) -> None:
+  """A step-0 checkpoint in ``workdir/checkpoints`` of ``config``'s model with parameters from
+  :func:`draw_parameters` (the state's structure from ``train.create_state``, as
+  ``evaluate.restore`` builds its template), so a test can run ``evaluate`` or ``predict``
+  without compiling an initialiser or a training step."""
+  import os
+
+  import jax
+  import numpy as np
+  import optax
+
+  from acne_jax import train
+  from acne_jax.models import factory
+  from acne_jax.training import optim
+  from acne_jax.training.checkpoint import Checkpointer
+
+  model = factory.build(config.model, train=True)
+  size = config.data.image_size
+  abstract = jax.eval_shape(lambda k: train.create_state(model, optax.identity(), k, size, config.data.max_boxes, 1),
+                            jax.random.key(0))
+  rng = np.random.default_rng(seed)
+  params = draw_parameters(abstract["params"], rng)
+  tx, _ = optim.make_optimizer(train.optimizer_config(config, per_epoch=1), abstract["params"], None)
+  batch_stats = draw_parameters(abstract["batch_stats"], rng)
+  state = {"step": np.zeros((), np.int32), "params": params, "batch_stats": batch_stats, "opt_state": tx.init(params)}
+  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
+  checkpointer.save(0, state, {"step": 0})
+  checkpointer.close()

@@ -80,7 +80,7 @@ def trained(tmp_path_factory):
 
   detector_config = _detector_config(data_dir)
   detector_workdir = str(root / "detector")
-  _save_drawn_checkpoint(detector_config, detector_workdir)
+  tiny.save_drawn_checkpoint(detector_config, detector_workdir)
   return {"release": release, "data_dir": data_dir, "grader_config": grader_config, "grader_workdir": grader_workdir,
           "detector_config": detector_config, "detector_workdir": detector_workdir}
 
@@ -93,30 +93,6 @@ def _detector_overrides(data_dir):
 
 def _detector_config(data_dir):
   return tiny.override(sadh.get_config("acne04"), _detector_overrides(data_dir))
-
-
-def _save_drawn_checkpoint(config, workdir):
-  """A step-0 checkpoint of ``config``'s detector with drawn parameters (as test_predict.py)."""
-  import jax
-  import optax
-
-  from acne_jax import train
-  from acne_jax.models.detector import TwoStageDetector, spec_from_config
-  from acne_jax.training import optim
-  from acne_jax.training.checkpoint import Checkpointer
-
-  model = TwoStageDetector(spec_from_config(config.model), train=True)
-  size = config.data.image_size
-  abstract = jax.eval_shape(lambda k: train.create_state(model, optax.identity(), k, size, config.data.max_boxes, 1),
-                            jax.random.key(0))
-  rng = np.random.default_rng(0)
-  params = tiny.draw_parameters(abstract["params"], rng)
-  tx, _ = optim.make_optimizer(train.optimizer_config(config, per_epoch=1), abstract["params"], None)
-  batch_stats = tiny.draw_parameters(abstract["batch_stats"], rng)
-  state = {"step": np.zeros((), np.int32), "params": params, "batch_stats": batch_stats, "opt_state": tx.init(params)}
-  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
-  checkpointer.save(0, state, {"step": 0})
-  checkpointer.close()
 
 
 def _argv(t, *extra):
