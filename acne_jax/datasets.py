@@ -14,7 +14,8 @@ and how to build it.
 - :func:`load_sources` returns random-access TFDS sources (training streams them through the
   grain pipeline, :mod:`acne_jax.data.pipeline`);
 - :func:`load_eval_split` returns the evaluation split decoded into memory (and only it), resized
-  like torchvision's detectors when ``data.resize_min_size`` / ``data.resize_max_size`` are set.
+  like torchvision's detectors when ``data.resize_min_size`` / ``data.resize_max_size`` are set,
+  at ``data.test_size`` when that is set (:func:`acne_jax.data.resize.at_test_size`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import os
 from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
 from acne_jax.data import records
+from acne_jax.data import resize as resize_lib
 from acne_jax.data.loader import InMemoryDataset
 from acne_jax.paths import resolve
 
@@ -129,16 +131,17 @@ def load_sources(data: Mapping[str, Any]):
 
 
 def load_split_by_name(data: Mapping[str, Any], split: str, config_key: str = "eval.calibration_split") -> InMemoryDataset:
-  """Any split of the data set (e.g. ``"validation"`` for calibration) decoded into memory;
-  ``config_key`` is the setting a missing split's error tells the user to change."""
-  return _decode(data, source(data, split, config_key)[0], split)
+  """Any split of the data set (e.g. ``"validation"`` for calibration) decoded into memory at the
+  test-time size (:func:`acne_jax.data.resize.at_test_size`); ``config_key`` is the setting a missing split's error tells
+  the user to change."""
+  return _decode(resize_lib.at_test_size(data), source(data, split, config_key)[0], split)
 
 
 def load_eval_split(data: Mapping[str, Any]) -> Tuple[InMemoryDataset, Sequence[str]]:
   """``(the split named by data.eval_split decoded into memory, class names)``; nothing of the
   training split is opened or read."""
   records, class_names = source(data, data["eval_split"], "data.eval_split")
-  return load_split(data, records, "eval_split"), class_names
+  return load_split(resize_lib.at_test_size(data), records, "eval_split"), class_names
 
 
 def mask_size(data: Mapping[str, Any]) -> int:

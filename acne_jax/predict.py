@@ -515,7 +515,16 @@ def _underscore_flag_names(argv: Sequence[str], flag_values) -> list:
 
 
 def default_tile(config) -> int:
-  return int(max(config.data.image_size))
+  """The tile side when ``--tile`` is not given: the test-time ``data.image_size``
+  (:func:`acne_jax.data.resize.at_test_size`)."""
+  return int(max(resize_lib.at_test_size(config.data)["image_size"]))
+
+
+def inference_resize(config) -> Tuple[int, int, str]:
+  """``(resize_min_size, resize_max_size, resize_style)`` a whole photo is resized by before
+  tiling: the config's, at ``data.test_size`` when that is set."""
+  data = resize_lib.at_test_size(config.data)
+  return (*resize_lib.configured_sizes(data), resize_lib.configured_style(data))
 
 
 # ----------------------------------------------------------------------------------------
@@ -575,7 +584,7 @@ def main(argv=None) -> int:
       image = read_image(path)
       detections = predict_image(predict_fn, variables, image, tile, flag_values.batch, overlap, flag_values.merge,
                                  flag_values.merge_iou, flag_values.drop_truncated, flag_values.border_margin,
-                                 *resize_lib.configured_sizes(config.data), resize_lib.configured_style(config.data))
+                                 *inference_resize(config))
       stem = os.path.splitext(os.path.basename(path))[0]
       paths = write_outputs(out_dir, stem, image, detections, flag_values.image_id + offset, names, thresholds,
                             flag_values.draw_max_side, factory.mask_threshold(config.model))

@@ -41,9 +41,12 @@ PRETRAINED_RESNET50 = "~/.cache/torch/hub/checkpoints/resnet50-0676ba61.pth"
 # long side would exceed resize_max_size (torchvision: 800 and 1333), right after decoding, boxes
 # and polygons scaled with it; evaluation maps detections back to the original pixels. 0, 0: no
 # resize. data.image_size must hold the resized images.
+# test_size: when > 0, evaluation, calibration and predict resize every image to fit a test_size x
+# test_size canvas, whatever size training used (the DeepLesion benchmark's YOLOv4 trains at 869
+# and infers at 1024); 0: the training size.
 _PIPELINE = dict(worker_count=8, cache_in_memory=False, crop_size=0, crop_min_size=10.0, hflip=True, vflip=False,
                  rotate90=False, brightness=0.0, rotate_degrees=0.0, zoom_crop=0, mosaic=0.0, class_balanced=False, with_masks=False, mask_size=56,
-                 resize_min_size=0, resize_max_size=0, resize_style="torchvision")
+                 resize_min_size=0, resize_max_size=0, resize_style="torchvision", test_size=0)
 
 
 def is_synthetic(data: str) -> bool:

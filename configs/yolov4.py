@@ -11,9 +11,10 @@ is the real release):
   strides 8 / 16 / 32;
 - ``stride4`` (its second row): the seed's anchors (computed on DeepLesion; ``scripts/yolo_anchors.py``
   computes them for any data set), the finest head at stride 4 (darknet ``layers=23``: the stride-4
-  backbone features), and a larger input: the paper trains at 869 px and infers at 1024; we use
-  864 (darknet needs multiples of 32; 869 is not one) for both; on the synthetic CT set the slices'
-  own 512 px (a CPU's budget).
+  backbone features), and a larger input: the paper trains at 869 px and infers at 1024
+  (``data.test_size``); we train at 864 (darknet needs multiples of 32; 869 is not one) and infer at
+  1024; on the synthetic CT set at the slices' own 512 px (a CPU's budget) and infer at 640, the
+  same ratio. ``--config.data.test_size=0`` infers at the training size.
 
 YOLOv4's mosaic (darknet's ``mosaic=1``) is an option, off by default so that the numbers in
 BENCHMARKS.md hold: ``--config.data.mosaic=1.0`` (or a probability). Balanced batches as the paper's
@@ -51,6 +52,7 @@ def get_config(arg: str = "416") -> ml_collections.ConfigDict:
                width=8 if cpu else 32, stage_blocks=(1, 1, 1, 1, 1) if cpu else (1, 2, 8, 8, 4))
   if variant == "stride4":
     model.update(head_strides=(4, 16, 32), anchors=yolo.SEED_DEEPLESION_ANCHORS)
+    config.data.test_size = 640 if cpu else 1024
   config.model = model
   steps = 600 if cpu else 16000
   config.optimizer = dict(name="sgd", lr=0.01 if cpu else 0.001, momentum=0.949, weight_decay=5e-4, betas=(0.9, 0.999),

@@ -72,6 +72,26 @@ def configured_sizes(data) -> Tuple[int, int]:
   return int(data.get("resize_min_size", 0) or 0), int(data.get("resize_max_size", 0) or 0)
 
 
+def at_test_size(data: Mapping[str, Any]) -> Mapping[str, Any]:
+  """``data`` as the model sees images at test time: with ``data.test_size`` = ``s`` > 0, every
+  evaluated or predicted image is resized to fit an ``s x s`` canvas (``image_size`` ``(s, s)``,
+  ``resize_min_size = resize_max_size = s``) whatever size the model trained at; ``data`` itself
+  when it is 0 or absent (older configs). The DeepLesion benchmark's YOLOv4 trains at 869 px and
+  infers at 1024 (a fully convolutional detector reads any multiple of its coarsest stride).
+
+  Raises:
+    ValueError: a negative ``data.test_size``.
+  """
+  size = int(data.get("test_size", 0) or 0)
+  if size < 0:
+    raise ValueError(f"data.test_size={size}: it is the side of the test-time input (0: the training size); use 0 or a "
+                     "positive number of pixels.")
+  if not size:
+    return data
+  return {**{key: data[key] for key in data.keys()}, "image_size": (size, size), "resize_min_size": size,
+          "resize_max_size": size}
+
+
 def torchvision_scale(height: int, width: int, min_size: float, max_size: float) -> float:
   """torchvision's resize factor: ``min(min_size / min(h, w), max_size / max(h, w))``.
 

@@ -58,11 +58,9 @@ class LesionCounter:
     """:func:`acne_jax.predict.predict_image` of uint8 ``[H, W, 3]`` RGB ``image`` with
     ``predict``'s defaults (tiles of ``tile`` px, NMS merge)."""
     from acne_jax import predict
-    from acne_jax.data import resize as resize_lib
 
     return predict.predict_image(self.predict_fn, self.variables, image, self.tile, 4, None, "nms", 0.5, True,
-                                 predict.DEFAULT_BORDER_MARGIN, *resize_lib.configured_sizes(self.config.data),
-                                 resize_lib.configured_style(self.config.data))
+                                 predict.DEFAULT_BORDER_MARGIN, *predict.inference_resize(self.config))
 
   def count(self, image: np.ndarray) -> Dict[str, int]:
     """``{class name: lesions counted}`` on ``image`` (every class, zeros included)."""

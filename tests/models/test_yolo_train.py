@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from acne_jax import evaluate, predict, train
+from acne_jax import datasets, evaluate, predict, train
 from acne_jax.models import factory, yolo
 from configs import yolov4
 from tfds_builders.synthetic_ct import __main__ as ct_cli
@@ -55,3 +55,37 @@ def test_three_steps_evaluate_and_predict(data_root, tmp_path, variant):
   found = predict.predict_image(predict.make_predict_fn(config), variables, np.zeros((200, 150, 3), np.uint8), 128)
   assert set(found) >= {"boxes", "scores", "classes"} and found["boxes"].shape[1:] == (4,)
   assert predict.class_names_for(config)[3] == "liver"  # DeepLesion type 4, label 3
+  # data.test_size: the same checkpoint evaluated at 160 px (the seed's YOLO trains at 869 and
+  # infers at 1024): the slices go in at 160 x 160 and the boxes come back times 512 / 160.
+  with config.unlocked():
+    config.data.test_size = 160
+  at_160 = evaluate.evaluate_workdir(config, workdir)
+  eval_data, _ = datasets.load_eval_split(config.data)
+  assert eval_data.image_sizes.tolist() == [[160, 160]] * len(eval_data.image_sizes)
+  assert eval_data.original_sizes.tolist() == [[512, 512]] * len(eval_data.image_sizes)
+  outputs = train.run_model(predict.make_predict_fn(config), variables, eval_data, 2)
+  d = outputs.detections
+  assert d.boxes.shape[0] == len(eval_data.image_sizes) and d.valid.any()
+  on_input = np.clip(np.concatenate([d.boxes[i][d.valid[i]] for i in range(len(d.valid))]), 0, 160)
+  with open(os.path.join(workdir, "detections_test.json")) as f:
+    written = np.asarray([r["bbox"] for r in json.load(f)], np.float64)
+  written[:, 2:] += written[:, :2]  # COCO xywh -> x1y1x2y2
+  np.testing.assert_allclose(np.sort(written, axis=0), np.sort(on_input * 512 / 160, axis=0), rtol=1e-5, atol=1e-3)
+  assert "AP@0.5" in at_160
+  # predict's default tile and resize follow it: a 512 slice goes in as one 160 px tile.
+  assert predict.default_tile(config) == 160 and predict.inference_resize(config) == (160, 160, "torchvision")
+
+
+def test_the_test_size_resizes_the_evaluation_input_and_refuses_a_negative_side():
+  from acne_jax.data import resize
+
+  data = yolov4.get_config("416").data
+  assert resize.at_test_size(data) is data  # 0: the training size
+  data.test_size = 640
+  sized = resize.at_test_size(data)
+  assert (sized["image_size"], sized["resize_min_size"], sized["resize_max_size"]) == ((640, 640), 640, 640)
+  assert sized["eval_split"] == data.eval_split and tuple(data.image_size) == (416, 416)  # the config is untouched
+  assert yolov4.get_config("stride4").data.test_size == 640 and yolov4.get_config("stride4,deep_lesion").data.test_size == 1024
+  data.test_size = -1
+  with pytest.raises(ValueError, match="data.test_size=-1"):
+    resize.at_test_size(data)
