@@ -68,6 +68,11 @@ def _flatten_json(tree, prefix=""):
   return {prefix[:-1]: tree}
 
 
+# Model settings a run may resume with changed: the computation dtype, and YOLOv4's darknet file
+# (model.pretrained, model.pretrained_layers: read when a run starts, never on resume).
+RESUME_INDEPENDENT_KEYS = ("compute_dtype", "pretrained", "pretrained_layers")
+
+
 def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
   """Refuses a workdir whose checkpoints belong to another model: a run resumes from the newest
   checkpoint in its workdir, and restoring a different model's weights fails deep inside orbax.
@@ -85,8 +90,7 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
   except (OSError, ValueError):
     return  # unreadable: let the restore speak
   new = _flatten_json(json.loads(config.to_json_best_effort()).get("model", {}))
-  # The computation dtype changes no parameter: a run may resume in another precision.
-  differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "compute_dtype")
+  differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUME_INDEPENDENT_KEYS)
   if differ:
     shown = ", ".join(f"model.{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in differ[:5])
     raise WorkdirError(f"workdir {workdir} holds checkpoints of a different model ({shown}{', ...' if len(differ) > 5 else ''}); "
@@ -413,6 +417,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
               if key == "train.init_from" else "")
       raise FileNotFoundError(f"{key}: {resolve(value)} is not a directory; give an acne_jax run's workdir{hint}, or '' to "
                               f"train that part from scratch.")
+  darknet_file = _darknet_weights(config)
+  if darknet_file and not _has_checkpoints(workdir):  # its size against the model, before any data is read
+    from acne_jax.interop import darknet
+
+    model_spec = factory.spec(config.model)
+    darknet.plan(darknet_file, model_spec, model_spec.pretrained_layers)
   primary = distributed.is_primary()  # with several processes, the first writes the files
   if primary:
     with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -470,6 +480,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
                        ("box head's shared layers", pretrained_parts["box"])):
       if path:
         print(f"{name} initialised from {resolve(path)}", flush=True)
+    if darknet_file:
+      state = load_darknet_weights(state, config, replicated)
 
   # The input state is donated: a state due for a checkpoint is copied first (see the loop).
   train_step = jax.jit(
@@ -580,6 +592,35 @@ def _pretrained_parts(config) -> Dict[str, str]:
     return {"backbone": "", "neck": "", "box": ""}
   return {"backbone": config.model.backbone.pretrained, "neck": config.model.neck.pretrained,
           "box": config.model.roi_head.box.pretrained}
+
+
+def _darknet_weights(config) -> str:
+  """YOLOv4's ``model.pretrained``: a darknet ``.weights`` file ("" for none, or a two-stage model)."""
+  if factory.model_type(config.model) != "yolov4":
+    return ""
+  return config.model.get("pretrained", "")
+
+
+def _has_checkpoints(workdir: str) -> bool:
+  checkpoints = os.path.join(workdir, "checkpoints")
+  return os.path.isdir(checkpoints) and bool(os.listdir(checkpoints))
+
+
+def load_darknet_weights(state, config, sharding):
+  """``state`` with the layers of YOLOv4's ``model.pretrained`` darknet file in place
+  (``model.pretrained_layers``: all that fit, or the backbone); prints what loaded, what kept its
+  initialisation, and a warning when ``data.mean`` / ``data.std`` are not darknet's 0 / 255."""
+  from acne_jax.interop import darknet
+
+  model_spec = factory.spec(config.model)
+  variables, plan = darknet.load_variables({"params": state["params"], "batch_stats": state["batch_stats"]}, model_spec,
+                                           config.model.pretrained, model_spec.pretrained_layers)
+  for line in darknet.describe(plan):
+    print(line, flush=True)
+  warning = darknet.normalisation_warning(config.data.mean, config.data.std)
+  if warning:
+    print(warning, flush=True)
+  return _put_variables(state, variables, sharding)
 
 
 def _stop_on_signal(stop, checkpointer, writer, progress):

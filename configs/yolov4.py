@@ -23,6 +23,17 @@ momentum 0.949 and decay 5e-4, a burn-in (warm-up) and steps at 80 % and 90 %. O
 the full CSPDarknet53 (width 32, blocks 1, 2, 8, 8, 4) trains 16,000 steps of 64 images as the
 paper (a GPU's work); on the synthetic CT set a thin CPU version (width 8, one block per stage)
 trains a few hundred steps in minutes.
+
+The paper's YOLO runs start from darknet's ``yolov4.conv.137`` (CSPDarknet53, SPP and the top-down
+path trained on COCO; ``acne_jax/interop/darknet.py`` reads it, ``yolov4.weights`` too):
+
+    python -m acne_jax.train --config=configs/yolov4.py:416,deep_lesion \\
+        --config.model.pretrained=yolov4.conv.137 --config.data.mean=0,0,0 --config.data.std=255,255,255
+
+darknet's weights expect RGB / 255 (the mean / std overrides; without them training warns); the
+file's layers load into the full width-32 model only. ``--config.model.pretrained_layers=backbone``
+takes CSPDarknet53 alone; the ``stride4`` variant takes the backbone, SPP and the stride-16 top-down
+level, the layers it shares with yolov4.cfg. The file is read when a run starts, not on resume.
 """
 
 import ml_collections

@@ -38,6 +38,8 @@ Entry points (``model = YOLOv4(spec, train=...)``):
 - ``model.apply(variables, images, method="raw_outputs")`` -> per level ``[B, H, W, A, 5 + K]``.
 
 With ``norm="bn"`` (darknet's batch norm) a training apply needs ``mutable=["batch_stats"]``.
+``pretrained`` names a darknet ``.weights`` file (yolov4.conv.137 or yolov4.weights) that training
+starts from; :mod:`acne_jax.interop.darknet` maps darknet's layer order onto these modules.
 """
 
 from __future__ import annotations
@@ -108,6 +110,10 @@ class YoloSpec:
   max_proposals: int = 1000  # class-agnostic objectness boxes returned as Prediction.proposals
   proposal_nms_iou: float = 0.7
   compute_dtype: str = "float32"  # "bfloat16": bf16 convolutions; outputs, losses, decoding, NMS float32
+  # A darknet .weights file read when training starts (not on resume; acne_jax/interop/darknet.py):
+  # yolov4.conv.137 (backbone, SPP, top-down path) or yolov4.weights; "" trains from scratch.
+  pretrained: str = ""
+  pretrained_layers: str = "all"  # "all": every layer the file holds that fits; "backbone": CSPDarknet53 only
 
   def __post_init__(self):
     # Config trees hold lists; keep the spec hashable (Flax module attribute) with tuples.
@@ -140,6 +146,8 @@ class YoloSpec:
       raise ValueError(f"model.obj_prior must be in (0, 1); got {self.obj_prior}.")
     if self.num_classes < 1:
       raise ValueError(f"model.num_classes must be >= 1; got {self.num_classes}.")
+    if self.pretrained_layers not in ("all", "backbone"):
+      raise ValueError(f"model.pretrained_layers must be 'all' or 'backbone'; got {self.pretrained_layers!r}.")
 
   @property
   def num_levels(self) -> int:
