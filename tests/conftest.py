@@ -31,6 +31,8 @@ LONGEST_FILES_FIRST = (
     "tests/test_reproduce_sadh.py",  # 175
     "tests/interop/test_torch_checkpoints.py",  # 160
     "tests/test_acne04_whole_images.py",  # ~80
+    "tests/models/test_yolo_train.py",  # ~75
+    "tests/test_darknet_weights.py",  # ~60
     "tests/models/test_cpm.py",  # 115
     "tests/models/test_detector.py",  # 115
     "tests/ops/test_roi_align.py",  # 105
