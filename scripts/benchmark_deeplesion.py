@@ -25,7 +25,9 @@ trained on the embedded synthetic acne set stands in for them (``train.init_from
 backbone stands in for ImageNet's (``model.backbone.pretrained``); it is trained first, once.
 With ``--data_dir`` (a built ``deep_lesion`` data set) the rows run with the configs' full settings
 (the paper's epochs and batches; a GPU's work), the COCO rows reading ``workdir/torchvision_coco``
-(see ``configs/deeplesion_benchmark.py``).
+(see ``configs/deeplesion_benchmark.py``). The paper's YOLOv4 rows start from darknet's COCO
+backbone: ``--yolo_weights=yolov4.conv.137`` gives it to both YOLO rows (``model.pretrained``, with
+darknet's input scale, mean 0 and std 255); without it they train from scratch.
 """
 
 from __future__ import annotations
@@ -111,6 +113,15 @@ def cpu_overrides(args, kind: str):
   return common + thin
 
 
+def yolo_overrides(weights: str):
+  """The YOLOv4 rows' start: darknet's ``weights`` (``model.pretrained``) fed at darknet's input
+  scale (RGB / 255), or nothing (from scratch) for ``""``."""
+  if not weights:
+    return []
+  return [f"--config.model.pretrained={os.path.abspath(os.path.expanduser(weights))}", "--config.data.mean=0,0,0",
+          "--config.data.std=255,255,255"]
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", default="workdir/benchmark_deeplesion")
@@ -120,6 +131,8 @@ def main(argv=None) -> int:
   parser.add_argument("--rows", default="", help="Comma-separated row names to run (default: all).")
   parser.add_argument("--quick", action="store_true", help="Smoke run: the tiny sets, --steps 2.")
   parser.add_argument("--markdown", default="", help="Append the table to this file (e.g. BENCHMARKS.md).")
+  parser.add_argument("--yolo_weights", default="", help="darknet's yolov4.conv.137 (or yolov4.weights): the YOLOv4 rows "
+                      "start from it as the paper's; default: from scratch.")
   parser.add_argument("--data_root", default="", help=argparse.SUPPRESS)  # tests: where the embedded sets live
   args = parser.parse_args(argv)
   if args.quick:
@@ -129,6 +142,11 @@ def main(argv=None) -> int:
   args.out = os.path.abspath(args.out)
   os.makedirs(args.out, exist_ok=True)
   log = lambda text: print(text, flush=True)  # noqa: E731
+  if args.yolo_weights and not os.path.isfile(os.path.expanduser(args.yolo_weights)):
+    log(f"error: --yolo_weights={args.yolo_weights} does not exist; download darknet's yolov4.conv.137 "
+        f"(https://github.com/AlexeyAB/darknet/releases/download/darknet_yolo_v3_optimal/yolov4.conv.137) or leave the "
+        f"option out to train the YOLOv4 rows from scratch.")
+    return 2
   wanted = set(filter(None, args.rows.split(",")))
   selected = [r for r in rows(data) if not wanted or r[0] in wanted]
   stand_in = os.path.join(os.path.abspath(args.out), STAND_IN)
@@ -148,6 +166,10 @@ def main(argv=None) -> int:
       continue
     log(f"{label}")
     overrides = []
+    if name.startswith("yolo"):
+      overrides += yolo_overrides(args.yolo_weights)
+      if real and not args.yolo_weights:
+        log("  (from scratch: the paper's YOLOv4 starts from darknet's yolov4.conv.137; see --yolo_weights)")
     if real:
       overrides.append(f"--config.data.data_dir={args.data_dir}")
     else:
@@ -174,6 +196,7 @@ def format_table(results, args, data: str) -> str:
 
   budget = ("the configs' full settings" if data == "deep_lesion"
             else f"{args.steps} steps of batch {args.batch} per row, thin CPU models, 512 px")
+  budget += f"; YOLOv4 from {os.path.basename(args.yolo_weights)}" if args.yolo_weights else "; YOLOv4 from scratch"
   lines = [f"DeepLesion benchmark rows on {data} ({budget}); {datetime.date.today()}, {platform.machine()}, "
            f"{os.cpu_count()} CPU cores; `python scripts/benchmark_deeplesion.py {' '.join(sys.argv[1:])}`", "",
            "| row | mAP@0.21 | mean IoU | mAP@50 | mAP@75 | FROC @4 FP | FROC mean 0.5-4 | train s |",

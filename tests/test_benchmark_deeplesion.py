@@ -45,3 +45,27 @@ def test_quick_row_scores_and_resumes(bench, tmp_path, capsys):
   assert bench.main(argv) == 0  # resumes: nothing trains again
   printed = capsys.readouterr().out
   assert "done before" in printed and "$ " not in printed
+
+
+def test_yolo_rows_start_from_a_darknet_file_at_darknets_input_scale(bench, tmp_path, capsys):
+  from absl import flags
+  from ml_collections import config_flags
+
+  from acne_jax import cli
+
+  weights = tmp_path / "yolov4.conv.137"
+  weights.write_bytes(b"")
+  overrides = bench.yolo_overrides(str(weights))
+  flag_values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "config", flag_values=flag_values)
+  assert cli.parse(flag_values, ["bench", "--config=configs/yolov4.py:stride4", *overrides]) == []
+  config = flag_values.config
+  assert config.model.pretrained == str(weights)
+  assert tuple(config.data.mean) == (0, 0, 0) and tuple(config.data.std) == (255, 255, 255)
+  assert bench.yolo_overrides("") == []
+  # A missing file stops the script before anything trains, naming the file and where to get it.
+  out = tmp_path / "bench"
+  assert bench.main(["--quick", "--out", str(out), "--yolo_weights", str(tmp_path / "missing.137")]) == 2
+  printed = capsys.readouterr().out
+  assert "missing.137 does not exist" in printed and "yolov4.conv.137" in printed and "$ " not in printed
+  assert not any(out.iterdir())
