@@ -126,7 +126,7 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", default="workdir/benchmark_deeplesion")
   parser.add_argument("--data_dir", default="", help="A built deep_lesion data set's TFDS folder: the real benchmark, full settings.")
-  parser.add_argument("--steps", type=int, default=300, help="Steps per row on the synthetic CT set (CPU budget).")
+  parser.add_argument("--steps", type=int, default=600, help="Steps per row on the synthetic CT set (CPU budget).")
   parser.add_argument("--batch", type=int, default=2, help="Batch per step on the synthetic CT set.")
   parser.add_argument("--rows", default="", help="Comma-separated row names to run (default: all).")
   parser.add_argument("--quick", action="store_true", help="Smoke run: the tiny sets, --steps 2.")
