@@ -37,6 +37,9 @@ def _tiny(data_root, variant="416"):
 @pytest.mark.parametrize("variant", ["416"])  # stride4's layout: tests/models/test_yolo.py
 def test_three_steps_evaluate_and_predict(data_root, tmp_path, variant):
   config = _tiny(data_root, variant)
+  # data.test_size: trained at 128 px, evaluated at 160 (the seed's YOLO trains at 869 and infers
+  # at 1024); checked below on the written detections.
+  config.data.test_size = 160
   assert factory.model_type(config.model) == "yolov4"
   assert isinstance(factory.build(config.model, train=True), yolo.YOLOv4)
   workdir = str(tmp_path / "run")
@@ -55,11 +58,8 @@ def test_three_steps_evaluate_and_predict(data_root, tmp_path, variant):
   found = predict.predict_image(predict.make_predict_fn(config), variables, np.zeros((200, 150, 3), np.uint8), 128)
   assert set(found) >= {"boxes", "scores", "classes"} and found["boxes"].shape[1:] == (4,)
   assert predict.class_names_for(config)[3] == "liver"  # DeepLesion type 4, label 3
-  # data.test_size: the same checkpoint evaluated at 160 px (the seed's YOLO trains at 869 and
-  # infers at 1024): the slices go in at 160 x 160 and the boxes come back times 512 / 160.
-  with config.unlocked():
-    config.data.test_size = 160
-  at_160 = evaluate.evaluate_workdir(config, workdir)
+  # The evaluation ran at data.test_size: the slices went in at 160 x 160 and the written boxes
+  # are the model's 160-px boxes times 512 / 160.
   eval_data, _ = datasets.load_eval_split(config.data)
   assert eval_data.image_sizes.tolist() == [[160, 160]] * len(eval_data.image_sizes)
   assert eval_data.original_sizes.tolist() == [[512, 512]] * len(eval_data.image_sizes)
@@ -71,7 +71,6 @@ def test_three_steps_evaluate_and_predict(data_root, tmp_path, variant):
     written = np.asarray([r["bbox"] for r in json.load(f)], np.float64)
   written[:, 2:] += written[:, :2]  # COCO xywh -> x1y1x2y2
   np.testing.assert_allclose(np.sort(written, axis=0), np.sort(on_input * 512 / 160, axis=0), rtol=1e-5, atol=1e-3)
-  assert "AP@0.5" in at_160
   # predict's default tile and resize follow it: a 512 slice goes in as one 160 px tile.
   assert predict.default_tile(config) == 160 and predict.inference_resize(config) == (160, 160, "torchvision")
 
