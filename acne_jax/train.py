@@ -81,8 +81,7 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
     WorkdirError: naming the model settings that differ from the saved ``config.json``.
   """
   saved = os.path.join(workdir, "config.json")
-  checkpoints = os.path.join(workdir, "checkpoints")
-  if not (os.path.exists(saved) and os.path.isdir(checkpoints) and os.listdir(checkpoints)):
+  if not (os.path.exists(saved) and _has_checkpoints(workdir)):
     return
   try:
     with open(saved) as f:

@@ -2,24 +2,18 @@
 (COCO-initialised, Adam, balanced, augmented) on the tiny synthetic CT set, its scores recomputed
 from the run's detections, the table, and the resume."""
 
-import importlib
 import json
 import os
-import pathlib
-import sys
 
 import pytest
 
 from acne_jax.evaluation import coco_metrics, threshold_map
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from acne_jax.testing.scripts import import_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-  if str(ROOT / "scripts") not in sys.path:
-    sys.path.insert(0, str(ROOT / "scripts"))
-  return importlib.import_module("benchmark_deeplesion")
+  return import_script("benchmark_deeplesion")
 
 
 def test_quick_row_scores_and_resumes(bench, tmp_path, capsys):

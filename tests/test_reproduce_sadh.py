@@ -8,7 +8,6 @@ run trains in this process (``--jobs 1``: its rows reuse the pretraining's compi
 ``--jobs 2``'s core-pinned workers are checked on a job that only reports its cores.
 """
 
-import importlib
 import json
 import math
 import os
@@ -18,14 +17,12 @@ import sys
 import cv2
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from acne_jax.testing.scripts import import_script
 
 
 def load_script():
   # Imported by name (not from a file spec) so that --jobs' spawned workers can import it too.
-  if str(ROOT / "scripts") not in sys.path:
-    sys.path.insert(0, str(ROOT / "scripts"))
-  return importlib.import_module("reproduce_sadh")
+  return import_script("reproduce_sadh")
 
 
 def test_quick_run_writes_results_resumes_and_prints_the_table(tmp_path, capsys):

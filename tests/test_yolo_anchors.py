@@ -2,22 +2,20 @@
 deterministically; boxes are measured in the pixels the network sees; the command reads a config's
 data set (the tiny synthetic CT set)."""
 
-import importlib
 import os
 import pathlib
-import sys
 
 import numpy as np
 import pytest
+
+from acne_jax.testing.scripts import import_script
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def script():
-  if str(ROOT / "scripts") not in sys.path:
-    sys.path.insert(0, str(ROOT / "scripts"))
-  return importlib.import_module("yolo_anchors")
+  return import_script("yolo_anchors")
 
 
 TRUE_SHAPES = np.asarray([[12.0, 10.0], [30.0, 60.0], [90.0, 45.0]])  # sorted by area: 120, 1800, 4050

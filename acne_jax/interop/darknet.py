@@ -106,11 +106,6 @@ class ConvLayer:
             not self.batch_norm or self.out_channels == other.out_channels)
 
 
-def level_channels(width: int, num_levels: int) -> Tuple[int, ...]:
-  """PANet channels per level, finest first (``YoloSpec.level_channels``)."""
-  return tuple(width * 16 // 2 ** (num_levels - 1 - i) for i in range(num_levels))
-
-
 def cfg_layers(width: int, stage_blocks: Sequence[int], head_strides: Sequence[int] = YOLOV4_HEAD_STRIDES,
                predictions: Sequence[int] = (COCO_PREDICTION,) * 3, pool_sizes: Sequence[int] = YOLOV4_POOLS) -> List[ConvLayer]:
   """The convolutional layers of a yolov4.cfg-style network, in darknet's file order.
@@ -159,7 +154,9 @@ def cfg_layers(width: int, stage_blocks: Sequence[int], head_strides: Sequence[i
     conv(stage + ("fuse",), 2 * branch, c, 1)
     cin = c
 
-  channels = level_channels(width, len(head_strides))
+  from acne_jax.models.yolo import panet_channels
+
+  channels = panet_channels(width, len(head_strides))
   top = channels[-1]
   conv(("spp", "pre1"), cin, top, 1)
   conv(("spp", "pre2"), top, 2 * top, 3)

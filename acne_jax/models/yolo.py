@@ -167,8 +167,13 @@ class YoloSpec:
 
   @property
   def level_channels(self) -> Tuple[int, ...]:
-    """PANet channels per level, finest first: ``16 width`` on the top level, halved below."""
-    return tuple(self.width * 16 // 2 ** (self.num_levels - 1 - i) for i in range(self.num_levels))
+    """PANet channels per level, finest first (:func:`panet_channels`)."""
+    return panet_channels(self.width, self.num_levels)
+
+
+def panet_channels(width: int, num_levels: int) -> Tuple[int, ...]:
+  """PANet channels per level, finest first: ``16 width`` on the top level, halved below."""
+  return tuple(width * 16 // 2 ** (num_levels - 1 - i) for i in range(num_levels))
 
 
 def spec_from_config(model_config: Mapping[str, Any]) -> YoloSpec:

@@ -6,24 +6,19 @@ test_deep_lesion.py; ``python scripts/fuzz_builders.py --cases 1000`` is the lon
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import pathlib
-import sys
 
 import pytest
 
-pytest.importorskip("tensorflow_datasets")
+from acne_jax.testing.scripts import import_script
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+pytest.importorskip("tensorflow_datasets")
 
 
 @pytest.fixture(scope="module")
 def fuzz():
-  if str(ROOT / "scripts") not in sys.path:
-    sys.path.insert(0, str(ROOT / "scripts"))
-  return importlib.import_module("fuzz_builders")
+  return import_script("fuzz_builders")
 
 
 def test_200_cases_no_crash_every_bad_item_named_every_good_record_intact(fuzz):
