@@ -416,6 +416,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, show_pro
               if key == "train.init_from" else "")
       raise FileNotFoundError(f"{key}: {resolve(value)} is not a directory; give an acne_jax run's workdir{hint}, or '' to "
                               f"train that part from scratch.")
+  check_input_sides(config)  # a YOLOv4 test size it cannot read fails now, not after training
   darknet_file = _darknet_weights(config)
   if darknet_file and not _has_checkpoints(workdir):  # its size against the model, before any data is read
     from acne_jax.interop import darknet
@@ -591,6 +592,28 @@ def _pretrained_parts(config) -> Dict[str, str]:
     return {"backbone": "", "neck": "", "box": ""}
   return {"backbone": config.model.backbone.pretrained, "neck": config.model.neck.pretrained,
           "box": config.model.roi_head.box.pretrained}
+
+
+def check_input_sides(config) -> None:
+  """Refuses training (``data.image_size``) or test-time (``data.test_size``) inputs a YOLOv4
+  cannot read: sides must be multiples of its coarsest stride, 32.
+
+  Raises:
+    ValueError: naming the setting and the nearest sides that work.
+  """
+  if factory.model_type(config.model) != "yolov4":
+    return
+  from acne_jax.data import resize
+
+  settings = [("data.image_size", tuple(config.data.image_size))]
+  if int(config.data.get("test_size", 0) or 0):
+    settings.append(("data.test_size", resize.at_test_size(config.data)["image_size"]))
+  for key, sides in settings:
+    bad = [int(side) for side in sides if int(side) % 32]
+    if bad:
+      fixes = sorted({32 * (bad[0] // 32), 32 * -(-bad[0] // 32)} - {0})
+      raise ValueError(f"{key}={sides if key == 'data.image_size' else sides[0]}: YOLOv4 reads inputs whose sides are "
+                       f"multiples of 32 (its coarsest stride); use {' or '.join(map(str, fixes))}.")
 
 
 def _darknet_weights(config) -> str:

@@ -88,3 +88,12 @@ def test_the_test_size_resizes_the_evaluation_input_and_refuses_a_negative_side(
   data.test_size = -1
   with pytest.raises(ValueError, match="data.test_size=-1"):
     resize.at_test_size(data)
+  # A side YOLOv4 cannot read (not a multiple of 32) is refused before training, naming the fix.
+  config = yolov4.get_config("stride4")
+  train.check_input_sides(config)  # 512, tested at 640
+  config.data.test_size = 1000
+  with pytest.raises(ValueError, match=r"data.test_size=1000: .* multiples of 32 .* use 992 or 1024\."):
+    train.check_input_sides(config)
+  config.data.update(test_size=0, image_size=(500, 512))
+  with pytest.raises(ValueError, match=r"data.image_size=\(500, 512\): .* use 480 or 512\."):
+    train.check_input_sides(config)
